@@ -1,0 +1,30 @@
+//! Cryptography for lienthong: signature suites, the [`Signer`] abstraction, software keys,
+//! the passphrase-encrypted key store and the crypto policies (such as [`CryptoPolicy::vn`]).
+//!
+//! This crate does no network IO. The only IO is the key store reading and writing its own
+//! files. Every signature it produces records the [`Suite`] that made it, so that a verifier
+//! never has to guess an algorithm.
+
+mod error;
+mod hash;
+mod key;
+mod keystore;
+mod policy;
+mod signer;
+mod suite;
+
+pub use error::CryptoError;
+pub use hash::HashAlgorithm;
+pub use key::{KeyAlgorithm, PublicKey, SoftwareKey};
+pub use keystore::{KdfParams, KeyStore};
+pub use policy::{CryptoPolicy, PolicyViolation};
+pub use signer::{Signature, Signer};
+pub use suite::{Suite, X509SignatureAlgorithm};
+
+/// Fill `buf` from the operating system's secure random generator.
+pub fn fill_random(buf: &mut [u8]) -> Result<(), CryptoError> {
+    use aws_lc_rs::rand::SecureRandom as _;
+    aws_lc_rs::rand::SystemRandom::new()
+        .fill(buf)
+        .map_err(|_| CryptoError::Backend("random generator failed"))
+}

@@ -1,0 +1,24 @@
+-- PKI state: every certificate the CA issued, its revocation, and named counters.
+CREATE TABLE pki_certificates (
+    serial            TEXT PRIMARY KEY,      -- lower-case hex, unsigned big-endian
+    profile           TEXT NOT NULL,         -- root-ca | auth | sign | ocsp | tsa
+    subject           TEXT NOT NULL,
+    identity          TEXT,                  -- federation identifier, if any
+    der               BLOB NOT NULL,
+    not_before        INTEGER NOT NULL,      -- Unix seconds
+    not_after         INTEGER NOT NULL,
+    issued_at         INTEGER NOT NULL,
+    revoked_at        INTEGER,
+    revocation_reason TEXT
+);
+CREATE INDEX pki_certificates_identity ON pki_certificates (identity);
+
+CREATE TABLE counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+);
+
+CREATE TABLE settings (
+    name  TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);

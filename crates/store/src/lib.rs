@@ -1,0 +1,46 @@
+//! Storage for lienthong. Each concern has a trait ([`PkiStore`], ...) with two
+//! implementations behind one [`Store`] handle chosen by a database URL: embedded SQLite
+//! (`sqlite://PATH`, the default, no server to install) and PostgreSQL (`postgres://...`),
+//! for several machines sharing state.
+
+mod error;
+mod migrate;
+mod pki;
+mod postgres;
+mod queries;
+mod sqlite;
+
+pub use error::StoreError;
+pub use pki::{CertificateRecord, PkiStore, Revocation, RevokeOutcome};
+
+use std::sync::Arc;
+
+/// An opened store. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+}
+
+/// All storage traits together; implemented by each backend.
+pub(crate) trait Backend: PkiStore + std::fmt::Debug + Send + Sync {}
+
+impl Store {
+    /// Open (creating if needed) the store at `url` and apply pending migrations.
+    ///
+    /// `sqlite://PATH` (or a bare path) opens an embedded database file;
+    /// `postgres://` / `postgresql://` connects to PostgreSQL.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let backend: Arc<dyn Backend> = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Arc::new(postgres::PgBackend::connect(url).await?)
+        } else {
+            let path = url.strip_prefix("sqlite://").unwrap_or(url);
+            Arc::new(sqlite::SqliteBackend::open(std::path::Path::new(path)).await?)
+        };
+        Ok(Self { backend })
+    }
+
+    /// The PKI state.
+    pub fn pki(&self) -> &dyn PkiStore {
+        self.backend.as_ref()
+    }
+}

@@ -1,0 +1,61 @@
+//! A small migration runner: numbered SQL files embedded at build time, applied in order,
+//! each in its own transaction, recorded in `schema_migrations`.
+
+/// One migration: its version and SQL.
+pub(crate) type Migration = (i64, &'static str);
+
+pub(crate) const SQLITE: &[Migration] = &[(1, include_str!("../migrations/sqlite/0001_pki.sql"))];
+pub(crate) const POSTGRES: &[Migration] = &[(1, include_str!("../migrations/postgres/0001_pki.sql"))];
+
+/// Apply `migrations` to `$pool` (a sqlx pool of any backend): expands to an async block.
+macro_rules! run_migrations {
+    ($pool:expr, $migrations:expr) => {
+        async {
+            use crate::StoreError;
+            sqlx::raw_sql(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, applied_at BIGINT NOT NULL)",
+            )
+            .execute($pool)
+            .await
+            .map_err(|source| StoreError::Migration { version: 0, source })?;
+            for &(version, sql) in $migrations {
+                let mut tx = $pool
+                    .begin()
+                    .await
+                    .map_err(|source| StoreError::Migration { version, source })?;
+                let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|source| StoreError::Migration { version, source })?;
+                if done.is_some() {
+                    continue;
+                }
+                sqlx::raw_sql(sql)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|source| StoreError::Migration { version, source })?;
+                sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)")
+                    .bind(version)
+                    .bind(crate::migrate::now())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|source| StoreError::Migration { version, source })?;
+                tx.commit()
+                    .await
+                    .map_err(|source| StoreError::Migration { version, source })?;
+                tracing::info!(version, "applied store migration");
+            }
+            Ok::<(), StoreError>(())
+        }
+    };
+}
+pub(crate) use run_migrations;
+
+/// Unix seconds now.
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

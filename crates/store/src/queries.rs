@@ -1,0 +1,135 @@
+//! The SQL shared by both backends, written once. Both SQLite and PostgreSQL accept `$N`
+//! placeholders, `RETURNING` and `ON CONFLICT`, so one macro implements every trait for
+//! either pool type.
+
+macro_rules! impl_stores {
+    ($backend:ty, $row:ty) => {
+        #[async_trait::async_trait]
+        impl crate::PkiStore for $backend {
+            async fn insert_certificate(&self, r: &crate::CertificateRecord) -> Result<(), crate::StoreError> {
+                sqlx::query(
+                    "INSERT INTO pki_certificates (serial, profile, subject, identity, der, not_before, not_after, issued_at, revoked_at, revocation_reason) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                )
+                .bind(&r.serial)
+                .bind(&r.profile)
+                .bind(&r.subject)
+                .bind(&r.identity)
+                .bind(&r.der)
+                .bind(r.not_before)
+                .bind(r.not_after)
+                .bind(r.issued_at)
+                .bind(r.revocation.as_ref().map(|v| v.time))
+                .bind(r.revocation.as_ref().and_then(|v| v.reason.clone()))
+                .execute(&self.pool)
+                .await
+                .map_err(crate::StoreError::db("insert certificate serial"))?;
+                Ok(())
+            }
+
+            async fn certificate(&self, serial: &str) -> Result<Option<crate::CertificateRecord>, crate::StoreError> {
+                let row: Option<$row> = sqlx::query(concat!(crate::queries::CERTIFICATE_COLUMNS, " WHERE serial = $1"))
+                    .bind(serial)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(crate::StoreError::db("read a certificate"))?;
+                row.map(|row| crate::queries::certificate_from_row!(row)).transpose()
+            }
+
+            async fn certificates(&self) -> Result<Vec<crate::CertificateRecord>, crate::StoreError> {
+                let rows: Vec<$row> = sqlx::query(concat!(crate::queries::CERTIFICATE_COLUMNS, " ORDER BY issued_at, serial"))
+                    .fetch_all(&self.pool)
+                    .await
+                    .map_err(crate::StoreError::db("list certificates"))?;
+                rows.into_iter().map(|row| crate::queries::certificate_from_row!(row)).collect()
+            }
+
+            async fn revoke(&self, serial: &str, revocation: &crate::Revocation) -> Result<crate::RevokeOutcome, crate::StoreError> {
+                let done = sqlx::query(
+                    "UPDATE pki_certificates SET revoked_at = $1, revocation_reason = $2 WHERE serial = $3 AND revoked_at IS NULL",
+                )
+                .bind(revocation.time)
+                .bind(&revocation.reason)
+                .bind(serial)
+                .execute(&self.pool)
+                .await
+                .map_err(crate::StoreError::db("revoke a certificate"))?;
+                if done.rows_affected() == 1 {
+                    return Ok(crate::RevokeOutcome::Revoked);
+                }
+                Ok(match self.certificate(serial).await? {
+                    Some(crate::CertificateRecord { revocation: Some(first), .. }) => crate::RevokeOutcome::AlreadyRevoked(first),
+                    _ => crate::RevokeOutcome::NotFound,
+                })
+            }
+
+            async fn reserve(&self, name: &str, count: i64) -> Result<i64, crate::StoreError> {
+                if count < 1 {
+                    return Err(crate::StoreError::Corrupt(format!("cannot reserve {count} values")));
+                }
+                let last: i64 = sqlx::query_scalar(
+                    "INSERT INTO counters (name, value) VALUES ($1, $2) \
+                     ON CONFLICT (name) DO UPDATE SET value = counters.value + excluded.value RETURNING value",
+                )
+                .bind(name)
+                .bind(count)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(crate::StoreError::db("reserve counter values"))?;
+                Ok(last - count + 1)
+            }
+
+            async fn setting(&self, name: &str) -> Result<Option<String>, crate::StoreError> {
+                sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(crate::StoreError::db("read a setting"))
+            }
+
+            async fn put_setting(&self, name: &str, value: &str) -> Result<(), crate::StoreError> {
+                sqlx::query(
+                    "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+                )
+                .bind(name)
+                .bind(value)
+                .execute(&self.pool)
+                .await
+                .map_err(crate::StoreError::db("write a setting"))?;
+                Ok(())
+            }
+        }
+
+        impl crate::Backend for $backend {}
+    };
+}
+pub(crate) use impl_stores;
+
+pub(crate) const CERTIFICATE_COLUMNS: &str = "SELECT serial, profile, subject, identity, der, not_before, not_after, issued_at, revoked_at, revocation_reason FROM pki_certificates";
+
+macro_rules! certificate_from_row {
+    ($row:expr) => {{
+        use sqlx::Row as _;
+        let row = $row;
+        let get = |e: sqlx::Error| crate::StoreError::Corrupt(format!("certificate row: {e}"));
+        let revoked_at: Option<i64> = row.try_get("revoked_at").map_err(get)?;
+        Ok::<_, crate::StoreError>(crate::CertificateRecord {
+            serial: row.try_get("serial").map_err(get)?,
+            profile: row.try_get("profile").map_err(get)?,
+            subject: row.try_get("subject").map_err(get)?,
+            identity: row.try_get("identity").map_err(get)?,
+            der: row.try_get("der").map_err(get)?,
+            not_before: row.try_get("not_before").map_err(get)?,
+            not_after: row.try_get("not_after").map_err(get)?,
+            issued_at: row.try_get("issued_at").map_err(get)?,
+            revocation: match revoked_at {
+                Some(time) => Some(crate::Revocation {
+                    time,
+                    reason: row.try_get("revocation_reason").map_err(get)?,
+                }),
+                None => None,
+            },
+        })
+    }};
+}
+pub(crate) use certificate_from_row;
