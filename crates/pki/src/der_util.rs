@@ -1,7 +1,7 @@
 //! Small DER helpers shared by the PKI modules.
 
 use der::asn1::{AnyRef, Int};
-use der::{Decode, Header, Reader, SliceReader};
+use der::{Decode, Encode, Header, SliceReader};
 
 /// The raw bytes (header included) of the first element inside the outer SEQUENCE of `der`:
 /// the to-be-signed part of a certificate, CSR or OCSP response, exactly as signed.

@@ -17,5 +17,5 @@ pub use cert::{CertificateInfo, Profile, parse_certificate_pem, pem_encode_certi
 pub use csr::{VerifiedCsr, create_csr, verify_csr};
 pub use error::PkiError;
 pub use name::FederationIdentity;
-pub use ocsp::{CertificateState, OcspReply, OcspResponder, RevocationReason};
+pub use ocsp::{CertificateState, OcspReply, OcspResponder, RevocationReason, ocsp_request};
 pub use tsa::{TimeStampAuthority, TimeStampReply, TimestampRequest, TsaRejection};

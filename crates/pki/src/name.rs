@@ -126,6 +126,6 @@ mod tests {
         }
         let name = service_name("Lienthong", "Root CA").expect("name");
         assert_eq!(FederationIdentity::from_name(&name), None);
-        assert_eq!(name.to_string(), "O=Lienthong,CN=Root CA");
+        assert_eq!(name.to_string(), "CN=Root CA,O=Lienthong", "RFC 4514 order");
     }
 }

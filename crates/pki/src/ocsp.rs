@@ -113,6 +113,59 @@ pub struct OcspReply {
     pub next_update: SystemTime,
 }
 
+/// Build a DER `OCSPRequest` for one certificate of `issuer` (what a gateway sends).
+pub fn ocsp_request(
+    issuer: &CertificateInfo,
+    serial: &[u8],
+    hash: HashAlgorithm,
+    nonce: Option<&[u8]>,
+) -> Result<Vec<u8>, PkiError> {
+    let encoding = PkiError::encoding;
+    let name_der = issuer
+        .certificate
+        .tbs_certificate
+        .subject
+        .to_der()
+        .map_err(encoding("issuer name"))?;
+    let cert_id = CertId {
+        hash_algorithm: AlgorithmIdentifierOwned {
+            oid: hash.oid(),
+            parameters: None,
+        },
+        issuer_name_hash: OctetString::new(hash.digest(&name_der)).map_err(encoding("name hash"))?,
+        issuer_key_hash: OctetString::new(hash.digest(issuer.public_key.subject_public_key_bytes()))
+            .map_err(encoding("key hash"))?,
+        serial_number: x509_cert::serial_number::SerialNumber::new(serial).map_err(encoding("serial"))?,
+    };
+    let request_extensions = match nonce {
+        Some(nonce) => Some(vec![Extension {
+            extn_id: ID_PKIX_OCSP_NONCE,
+            critical: false,
+            extn_value: OctetString::new(
+                OctetString::new(nonce)
+                    .and_then(|n| n.to_der())
+                    .map_err(encoding("nonce"))?,
+            )
+            .map_err(encoding("nonce"))?,
+        }]),
+        None => None,
+    };
+    OcspRequest {
+        tbs_request: x509_ocsp::TbsRequest {
+            version: Version::V1,
+            requestor_name: None,
+            request_list: vec![x509_ocsp::Request {
+                req_cert: cert_id,
+                single_request_extensions: None,
+            }],
+            request_extensions,
+        },
+        optional_signature: None,
+    }
+    .to_der()
+    .map_err(encoding("OCSP request"))
+}
+
 /// An OCSP responder for one CA.
 #[derive(Debug, Clone)]
 pub struct OcspResponder {
@@ -155,6 +208,11 @@ impl OcspResponder {
         })
     }
 
+    /// An `internalError` OCSPResponse, for when the caller cannot look up states.
+    pub fn internal_error_response() -> Vec<u8> {
+        OcspResponse::internal_error().to_der().unwrap_or_default()
+    }
+
     /// How long responses are valid.
     pub fn validity(&self) -> Duration {
         self.validity
@@ -190,7 +248,11 @@ impl OcspResponder {
         if list.is_empty() || list.len() > MAX_CERTIFICATES_PER_REQUEST {
             return Err(OcspResponse::malformed_request());
         }
-        let time = |t: SystemTime| OcspGeneralizedTime::try_from(t).map_err(|_| OcspResponse::internal_error());
+        let time = |t: SystemTime| {
+            der::asn1::GeneralizedTime::from_system_time(t)
+                .map(OcspGeneralizedTime)
+                .map_err(|_| OcspResponse::internal_error())
+        };
         let this_update = time(now)?;
         let next_update_at = now + self.validity;
         let next_update = time(next_update_at)?;
@@ -246,6 +308,18 @@ impl OcspResponder {
             cacheable,
             serials,
             next_update: next_update_at,
+        })
+    }
+
+    /// The serial numbers a DER `OCSPRequest` asks about (so that a caller can look them up
+    /// before calling [`OcspResponder::respond`]), or `None` if the request is malformed.
+    pub fn requested_serials(request_der: &[u8]) -> Option<Vec<Vec<u8>>> {
+        let request = OcspRequest::from_der(request_der).ok()?;
+        let list = &request.tbs_request.request_list;
+        (!list.is_empty() && list.len() <= MAX_CERTIFICATES_PER_REQUEST).then(|| {
+            list.iter()
+                .map(|r| r.req_cert.serial_number.as_bytes().to_vec())
+                .collect()
         })
     }
 

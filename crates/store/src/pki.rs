@@ -59,6 +59,8 @@ pub trait PkiStore: Send + Sync {
     /// Atomically reserve `count` values of the counter `name`; returns the first one.
     /// Counters start at 1 and never hand out a value twice, even across restarts.
     async fn reserve(&self, name: &str, count: i64) -> Result<i64, StoreError>;
+    /// The current value of counter `name` (0 if never used).
+    async fn counter(&self, name: &str) -> Result<i64, StoreError>;
     /// A named setting.
     async fn setting(&self, name: &str) -> Result<Option<String>, StoreError>;
     /// Set a named setting (insert or replace).

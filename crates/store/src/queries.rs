@@ -28,7 +28,7 @@ macro_rules! impl_stores {
             }
 
             async fn certificate(&self, serial: &str) -> Result<Option<crate::CertificateRecord>, crate::StoreError> {
-                let row: Option<$row> = sqlx::query(concat!(crate::queries::CERTIFICATE_COLUMNS, " WHERE serial = $1"))
+                let row: Option<$row> = sqlx::query(concat!(crate::queries::certificate_select!(), " WHERE serial = $1"))
                     .bind(serial)
                     .fetch_optional(&self.pool)
                     .await
@@ -37,7 +37,7 @@ macro_rules! impl_stores {
             }
 
             async fn certificates(&self) -> Result<Vec<crate::CertificateRecord>, crate::StoreError> {
-                let rows: Vec<$row> = sqlx::query(concat!(crate::queries::CERTIFICATE_COLUMNS, " ORDER BY issued_at, serial"))
+                let rows: Vec<$row> = sqlx::query(concat!(crate::queries::certificate_select!(), " ORDER BY issued_at, serial"))
                     .fetch_all(&self.pool)
                     .await
                     .map_err(crate::StoreError::db("list certificates"))?;
@@ -79,6 +79,15 @@ macro_rules! impl_stores {
                 Ok(last - count + 1)
             }
 
+            async fn counter(&self, name: &str) -> Result<i64, crate::StoreError> {
+                let value: Option<i64> = sqlx::query_scalar("SELECT value FROM counters WHERE name = $1")
+                    .bind(name)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(crate::StoreError::db("read a counter"))?;
+                Ok(value.unwrap_or(0))
+            }
+
             async fn setting(&self, name: &str) -> Result<Option<String>, crate::StoreError> {
                 sqlx::query_scalar("SELECT value FROM settings WHERE name = $1")
                     .bind(name)
@@ -105,7 +114,12 @@ macro_rules! impl_stores {
 }
 pub(crate) use impl_stores;
 
-pub(crate) const CERTIFICATE_COLUMNS: &str = "SELECT serial, profile, subject, identity, der, not_before, not_after, issued_at, revoked_at, revocation_reason FROM pki_certificates";
+macro_rules! certificate_select {
+    () => {
+        "SELECT serial, profile, subject, identity, der, not_before, not_after, issued_at, revoked_at, revocation_reason FROM pki_certificates"
+    };
+}
+pub(crate) use certificate_select;
 
 macro_rules! certificate_from_row {
     ($row:expr) => {{
