@@ -4,3 +4,5 @@
 mod id;
 
 pub use id::{ClientId, GlobalGroupId, IdError, MemberId, ServerId, ServiceId, SubsystemId};
+
+pub mod conf;
