@@ -6,3 +6,4 @@ mod id;
 pub use id::{ClientId, GlobalGroupId, IdError, MemberId, ServerId, ServiceId, SubsystemId};
 
 pub mod conf;
+pub mod registry;

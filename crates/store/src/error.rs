@@ -13,6 +13,12 @@ pub enum StoreError {
     /// A row with this key already exists.
     #[error("{what} already exists")]
     Duplicate { what: String },
+    /// The object changed since it was read (optimistic concurrency): re-read and retry.
+    #[error("{what} was changed by someone else since it was read")]
+    Conflict { what: String },
+    /// No such object.
+    #[error("{what} does not exist")]
+    NotFound { what: String },
     /// Any other database error.
     #[error("database error while trying to {action}: {source}")]
     Database {

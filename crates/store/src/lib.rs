@@ -8,10 +8,12 @@ mod migrate;
 mod pki;
 mod postgres;
 mod queries;
+mod registry;
 mod sqlite;
 
 pub use error::StoreError;
 pub use pki::{CertificateRecord, PkiStore, Revocation, RevokeOutcome};
+pub use registry::{AuditEntry, ConfVersion, NewAuditEntry, RegistryStore, StoredObject};
 
 use std::sync::Arc;
 
@@ -22,7 +24,7 @@ pub struct Store {
 }
 
 /// All storage traits together; implemented by each backend.
-pub(crate) trait Backend: PkiStore + std::fmt::Debug + Send + Sync {}
+pub(crate) trait Backend: PkiStore + RegistryStore + std::fmt::Debug + Send + Sync {}
 
 impl Store {
     /// Open (creating if needed) the store at `url` and apply pending migrations.
@@ -41,6 +43,11 @@ impl Store {
 
     /// The PKI state.
     pub fn pki(&self) -> &dyn PkiStore {
+        self.backend.as_ref()
+    }
+
+    /// The central registry's state.
+    pub fn registry(&self) -> &dyn RegistryStore {
         self.backend.as_ref()
     }
 }

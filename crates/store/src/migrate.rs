@@ -4,8 +4,14 @@
 /// One migration: its version and SQL.
 pub(crate) type Migration = (i64, &'static str);
 
-pub(crate) const SQLITE: &[Migration] = &[(1, include_str!("../migrations/sqlite/0001_pki.sql"))];
-pub(crate) const POSTGRES: &[Migration] = &[(1, include_str!("../migrations/postgres/0001_pki.sql"))];
+pub(crate) const SQLITE: &[Migration] = &[
+    (1, include_str!("../migrations/sqlite/0001_pki.sql")),
+    (2, include_str!("../migrations/sqlite/0002_registry.sql")),
+];
+pub(crate) const POSTGRES: &[Migration] = &[
+    (1, include_str!("../migrations/postgres/0001_pki.sql")),
+    (2, include_str!("../migrations/postgres/0002_registry.sql")),
+];
 
 /// Apply `migrations` to `$pool` (a sqlx pool of any backend): expands to an async block.
 macro_rules! run_migrations {

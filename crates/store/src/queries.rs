@@ -109,6 +109,140 @@ macro_rules! impl_stores {
             }
         }
 
+        #[async_trait::async_trait]
+        impl crate::RegistryStore for $backend {
+            async fn insert_object(&self, kind: &str, id: &str, body: &str) -> Result<(), crate::StoreError> {
+                sqlx::query("INSERT INTO registry_objects (kind, id, body, revision, updated_at) VALUES ($1, $2, $3, 1, $4)")
+                    .bind(kind)
+                    .bind(id)
+                    .bind(body)
+                    .bind(crate::migrate::now())
+                    .execute(&self.pool)
+                    .await
+                    .map_err(|e| match crate::StoreError::db("insert registry object")(e) {
+                        crate::StoreError::Duplicate { .. } => crate::StoreError::Duplicate { what: format!("{kind} {id}") },
+                        other => other,
+                    })?;
+                Ok(())
+            }
+
+            async fn update_object(&self, kind: &str, id: &str, body: &str, expected_revision: i64) -> Result<i64, crate::StoreError> {
+                let done = sqlx::query(
+                    "UPDATE registry_objects SET body = $1, revision = revision + 1, updated_at = $2 \
+                     WHERE kind = $3 AND id = $4 AND revision = $5",
+                )
+                .bind(body)
+                .bind(crate::migrate::now())
+                .bind(kind)
+                .bind(id)
+                .bind(expected_revision)
+                .execute(&self.pool)
+                .await
+                .map_err(crate::StoreError::db("update a registry object"))?;
+                if done.rows_affected() == 1 {
+                    return Ok(expected_revision + 1);
+                }
+                match self.object(kind, id).await? {
+                    Some(_) => Err(crate::StoreError::Conflict { what: format!("{kind} {id}") }),
+                    None => Err(crate::StoreError::NotFound { what: format!("{kind} {id}") }),
+                }
+            }
+
+            async fn object(&self, kind: &str, id: &str) -> Result<Option<crate::StoredObject>, crate::StoreError> {
+                let row: Option<(String, String, String, i64)> =
+                    sqlx::query_as("SELECT kind, id, body, revision FROM registry_objects WHERE kind = $1 AND id = $2")
+                        .bind(kind)
+                        .bind(id)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(crate::StoreError::db("read a registry object"))?;
+                Ok(row.map(|(kind, id, body, revision)| crate::StoredObject { kind, id, body, revision }))
+            }
+
+            async fn objects(&self, kind: &str) -> Result<Vec<crate::StoredObject>, crate::StoreError> {
+                let rows: Vec<(String, String, String, i64)> =
+                    sqlx::query_as("SELECT kind, id, body, revision FROM registry_objects WHERE kind = $1 ORDER BY id")
+                        .bind(kind)
+                        .fetch_all(&self.pool)
+                        .await
+                        .map_err(crate::StoreError::db("list registry objects"))?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(kind, id, body, revision)| crate::StoredObject { kind, id, body, revision })
+                    .collect())
+            }
+
+            async fn delete_object(&self, kind: &str, id: &str) -> Result<bool, crate::StoreError> {
+                let done = sqlx::query("DELETE FROM registry_objects WHERE kind = $1 AND id = $2")
+                    .bind(kind)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(crate::StoreError::db("delete a registry object"))?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn append_audit(&self, e: &crate::NewAuditEntry) -> Result<i64, crate::StoreError> {
+                sqlx::query_scalar(
+                    "INSERT INTO audit_log (at, actor, action, target, result, detail) VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+                )
+                .bind(e.at)
+                .bind(&e.actor)
+                .bind(&e.action)
+                .bind(&e.target)
+                .bind(&e.result)
+                .bind(&e.detail)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(crate::StoreError::db("append to the audit log"))
+            }
+
+            async fn audit(&self, after: i64, limit: i64) -> Result<Vec<crate::AuditEntry>, crate::StoreError> {
+                let rows: Vec<(i64, i64, String, String, String, String, String)> = sqlx::query_as(
+                    "SELECT id, at, actor, action, target, result, detail FROM audit_log WHERE id > $1 ORDER BY id LIMIT $2",
+                )
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(crate::StoreError::db("read the audit log"))?;
+                Ok(rows
+                    .into_iter()
+                    .map(|(id, at, actor, action, target, result, detail)| crate::AuditEntry {
+                        id,
+                        entry: crate::NewAuditEntry { at, actor, action, target, result, detail },
+                    })
+                    .collect())
+            }
+
+            async fn insert_conf_version(&self, v: &crate::ConfVersion) -> Result<(), crate::StoreError> {
+                sqlx::query("INSERT INTO globalconf_versions (version, generated_at, expires_at, envelope) VALUES ($1, $2, $3, $4)")
+                    .bind(v.version)
+                    .bind(v.generated_at)
+                    .bind(v.expires_at)
+                    .bind(&v.envelope)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(crate::StoreError::db("insert configuration version"))?;
+                Ok(())
+            }
+
+            async fn latest_conf_version(&self) -> Result<Option<crate::ConfVersion>, crate::StoreError> {
+                let row: Option<(i64, i64, i64, Vec<u8>)> = sqlx::query_as(
+                    "SELECT version, generated_at, expires_at, envelope FROM globalconf_versions ORDER BY version DESC LIMIT 1",
+                )
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(crate::StoreError::db("read the newest configuration"))?;
+                Ok(row.map(|(version, generated_at, expires_at, envelope)| crate::ConfVersion {
+                    version,
+                    generated_at,
+                    expires_at,
+                    envelope,
+                }))
+            }
+        }
+
         impl crate::Backend for $backend {}
     };
 }
