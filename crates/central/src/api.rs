@@ -38,7 +38,10 @@ pub fn router(registry: Arc<Registry>) -> Router {
             "/members/{instance}/{class}/{code}",
             get(get_member).delete(delete_member),
         )
-        .route("/members/{instance}/{class}/{code}/subsystems", post(add_subsystem))
+        .route(
+            "/members/{instance}/{class}/{code}/subsystems",
+            post(add_subsystem),
+        )
         .route("/gateways", get(list_gateways))
         .route("/groups", get(list_groups).post(add_group))
         .route("/groups/{instance}/{code}/members", post(add_group_member))
@@ -55,8 +58,14 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard));
     Router::new()
         .route("/globalconf", get(download))
-        .route("/health", get(|| async { Json(serde_json::json!({"status": "ok"})) }))
-        .route("/api/v1/openapi.json", get(|| async { Json(crate::openapi::document()) }))
+        .route(
+            "/health",
+            get(|| async { Json(serde_json::json!({"status": "ok"})) }),
+        )
+        .route(
+            "/api/v1/openapi.json",
+            get(|| async { Json(crate::openapi::document()) }),
+        )
         .route("/api/v1/registration-requests", post(submit_registration))
         .nest("/api/v1", admin)
         .fallback(|| async { CentralError::NotFound("route".into()) })
@@ -112,7 +121,9 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> FromRequest<S> for A
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(request, state).await {
             Ok(Json(value)) => Ok(Self(value)),
-            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(CentralError::TooLarge),
+            Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                Err(CentralError::TooLarge)
+            }
             Err(JsonRejection::MissingJsonContentType(_)) => Err(CentralError::BadRequest(
                 "send Content-Type: application/json".into(),
             )),
@@ -127,14 +138,20 @@ fn member_id(instance: &str, class: &str, code: &str) -> Result<MemberId, Centra
     Ok(MemberId::new(instance, class, code)?)
 }
 
-async fn download(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, CentralError> {
+async fn download(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, CentralError> {
     let latest = state
         .registry
         .latest()
         .await?
         .ok_or_else(|| CentralError::NotFound("global configuration".into()))?;
     let etag = format!("\"v{}\"", latest.version);
-    let cache = [(header::CACHE_CONTROL, "no-cache".to_owned()), (header::ETAG, etag.clone())];
+    let cache = [
+        (header::CACHE_CONTROL, "no-cache".to_owned()),
+        (header::ETAG, etag.clone()),
+    ];
     if headers
         .get(header::IF_NONE_MATCH)
         .and_then(|v| v.to_str().ok())
@@ -142,19 +159,39 @@ async fn download(State(state): State<AppState>, headers: HeaderMap) -> Result<R
     {
         return Ok((StatusCode::NOT_MODIFIED, cache).into_response());
     }
-    Ok((cache, [(header::CONTENT_TYPE, "application/json")], latest.envelope).into_response())
+    Ok((
+        cache,
+        [(header::CONTENT_TYPE, "application/json")],
+        latest.envelope,
+    )
+        .into_response())
 }
 
-async fn submit_registration(State(state): State<AppState>, body: Result<ApiJson<SignedRegistration>, CentralError>) -> Response {
+async fn submit_registration(
+    State(state): State<AppState>,
+    body: Result<ApiJson<SignedRegistration>, CentralError>,
+) -> Response {
     let (actor, response) = match body {
         Ok(ApiJson(signed)) => {
             let actor = signed.request.server.to_string();
             let result = state.registry.submit_registration(signed, unix_now()).await;
-            (actor, result.map(|r| (StatusCode::ACCEPTED, Json(r))).into_response())
+            (
+                actor,
+                result
+                    .map(|r| (StatusCode::ACCEPTED, Json(r)))
+                    .into_response(),
+            )
         }
         Err(error) => ("anonymous".to_owned(), error.into_response()),
     };
-    audit(&state, &actor, "POST /api/v1/registration-requests", "", response.status()).await;
+    audit(
+        &state,
+        &actor,
+        "POST /api/v1/registration-requests",
+        "",
+        response.status(),
+    )
+    .await;
     response
 }
 
@@ -163,11 +200,16 @@ async fn changed<T>(state: &AppState, value: T) -> ApiResult<T> {
     Ok(Json(value))
 }
 
-async fn list_members(State(state): State<AppState>) -> ApiResult<Vec<lienthong_model::conf::Member>> {
+async fn list_members(
+    State(state): State<AppState>,
+) -> ApiResult<Vec<lienthong_model::conf::Member>> {
     Ok(Json(state.registry.members().await?))
 }
 
-async fn add_member(State(state): State<AppState>, ApiJson(new): ApiJson<NewMember>) -> ApiResult<lienthong_model::conf::Member> {
+async fn add_member(
+    State(state): State<AppState>,
+    ApiJson(new): ApiJson<NewMember>,
+) -> ApiResult<lienthong_model::conf::Member> {
     let member = state.registry.add_member(new).await?;
     changed(&state, member).await
 }
@@ -176,7 +218,12 @@ async fn get_member(
     State(state): State<AppState>,
     Path((instance, class, code)): Path<(String, String, String)>,
 ) -> ApiResult<lienthong_model::conf::Member> {
-    Ok(Json(state.registry.member(&member_id(&instance, &class, &code)?).await?))
+    Ok(Json(
+        state
+            .registry
+            .member(&member_id(&instance, &class, &code)?)
+            .await?,
+    ))
 }
 
 async fn delete_member(
@@ -200,15 +247,22 @@ async fn add_subsystem(
     changed(&state, member).await
 }
 
-async fn list_gateways(State(state): State<AppState>) -> ApiResult<Vec<lienthong_model::conf::Gateway>> {
+async fn list_gateways(
+    State(state): State<AppState>,
+) -> ApiResult<Vec<lienthong_model::conf::Gateway>> {
     Ok(Json(state.registry.gateways().await?))
 }
 
-async fn list_groups(State(state): State<AppState>) -> ApiResult<Vec<lienthong_model::conf::GlobalGroup>> {
+async fn list_groups(
+    State(state): State<AppState>,
+) -> ApiResult<Vec<lienthong_model::conf::GlobalGroup>> {
     Ok(Json(state.registry.groups().await?))
 }
 
-async fn add_group(State(state): State<AppState>, ApiJson(new): ApiJson<NewGroup>) -> ApiResult<lienthong_model::conf::GlobalGroup> {
+async fn add_group(
+    State(state): State<AppState>,
+    ApiJson(new): ApiJson<NewGroup>,
+) -> ApiResult<lienthong_model::conf::GlobalGroup> {
     let group = state.registry.add_group(new).await?;
     changed(&state, group).await
 }
@@ -227,7 +281,10 @@ async fn list_cas(State(state): State<AppState>) -> ApiResult<Vec<ApprovedCa>> {
     Ok(Json(state.registry.cas().await?))
 }
 
-async fn add_ca(State(state): State<AppState>, ApiJson(ca): ApiJson<ApprovedCa>) -> ApiResult<ApprovedCa> {
+async fn add_ca(
+    State(state): State<AppState>,
+    ApiJson(ca): ApiJson<ApprovedCa>,
+) -> ApiResult<ApprovedCa> {
     let ca = state.registry.add_ca(ca).await?;
     changed(&state, ca).await
 }
@@ -236,7 +293,10 @@ async fn list_tsas(State(state): State<AppState>) -> ApiResult<Vec<ApprovedTsa>>
     Ok(Json(state.registry.tsas().await?))
 }
 
-async fn add_tsa(State(state): State<AppState>, ApiJson(tsa): ApiJson<ApprovedTsa>) -> ApiResult<ApprovedTsa> {
+async fn add_tsa(
+    State(state): State<AppState>,
+    ApiJson(tsa): ApiJson<ApprovedTsa>,
+) -> ApiResult<ApprovedTsa> {
     let tsa = state.registry.add_tsa(tsa).await?;
     changed(&state, tsa).await
 }
@@ -254,8 +314,14 @@ async fn get_policy(State(state): State<AppState>) -> ApiResult<PolicyDocument> 
     Ok(Json(PolicyDocument { policy, revision }))
 }
 
-async fn put_policy(State(state): State<AppState>, ApiJson(document): ApiJson<PolicyDocument>) -> ApiResult<PolicyDocument> {
-    let revision = state.registry.set_policy(document.policy.clone(), document.revision).await?;
+async fn put_policy(
+    State(state): State<AppState>,
+    ApiJson(document): ApiJson<PolicyDocument>,
+) -> ApiResult<PolicyDocument> {
+    let revision = state
+        .registry
+        .set_policy(document.policy.clone(), document.revision)
+        .await?;
     changed(
         &state,
         PolicyDocument {
@@ -266,7 +332,9 @@ async fn put_policy(State(state): State<AppState>, ApiJson(document): ApiJson<Po
     .await
 }
 
-async fn list_registrations(State(state): State<AppState>) -> ApiResult<Vec<lienthong_model::registry::Registration>> {
+async fn list_registrations(
+    State(state): State<AppState>,
+) -> ApiResult<Vec<lienthong_model::registry::Registration>> {
     Ok(Json(state.registry.registrations().await?))
 }
 
@@ -275,7 +343,10 @@ async fn approve(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<lienthong_model::registry::Registration> {
-    let decided = state.registry.decide_registration(&id, true, &caller.name).await?;
+    let decided = state
+        .registry
+        .decide_registration(&id, true, &caller.name)
+        .await?;
     changed(&state, decided).await
 }
 
@@ -284,10 +355,18 @@ async fn reject(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult<lienthong_model::registry::Registration> {
-    Ok(Json(state.registry.decide_registration(&id, false, &caller.name).await?))
+    Ok(Json(
+        state
+            .registry
+            .decide_registration(&id, false, &caller.name)
+            .await?,
+    ))
 }
 
-async fn create_token(State(state): State<AppState>, ApiJson(new): ApiJson<NewToken>) -> ApiResult<lienthong_model::registry::CreatedToken> {
+async fn create_token(
+    State(state): State<AppState>,
+    ApiJson(new): ApiJson<NewToken>,
+) -> ApiResult<lienthong_model::registry::CreatedToken> {
     Ok(Json(state.registry.create_token(new, unix_now()).await?))
 }
 
@@ -334,12 +413,16 @@ async fn list_audit(
 async fn conf_status(State(state): State<AppState>) -> ApiResult<serde_json::Value> {
     let latest = state.registry.latest().await?;
     Ok(Json(match latest {
-        Some(v) => serde_json::json!({"version": v.version, "generated_at": v.generated_at, "expires_at": v.expires_at}),
+        Some(v) => {
+            serde_json::json!({"version": v.version, "generated_at": v.generated_at, "expires_at": v.expires_at})
+        }
         None => serde_json::json!({"version": null}),
     }))
 }
 
 async fn publish(State(state): State<AppState>) -> ApiResult<serde_json::Value> {
     let v = state.registry.publish(unix_now()).await?;
-    Ok(Json(serde_json::json!({"version": v.version, "expires_at": v.expires_at})))
+    Ok(Json(
+        serde_json::json!({"version": v.version, "expires_at": v.expires_at}),
+    ))
 }

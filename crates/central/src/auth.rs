@@ -3,8 +3,8 @@
 //! Every request to a protected route is audited — accepted, refused (401/403) or failed —
 //! with who, what, when and the result.
 
-use crate::api::AppState;
 use crate::CentralError;
+use crate::api::AppState;
 use axum::extract::{Request, State};
 use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
@@ -29,8 +29,20 @@ pub(crate) struct Caller {
 
 /// Authenticate, authorise by method (reads: any role; writes: registry officer), run the
 /// handler, and audit the outcome.
-pub(crate) async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let action = format!("{} {}", request.method(), request.uri().path());
+pub(crate) async fn guard(
+    State(state): State<AppState>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    // Inside a nested router the URI is relative; audit the path the client called.
+    let path = request
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map_or_else(
+            || request.uri().path().to_owned(),
+            |uri| uri.path().to_owned(),
+        );
+    let action = format!("{} {path}", request.method());
     let needs_officer = !matches!(*request.method(), Method::GET | Method::HEAD);
     let token = request
         .headers()
@@ -60,7 +72,9 @@ pub(crate) async fn guard(State(state): State<AppState>, mut request: Request, n
     };
     let (actor, response) = match caller {
         Ok(name) => {
-            request.extensions_mut().insert(Caller { name: name.clone() });
+            request
+                .extensions_mut()
+                .insert(Caller { name: name.clone() });
             (name, next.run(request).await)
         }
         Err((actor, error)) => (actor, error.into_response()),
@@ -70,7 +84,13 @@ pub(crate) async fn guard(State(state): State<AppState>, mut request: Request, n
 }
 
 /// Append one audit record for a request that ended with `status`.
-pub(crate) async fn audit(state: &AppState, actor: &str, action: &str, target: &str, status: StatusCode) {
+pub(crate) async fn audit(
+    state: &AppState,
+    actor: &str,
+    action: &str,
+    target: &str,
+    status: StatusCode,
+) {
     let result = if status.is_success() || status.is_redirection() {
         "ok"
     } else if matches!(status.as_u16(), 401 | 403) {

@@ -78,13 +78,19 @@ impl Config {
         lienthong_model::GlobalGroupId::new(&instance, "x")
             .map_err(|e| CentralError::Config(format!("instance: {e}")))?;
         if signing_keys.is_empty() {
-            return Err(CentralError::Config("signing_keys must name at least one key".into()));
+            return Err(CentralError::Config(
+                "signing_keys must name at least one key".into(),
+            ));
         }
         if republish_interval_seconds == 0 {
-            return Err(CentralError::Config("republish_interval_seconds must be positive".into()));
+            return Err(CentralError::Config(
+                "republish_interval_seconds must be positive".into(),
+            ));
         }
         let database_url = match database_url.strip_prefix("sqlite://") {
-            Some(path) if Path::new(path).is_relative() => format!("sqlite://{}", base.join(path).display()),
+            Some(path) if Path::new(path).is_relative() => {
+                format!("sqlite://{}", base.join(path).display())
+            }
             _ => database_url,
         };
         Ok(Self {

@@ -86,7 +86,9 @@ impl Registry {
     pub async fn add_member(&self, new: NewMember) -> Result<Member, CentralError> {
         self.check_instance(new.id.instance())?;
         if new.name.trim().is_empty() || new.name.len() > 512 {
-            return Err(CentralError::BadRequest("name must be 1 to 512 characters".into()));
+            return Err(CentralError::BadRequest(
+                "name must be 1 to 512 characters".into(),
+            ));
         }
         let member = Member {
             id: new.id,
@@ -109,7 +111,12 @@ impl Registry {
 
     /// Remove a member (its gateways and group memberships stay until removed).
     pub async fn delete_member(&self, id: &MemberId) -> Result<(), CentralError> {
-        if self.store.registry().delete_object(MEMBER, &id.to_string()).await? {
+        if self
+            .store
+            .registry()
+            .delete_object(MEMBER, &id.to_string())
+            .await?
+        {
             Ok(())
         } else {
             Err(CentralError::NotFound(format!("member {id}")))
@@ -117,11 +124,17 @@ impl Registry {
     }
 
     /// Add a subsystem to a member.
-    pub async fn add_subsystem(&self, member: &MemberId, code: &str) -> Result<Member, CentralError> {
+    pub async fn add_subsystem(
+        &self,
+        member: &MemberId,
+        code: &str,
+    ) -> Result<Member, CentralError> {
         let subsystem = SubsystemId::new(member.clone(), code)?;
         self.modify(MEMBER, &member.to_string(), |m: &mut Member| {
             if m.subsystems.iter().any(|s| s == subsystem.subsystem()) {
-                return Err(CentralError::Conflict(format!("subsystem {subsystem} already exists")));
+                return Err(CentralError::Conflict(format!(
+                    "subsystem {subsystem} already exists"
+                )));
             }
             m.subsystems.push(subsystem.subsystem().to_owned());
             m.subsystems.sort();
@@ -134,11 +147,15 @@ impl Registry {
         let member = self
             .get::<Member>(MEMBER, &client.member().to_string())
             .await
-            .map_err(|_| CentralError::BadRequest(format!("member {} is not registered", client.member())))?;
+            .map_err(|_| {
+                CentralError::BadRequest(format!("member {} is not registered", client.member()))
+            })?;
         if let ClientId::Subsystem(s) = client
             && !member.subsystems.iter().any(|code| code == s.subsystem())
         {
-            return Err(CentralError::BadRequest(format!("subsystem {s} is not registered")));
+            return Err(CentralError::BadRequest(format!(
+                "subsystem {s} is not registered"
+            )));
         }
         Ok(())
     }
@@ -163,7 +180,11 @@ impl Registry {
     }
 
     /// Add a registered member or subsystem to a group.
-    pub async fn add_group_member(&self, group: &GlobalGroupId, client: ClientId) -> Result<GlobalGroup, CentralError> {
+    pub async fn add_group_member(
+        &self,
+        group: &GlobalGroupId,
+        client: ClientId,
+    ) -> Result<GlobalGroup, CentralError> {
         self.check_client_exists(&client).await?;
         self.modify(GROUP, &group.to_string(), |g: &mut GlobalGroup| {
             if !g.members.contains(&client) {
@@ -182,10 +203,14 @@ impl Registry {
         let certificate = decode_certificate(&ca.certificate)?;
         certificate
             .verify_signed_by(&certificate.public_key)
-            .map_err(|_| CentralError::BadRequest("the CA certificate must be a self-signed root".into()))?;
+            .map_err(|_| {
+                CentralError::BadRequest("the CA certificate must be a self-signed root".into())
+            })?;
         self.policy_check_key(&certificate).await?;
         if ca.name.trim().is_empty() || ca.name.contains('/') {
-            return Err(CentralError::BadRequest("name must be non-empty and contain no '/'".into()));
+            return Err(CentralError::BadRequest(
+                "name must be non-empty and contain no '/'".into(),
+            ));
         }
         self.insert(CA, &ca.name, &ca).await?;
         Ok(ca)
@@ -201,10 +226,14 @@ impl Registry {
         let certificate = decode_certificate(&tsa.certificate)?;
         self.policy_check_key(&certificate).await?;
         if tsa.name.trim().is_empty() || tsa.name.contains('/') {
-            return Err(CentralError::BadRequest("name must be non-empty and contain no '/'".into()));
+            return Err(CentralError::BadRequest(
+                "name must be non-empty and contain no '/'".into(),
+            ));
         }
         if !(tsa.url.starts_with("http://") || tsa.url.starts_with("https://")) {
-            return Err(CentralError::BadRequest("url must be http:// or https://".into()));
+            return Err(CentralError::BadRequest(
+                "url must be http:// or https://".into(),
+            ));
         }
         self.insert(TSA, &tsa.name, &tsa).await?;
         Ok(tsa)
@@ -217,8 +246,9 @@ impl Registry {
 
     async fn policy_check_key(&self, certificate: &CertificateInfo) -> Result<(), CentralError> {
         let (policy, _) = self.policy().await?;
-        let crypto = CryptoPolicy::by_name(&policy.crypto_policy)
-            .ok_or_else(|| CentralError::Config(format!("unknown crypto policy {:?}", policy.crypto_policy)))?;
+        let crypto = CryptoPolicy::by_name(&policy.crypto_policy).ok_or_else(|| {
+            CentralError::Config(format!("unknown crypto policy {:?}", policy.crypto_policy))
+        })?;
         crypto
             .check_key(&certificate.public_key)
             .map_err(|e| CentralError::BadRequest(e.to_string()))
@@ -235,7 +265,11 @@ impl Registry {
     }
 
     /// Replace the policy values if they are still at `revision` (optimistic concurrency).
-    pub async fn set_policy(&self, policy: FederationPolicy, revision: i64) -> Result<i64, CentralError> {
+    pub async fn set_policy(
+        &self,
+        policy: FederationPolicy,
+        revision: i64,
+    ) -> Result<i64, CentralError> {
         if CryptoPolicy::by_name(&policy.crypto_policy).is_none() {
             return Err(CentralError::BadRequest(format!(
                 "crypto_policy {:?} is unknown (use vn or international)",
@@ -243,14 +277,23 @@ impl Registry {
             )));
         }
         if policy.conf_expiry_seconds < 60 || policy.ocsp_freshness_seconds < 60 {
-            return Err(CentralError::BadRequest("expiry and freshness must be at least 60 seconds".into()));
+            return Err(CentralError::BadRequest(
+                "expiry and freshness must be at least 60 seconds".into(),
+            ));
         }
         let body = to_json(&policy)?;
         if revision == 0 {
-            self.store.registry().insert_object(POLICY, "federation", &body).await?;
+            self.store
+                .registry()
+                .insert_object(POLICY, "federation", &body)
+                .await?;
             return Ok(1);
         }
-        Ok(self.store.registry().update_object(POLICY, "federation", &body, revision).await?)
+        Ok(self
+            .store
+            .registry()
+            .update_object(POLICY, "federation", &body, revision)
+            .await?)
     }
 
     // ----- gateways and registration -----
@@ -262,19 +305,32 @@ impl Registry {
 
     /// Accept a gateway's registration request after checking its proof of possession of
     /// the auth key and that the auth certificate comes from an approved CA.
-    pub async fn submit_registration(&self, signed: SignedRegistration, now: i64) -> Result<Registration, CentralError> {
+    pub async fn submit_registration(
+        &self,
+        signed: SignedRegistration,
+        now: i64,
+    ) -> Result<Registration, CentralError> {
         let request = &signed.request;
-        let bad = |reason: String| CentralError::BadRequest(format!("registration refused: {reason}"));
+        let bad =
+            |reason: String| CentralError::BadRequest(format!("registration refused: {reason}"));
         self.check_instance(request.server.owner().instance())?;
         if (now - request.signed_at).abs() > REGISTRATION_SKEW {
-            return Err(bad("signed_at is more than five minutes from the registry's clock".into()));
+            return Err(bad(
+                "signed_at is more than five minutes from the registry's clock".into(),
+            ));
         }
-        if request.address.is_empty() || request.address.len() > 255 || !request.address.contains(':') {
+        if request.address.is_empty()
+            || request.address.len() > 255
+            || !request.address.contains(':')
+        {
             return Err(bad("address must be host:port".into()));
         }
         let certificate = decode_certificate(&request.auth_certificate)?;
         if certificate.identity != Some(FederationIdentity::Server(request.server.clone())) {
-            return Err(bad(format!("the auth certificate is not for gateway {}", request.server)));
+            return Err(bad(format!(
+                "the auth certificate is not for gateway {}",
+                request.server
+            )));
         }
         if now < certificate.not_before || now > certificate.not_after {
             return Err(bad("the auth certificate is not valid now".into()));
@@ -282,24 +338,32 @@ impl Registry {
         let mut issued_by_approved_ca = false;
         for ca in self.cas().await? {
             if let Ok(ca_certificate) = decode_certificate(&ca.certificate)
-                && certificate.verify_signed_by(&ca_certificate.public_key).is_ok()
+                && certificate
+                    .verify_signed_by(&ca_certificate.public_key)
+                    .is_ok()
             {
                 issued_by_approved_ca = true;
                 break;
             }
         }
         if !issued_by_approved_ca {
-            return Err(bad("the auth certificate was not issued by an approved CA".into()));
+            return Err(bad(
+                "the auth certificate was not issued by an approved CA".into()
+            ));
         }
         self.policy_check_key(&certificate).await?;
-        let signature = Signature::from_text(&signed.signature).map_err(|e| bad(format!("signature: {e}")))?;
+        let signature =
+            Signature::from_text(&signed.signature).map_err(|e| bad(format!("signature: {e}")))?;
         certificate
             .public_key
             .verify(&request.signing_bytes(), &signature)
             .map_err(|_| bad("the signature does not prove possession of the auth key".into()))?;
-        self.member(request.server.owner())
-            .await
-            .map_err(|_| bad(format!("owner member {} is not registered", request.server.owner())))?;
+        self.member(request.server.owner()).await.map_err(|_| {
+            bad(format!(
+                "owner member {} is not registered",
+                request.server.owner()
+            ))
+        })?;
         for client in &request.clients {
             self.check_client_exists(client).await?;
         }
@@ -311,7 +375,8 @@ impl Registry {
             submitted_at: now,
             decided_by: None,
         };
-        self.insert(REGISTRATION, &registration.id, &registration).await?;
+        self.insert(REGISTRATION, &registration.id, &registration)
+            .await?;
         Ok(registration)
     }
 
@@ -321,11 +386,18 @@ impl Registry {
     }
 
     /// Approve or reject a pending registration. Approval adds (or updates) the gateway.
-    pub async fn decide_registration(&self, id: &str, approve: bool, officer: &str) -> Result<Registration, CentralError> {
+    pub async fn decide_registration(
+        &self,
+        id: &str,
+        approve: bool,
+        officer: &str,
+    ) -> Result<Registration, CentralError> {
         let decided = self
             .modify(REGISTRATION, id, |r: &mut Registration| {
                 if r.status != RegistrationStatus::Pending {
-                    return Err(CentralError::Conflict(format!("registration {id} was already decided")));
+                    return Err(CentralError::Conflict(format!(
+                        "registration {id} was already decided"
+                    )));
                 }
                 r.status = if approve {
                     RegistrationStatus::Approved
@@ -339,7 +411,11 @@ impl Registry {
         if approve {
             let request = &decided.request;
             let certificate = decode_certificate(&request.auth_certificate)?;
-            let hash: String = certificate.sha256().iter().map(|b| format!("{b:02x}")).collect();
+            let hash: String = certificate
+                .sha256()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
             let gateway = Gateway {
                 id: request.server.clone(),
                 address: request.address.clone(),
@@ -374,12 +450,19 @@ impl Registry {
     // ----- tokens -----
 
     /// Create an API token; the secret is returned once and only its hash is stored.
-    pub async fn create_token(&self, new: NewToken, now: i64) -> Result<CreatedToken, CentralError> {
+    pub async fn create_token(
+        &self,
+        new: NewToken,
+        now: i64,
+    ) -> Result<CreatedToken, CentralError> {
         if new.name.trim().is_empty() || new.name.len() > 128 {
-            return Err(CentralError::BadRequest("token name must be 1 to 128 characters".into()));
+            return Err(CentralError::BadRequest(
+                "token name must be 1 to 128 characters".into(),
+            ));
         }
         let mut secret = [0u8; 32];
-        lienthong_crypto::fill_random(&mut secret).map_err(|e| CentralError::Config(e.to_string()))?;
+        lienthong_crypto::fill_random(&mut secret)
+            .map_err(|e| CentralError::Config(e.to_string()))?;
         let token = format!(
             "lt_{}",
             base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
@@ -390,7 +473,8 @@ impl Registry {
             created_at: now,
             revoked_at: None,
         };
-        self.insert(TOKEN, &crate::auth::hash_token(&token), &record).await?;
+        self.insert(TOKEN, &crate::auth::hash_token(&token), &record)
+            .await?;
         Ok(CreatedToken {
             name: new.name,
             role: new.role,
@@ -409,7 +493,10 @@ impl Registry {
             return Ok(None);
         };
         let record: TokenRecord = parse(&object.body)?;
-        Ok(record.revoked_at.is_none().then_some((record.name, record.role)))
+        Ok(record
+            .revoked_at
+            .is_none()
+            .then_some((record.name, record.role)))
     }
 
     // ----- the global configuration -----
@@ -435,7 +522,11 @@ impl Registry {
             timestamp_authorities: self.tsas().await?,
             policy,
         };
-        let signers: Vec<&dyn Signer> = self.signers.iter().map(|s| s.as_ref() as &dyn Signer).collect();
+        let signers: Vec<&dyn Signer> = self
+            .signers
+            .iter()
+            .map(|s| s.as_ref() as &dyn Signer)
+            .collect();
         let envelope = lienthong_conf::sign(&conf, &signers)?;
         let stored = ConfVersion {
             version,
@@ -455,7 +546,12 @@ impl Registry {
 
     // ----- object helpers -----
 
-    async fn insert<T: Serialize>(&self, kind: &str, id: &str, value: &T) -> Result<(), CentralError> {
+    async fn insert<T: Serialize>(
+        &self,
+        kind: &str,
+        id: &str,
+        value: &T,
+    ) -> Result<(), CentralError> {
         self.store
             .registry()
             .insert_object(kind, id, &to_json(value)?)
@@ -515,7 +611,9 @@ impl Registry {
                 Err(other) => return Err(other.into()),
             }
         }
-        Err(CentralError::Conflict(format!("{kind} {id} is being changed concurrently; try again")))
+        Err(CentralError::Conflict(format!(
+            "{kind} {id} is being changed concurrently; try again"
+        )))
     }
 }
 

@@ -1,8 +1,8 @@
 //! The gateway-side configuration client: download, verify against the anchor, keep the
 //! last good copy on disk, and say whether the configuration in hand is still valid.
 
-use crate::document::{VerifiedConf, verify};
 use crate::ConfError;
+use crate::document::{VerifiedConf, verify};
 use lienthong_model::conf::Anchor;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -167,7 +167,11 @@ impl ConfClient {
 
     /// Poll every `interval` until `shutdown` resolves. Failures are logged; the copy in
     /// hand stays in use until it expires.
-    pub async fn run(self: Arc<Self>, interval: Duration, shutdown: impl std::future::Future<Output = ()>) {
+    pub async fn run(
+        self: Arc<Self>,
+        interval: Duration,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
         tokio::pin!(shutdown);
         let mut ticker = tokio::time::interval(interval);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -52,8 +52,10 @@ pub fn canonical_content(conf: &GlobalConf) -> Vec<u8> {
         group.members.sort();
         group.members.dedup();
     }
-    conf.certificate_authorities.sort_by(|a, b| a.name.cmp(&b.name));
-    conf.timestamp_authorities.sort_by(|a, b| a.name.cmp(&b.name));
+    conf.certificate_authorities
+        .sort_by(|a, b| a.name.cmp(&b.name));
+    conf.timestamp_authorities
+        .sort_by(|a, b| a.name.cmp(&b.name));
     // Serialising plain structs and vectors cannot fail.
     serde_json::to_vec(&conf).unwrap_or_default()
 }
@@ -61,7 +63,10 @@ pub fn canonical_content(conf: &GlobalConf) -> Vec<u8> {
 /// The identifier of a configuration-signing key: hex of the first 16 bytes of the
 /// SHA-256 of its SubjectPublicKeyInfo.
 pub fn key_id(public_key: &PublicKey) -> String {
-    public_key.fingerprint()[..16].iter().map(|b| format!("{b:02x}")).collect()
+    public_key.fingerprint()[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Sign `conf` with every key in `signers` (the current key, plus the next one during a
@@ -107,12 +112,17 @@ pub fn make_anchor(instance: &str, download_urls: Vec<String>, keys: &[&PublicKe
 /// not expired.
 pub fn verify(envelope: &[u8], anchor: &Anchor, now: i64) -> Result<VerifiedConf, ConfError> {
     if envelope.len() > MAX_DOCUMENT {
-        return Err(ConfError::Malformed(format!("larger than {MAX_DOCUMENT} bytes")));
+        return Err(ConfError::Malformed(format!(
+            "larger than {MAX_DOCUMENT} bytes"
+        )));
     }
     let signed: SignedConf = serde_json::from_slice(envelope)
         .map_err(|e| ConfError::Malformed(format!("envelope: {e}")))?;
     if signed.format != SIGNED_CONF_FORMAT {
-        return Err(ConfError::Malformed(format!("unknown envelope format {:?}", signed.format)));
+        return Err(ConfError::Malformed(format!(
+            "unknown envelope format {:?}",
+            signed.format
+        )));
     }
     let content = STANDARD
         .decode(&signed.content)
@@ -127,7 +137,12 @@ pub fn verify(envelope: &[u8], anchor: &Anchor, now: i64) -> Result<VerifiedConf
             .decode(&anchor_key.public_key)
             .ok()
             .and_then(|der| PublicKey::from_spki_der(&der).ok())
-            .ok_or_else(|| ConfError::Malformed(format!("anchor key {} is not a public key", anchor_key.key_id)))?;
+            .ok_or_else(|| {
+                ConfError::Malformed(format!(
+                    "anchor key {} is not a public key",
+                    anchor_key.key_id
+                ))
+            })?;
         let valid = Signature::from_text(&entry.signature)
             .and_then(|signature| public_key.verify(&content, &signature))
             .is_ok();
@@ -141,16 +156,27 @@ pub fn verify(envelope: &[u8], anchor: &Anchor, now: i64) -> Result<VerifiedConf
         (Some(key), _) => key,
         (None, Some(key_id)) => return Err(ConfError::BadSignature { key_id }),
         (None, None) => {
-            let ids: Vec<&str> = signed.signatures.iter().map(|s| s.key_id.as_str()).collect();
+            let ids: Vec<&str> = signed
+                .signatures
+                .iter()
+                .map(|s| s.key_id.as_str())
+                .collect();
             return Err(ConfError::UnknownKey {
-                signed_by: if ids.is_empty() { "nobody".into() } else { ids.join(", ") },
+                signed_by: if ids.is_empty() {
+                    "nobody".into()
+                } else {
+                    ids.join(", ")
+                },
             });
         }
     };
     let conf: GlobalConf = serde_json::from_slice(&content)
         .map_err(|e| ConfError::Malformed(format!("content: {e}")))?;
     if conf.format != CONF_FORMAT {
-        return Err(ConfError::Malformed(format!("unknown content format {:?}", conf.format)));
+        return Err(ConfError::Malformed(format!(
+            "unknown content format {:?}",
+            conf.format
+        )));
     }
     if conf.instance != anchor.instance {
         return Err(ConfError::WrongInstance {
@@ -204,7 +230,9 @@ mod tests {
     }
 
     fn key() -> SoftwareKey {
-        SoftwareKey::generate(Suite::EcdsaP256Sha256).expect("key").0
+        SoftwareKey::generate(Suite::EcdsaP256Sha256)
+            .expect("key")
+            .0
     }
 
     #[test]
@@ -213,8 +241,15 @@ mod tests {
         let anchor = make_anchor("VN", vec![], &[signing.public_key()]);
         let envelope = sign(&sample(2_000), &[&signing]).expect("sign");
         let verified = verify(&envelope, &anchor, 1_500).expect("verifies");
-        assert_eq!(verified.conf.members[0].subsystems, vec!["a", "b"], "sorted");
-        assert_eq!(canonical_content(&verified.conf), canonical_content(&sample(2_000)));
+        assert_eq!(
+            verified.conf.members[0].subsystems,
+            vec!["a", "b"],
+            "sorted"
+        );
+        assert_eq!(
+            canonical_content(&verified.conf),
+            canonical_content(&sample(2_000))
+        );
     }
 
     #[test]
@@ -226,24 +261,39 @@ mod tests {
         // One flipped byte of the signed content.
         let mut document: SignedConf = serde_json::from_slice(&envelope).expect("json");
         let mut content = STANDARD.decode(&document.content).expect("b64");
-        let position = content.iter().position(|&b| b == b'7').expect("version digit");
+        let position = content
+            .iter()
+            .position(|&b| b == b'7')
+            .expect("version digit");
         content[position] = b'8';
         document.content = STANDARD.encode(&content);
         let flipped = serde_json::to_vec(&document).expect("json");
-        assert!(matches!(verify(&flipped, &anchor, 1_500), Err(ConfError::BadSignature { .. })));
+        assert!(matches!(
+            verify(&flipped, &anchor, 1_500),
+            Err(ConfError::BadSignature { .. })
+        ));
 
         let stranger = key();
         let foreign = sign(&sample(2_000), &[&stranger]).expect("sign");
-        assert!(matches!(verify(&foreign, &anchor, 1_500), Err(ConfError::UnknownKey { .. })));
+        assert!(matches!(
+            verify(&foreign, &anchor, 1_500),
+            Err(ConfError::UnknownKey { .. })
+        ));
 
-        assert!(matches!(verify(&envelope, &anchor, 2_000), Err(ConfError::Expired { .. })));
+        assert!(matches!(
+            verify(&envelope, &anchor, 2_000),
+            Err(ConfError::Expired { .. })
+        ));
 
         let other_instance = make_anchor("LA", vec![], &[signing.public_key()]);
         assert!(matches!(
             verify(&envelope, &other_instance, 1_500),
             Err(ConfError::WrongInstance { .. })
         ));
-        assert!(matches!(verify(b"{}", &anchor, 1_500), Err(ConfError::Malformed(_))));
+        assert!(matches!(
+            verify(b"{}", &anchor, 1_500),
+            Err(ConfError::Malformed(_))
+        ));
     }
 
     #[test]

@@ -9,13 +9,17 @@ pub enum ConfError {
     #[error("malformed global configuration: {0}")]
     Malformed(String),
     /// A signature by a key the anchor lists did not verify: the content was altered.
-    #[error("global configuration signature by anchor key {key_id} does not verify: the document was altered in transit or storage")]
+    #[error(
+        "global configuration signature by anchor key {key_id} does not verify: the document was altered in transit or storage"
+    )]
     BadSignature { key_id: String },
     /// No signature was made by any key the anchor lists.
     #[error("global configuration is not signed by any key in the anchor (signed by: {signed_by})")]
     UnknownKey { signed_by: String },
     /// The configuration is past its expiry time.
-    #[error("global configuration version {version} expired at {expires_at} (Unix time; now {now}): refusing to exchange until a fresh one is downloaded")]
+    #[error(
+        "global configuration version {version} expired at {expires_at} (Unix time; now {now}): refusing to exchange until a fresh one is downloaded"
+    )]
     Expired {
         version: u64,
         expires_at: i64,

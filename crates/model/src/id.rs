@@ -357,7 +357,14 @@ macro_rules! string_serde {
         }
     )*};
 }
-string_serde!(MemberId, SubsystemId, ClientId, ServerId, ServiceId, GlobalGroupId);
+string_serde!(
+    MemberId,
+    SubsystemId,
+    ClientId,
+    ServerId,
+    ServiceId,
+    GlobalGroupId
+);
 
 #[cfg(test)]
 mod tests {
@@ -391,8 +398,13 @@ mod tests {
             "member class \"GO V\" may contain only letters A-Z a-z, digits 0-9 and the symbols '()+,-.=?"
         );
         let err = "VN//1".parse::<MemberId>().expect_err("empty");
-        assert!(err.to_string().starts_with("member class \"\" must not be empty"));
-        let err = "VN/GOV/1/a_b".parse::<SubsystemId>().expect_err("underscore");
+        assert!(
+            err.to_string()
+                .starts_with("member class \"\" must not be empty")
+        );
+        let err = "VN/GOV/1/a_b"
+            .parse::<SubsystemId>()
+            .expect_err("underscore");
         assert!(err.to_string().starts_with("subsystem code \"a_b\""));
         let err = "VN/GOV".parse::<SubsystemId>().expect_err("shape");
         assert!(err.to_string().contains("INSTANCE/CLASS/CODE/SUBSYSTEM"));
@@ -403,7 +415,10 @@ mod tests {
     #[test]
     fn serde_uses_the_string_form_and_validates() {
         let sub: SubsystemId = "VN/GOV/1/SUB".parse().expect("parse");
-        assert_eq!(serde_json::to_string(&sub).expect("ser"), "\"VN/GOV/1/SUB\"");
+        assert_eq!(
+            serde_json::to_string(&sub).expect("ser"),
+            "\"VN/GOV/1/SUB\""
+        );
         assert!(serde_json::from_str::<SubsystemId>("\"VN/GOV/1/S%B\"").is_err());
     }
 

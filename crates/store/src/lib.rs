@@ -32,12 +32,13 @@ impl Store {
     /// `sqlite://PATH` (or a bare path) opens an embedded database file;
     /// `postgres://` / `postgresql://` connects to PostgreSQL.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let backend: Arc<dyn Backend> = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            Arc::new(postgres::PgBackend::connect(url).await?)
-        } else {
-            let path = url.strip_prefix("sqlite://").unwrap_or(url);
-            Arc::new(sqlite::SqliteBackend::open(std::path::Path::new(path)).await?)
-        };
+        let backend: Arc<dyn Backend> =
+            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                Arc::new(postgres::PgBackend::connect(url).await?)
+            } else {
+                let path = url.strip_prefix("sqlite://").unwrap_or(url);
+                Arc::new(sqlite::SqliteBackend::open(std::path::Path::new(path)).await?)
+            };
         Ok(Self { backend })
     }
 

@@ -13,9 +13,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
     (2, include_str!("../migrations/postgres/0002_registry.sql")),
 ];
 
-/// Apply `migrations` to `$pool` (a sqlx pool of any backend): expands to an async block.
+/// Apply `migrations` to `$pool` (a sqlx pool of any backend), opening each transaction
+/// with `$begin` (SQLite needs `BEGIN IMMEDIATE` so that two processes opening a new file
+/// at once wait for each other instead of failing): expands to an async block.
 macro_rules! run_migrations {
-    ($pool:expr, $migrations:expr) => {
+    ($pool:expr, $migrations:expr, $begin:expr) => {
         async {
             use crate::StoreError;
             sqlx::raw_sql(
@@ -26,7 +28,7 @@ macro_rules! run_migrations {
             .map_err(|source| StoreError::Migration { version: 0, source })?;
             for &(version, sql) in $migrations {
                 let mut tx = $pool
-                    .begin()
+                    .begin_with($begin)
                     .await
                     .map_err(|source| StoreError::Migration { version, source })?;
                 let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")

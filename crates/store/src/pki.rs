@@ -55,7 +55,11 @@ pub trait PkiStore: Send + Sync {
     /// All certificates, oldest first.
     async fn certificates(&self) -> Result<Vec<CertificateRecord>, StoreError>;
     /// Revoke a certificate; the first revocation stands.
-    async fn revoke(&self, serial: &str, revocation: &Revocation) -> Result<RevokeOutcome, StoreError>;
+    async fn revoke(
+        &self,
+        serial: &str,
+        revocation: &Revocation,
+    ) -> Result<RevokeOutcome, StoreError>;
     /// Atomically reserve `count` values of the counter `name`; returns the first one.
     /// Counters start at 1 and never hand out a value twice, even across restarts.
     async fn reserve(&self, name: &str, count: i64) -> Result<i64, StoreError>;

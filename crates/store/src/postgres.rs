@@ -22,12 +22,16 @@ impl PgBackend {
                 source,
             })?;
         // Several nodes may start at once: serialise their migrations on an advisory lock.
-        let mut lock = pool.acquire().await.map_err(StoreError::db("acquire a connection"))?;
+        let mut lock = pool
+            .acquire()
+            .await
+            .map_err(StoreError::db("acquire a connection"))?;
         sqlx::query("SELECT pg_advisory_lock(7432001)")
             .execute(&mut *lock)
             .await
             .map_err(StoreError::db("take the migration lock"))?;
-        let migrated = crate::migrate::run_migrations!(&pool, crate::migrate::POSTGRES).await;
+        let migrated =
+            crate::migrate::run_migrations!(&pool, crate::migrate::POSTGRES, "BEGIN").await;
         sqlx::query("SELECT pg_advisory_unlock(7432001)")
             .execute(&mut *lock)
             .await
@@ -40,7 +44,9 @@ impl PgBackend {
 /// A database URL without its password, for logs and errors.
 fn redact(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => format!("{}://***{}", &url[..scheme], &url[at..]),
+        (Some(scheme), Some(at)) if at > scheme => {
+            format!("{}://***{}", &url[..scheme], &url[at..])
+        }
         _ => url.to_owned(),
     }
 }

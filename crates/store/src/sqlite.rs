@@ -1,7 +1,9 @@
 //! The embedded store: one SQLite file in WAL mode, fully synchronous commits.
 
 use crate::StoreError;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 use std::path::Path;
 use std::time::Duration;
 
@@ -28,7 +30,7 @@ impl SqliteBackend {
                 url: path.display().to_string(),
                 source,
             })?;
-        crate::migrate::run_migrations!(&pool, crate::migrate::SQLITE).await?;
+        crate::migrate::run_migrations!(&pool, crate::migrate::SQLITE, "BEGIN IMMEDIATE").await?;
         Ok(Self { pool })
     }
 }

@@ -338,8 +338,7 @@ for_both_backends! {
         counters_survive_reopening,
         two_nodes_never_share_a_value,
         migrations_are_idempotent,
+        racing_first_opens_both_succeed,
     ],
-    // Not yet true of SQLite: the losing open's migration transaction (a deferred BEGIN)
-    // fails with "database is locked" instead of waiting.
-    postgres_only: [racing_first_opens_both_succeed],
+    postgres_only: [],
 }
