@@ -1,6 +1,7 @@
 //! `lienthong`: the e-Government data exchange platform's single binary.
 
 mod bench;
+mod central_cmd;
 mod key_cmd;
 mod passphrase;
 mod pki_cmd;
@@ -32,6 +33,9 @@ enum Command {
     /// Keys in an encrypted key store, and certificate signing requests for them.
     #[command(subcommand)]
     Key(key_cmd::KeyCommand),
+    /// The central registry and its admin API.
+    #[command(subcommand)]
+    Central(central_cmd::CentralCommand),
     /// Measure throughput on this machine and write the figures to BENCHMARKS.md.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -39,8 +43,13 @@ enum Command {
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
+    // One TLS crypto provider for the whole process (rustls, reqwest).
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -51,6 +60,7 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Pki(command) => pki_cmd::run(command).await,
             Command::Key(command) => key_cmd::run(command),
+            Command::Central(command) => central_cmd::run(command).await,
             Command::Bench(command) => bench::run(command).await,
         }
     });

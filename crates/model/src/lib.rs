@@ -7,3 +7,4 @@ pub use id::{ClientId, GlobalGroupId, IdError, MemberId, ServerId, ServiceId, Su
 
 pub mod conf;
 pub mod registry;
+pub mod gateway;

@@ -10,6 +10,7 @@ mod der_util;
 mod error;
 mod name;
 mod ocsp;
+mod ocsp_check;
 mod tsa;
 
 pub use ca::{CertificateAuthority, IssueRequest, Serial};
@@ -18,4 +19,5 @@ pub use csr::{VerifiedCsr, create_csr, verify_csr};
 pub use error::PkiError;
 pub use name::FederationIdentity;
 pub use ocsp::{CertificateState, OcspReply, OcspResponder, RevocationReason, ocsp_request};
+pub use ocsp_check::{VerifiedStatus, verify_ocsp_response};
 pub use tsa::{TimeStampAuthority, TimeStampReply, TimestampRequest, TsaRejection};

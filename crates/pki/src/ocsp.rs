@@ -72,7 +72,7 @@ impl RevocationReason {
             .find(|r| r.name().eq_ignore_ascii_case(name))
     }
 
-    fn to_crl_reason(self) -> CrlReason {
+    pub(crate) fn to_crl_reason(self) -> CrlReason {
         match self {
             Self::Unspecified => CrlReason::Unspecified,
             Self::KeyCompromise => CrlReason::KeyCompromise,

@@ -1,0 +1,1 @@
+//! Wire and stored types of the security gateway (services, access rights, groups).
