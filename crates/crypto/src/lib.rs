@@ -1,18 +1,25 @@
 //! Cryptography for lienthong: signature suites, the [`Signer`] abstraction, software keys,
-//! the passphrase-encrypted key store and the crypto policies (such as [`CryptoPolicy::vn`]).
+//! the passphrase-encrypted key store, the crypto policies (such as [`CryptoPolicy::vn`]),
+//! the RFC 9162 Merkle tree ([`merkle`]) and batch signing ([`BatchSigner`]).
 //!
 //! This crate does no network IO. The only IO is the key store reading and writing its own
-//! files. Every signature it produces records the [`Suite`] that made it, so that a verifier
-//! never has to guess an algorithm.
+//! files; the batch signer is a tokio task, but it only computes. Every signature it produces
+//! records the [`Suite`] that made it, so that a verifier never has to guess an algorithm.
 
+mod batch;
 mod error;
 mod hash;
 mod key;
 mod keystore;
+pub mod merkle;
 mod policy;
 mod signer;
 mod suite;
 
+pub use batch::{
+    BatchSignature, BatchSigner, BatchSignerStats, BatchVerifier, BatchVerifierStats, MAX_BATCH,
+    MalformedBatchSignature, sign_batch,
+};
 pub use error::CryptoError;
 pub use hash::HashAlgorithm;
 pub use key::{KeyAlgorithm, PublicKey, SoftwareKey};
