@@ -33,7 +33,10 @@ pub enum CryptoError {
     InvalidKeyName(String),
     /// The key store could not read or write a file.
     #[error("key store IO on {path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     /// The system random generator or the signing backend failed.
     #[error("cryptographic backend failure: {0}")]
     Backend(&'static str),

@@ -83,7 +83,9 @@ impl PublicKey {
         let raw = spki
             .subject_public_key
             .as_bytes()
-            .ok_or_else(|| CryptoError::InvalidKey("public key bit string is not whole bytes".into()))?
+            .ok_or_else(|| {
+                CryptoError::InvalidKey("public key bit string is not whole bytes".into())
+            })?
             .to_vec();
         let algorithm = match spki.algorithm.oid {
             ID_EC_PUBLIC_KEY => {
@@ -107,7 +109,11 @@ impl PublicKey {
                 }
             }
             ID_ED25519 if raw.len() == 32 => KeyAlgorithm::Ed25519,
-            ID_ED25519 => return Err(CryptoError::InvalidKey("Ed25519 key is not 32 bytes".into())),
+            ID_ED25519 => {
+                return Err(CryptoError::InvalidKey(
+                    "Ed25519 key is not 32 bytes".into(),
+                ));
+            }
             RSA_ENCRYPTION | ID_RSASSA_PSS => KeyAlgorithm::Rsa {
                 bits: rsa_modulus_bits(&raw)?,
             },
@@ -156,35 +162,37 @@ impl PublicKey {
         message: &[u8],
         signature: &[u8],
     ) -> Result<(), CryptoError> {
-        let verification: &'static dyn sig::VerificationAlgorithm = match (algorithm, self.algorithm)
-        {
-            (X509SignatureAlgorithm::Suite(Suite::EcdsaP256Sha256), KeyAlgorithm::EcP256) => {
-                &sig::ECDSA_P256_SHA256_ASN1
-            }
-            (X509SignatureAlgorithm::Suite(Suite::EcdsaP384Sha384), KeyAlgorithm::EcP384) => {
-                &sig::ECDSA_P384_SHA384_ASN1
-            }
-            (X509SignatureAlgorithm::Suite(Suite::Ed25519), KeyAlgorithm::Ed25519) => &sig::ED25519,
-            (X509SignatureAlgorithm::Suite(Suite::RsaPssSha256), KeyAlgorithm::Rsa { .. }) => {
-                &sig::RSA_PSS_2048_8192_SHA256
-            }
-            (X509SignatureAlgorithm::RsaPkcs1(hash), KeyAlgorithm::Rsa { .. }) => match hash {
-                HashAlgorithm::Sha256 => &sig::RSA_PKCS1_2048_8192_SHA256,
-                HashAlgorithm::Sha384 => &sig::RSA_PKCS1_2048_8192_SHA384,
-                HashAlgorithm::Sha512 => &sig::RSA_PKCS1_2048_8192_SHA512,
-                other => {
-                    return Err(CryptoError::UnsupportedAlgorithm(format!(
-                        "RSA PKCS #1 v1.5 with {other}"
-                    )));
+        let verification: &'static dyn sig::VerificationAlgorithm =
+            match (algorithm, self.algorithm) {
+                (X509SignatureAlgorithm::Suite(Suite::EcdsaP256Sha256), KeyAlgorithm::EcP256) => {
+                    &sig::ECDSA_P256_SHA256_ASN1
                 }
-            },
-            (algorithm, key) => {
-                return Err(CryptoError::SuiteMismatch {
-                    key: key.to_string(),
-                    suite: algorithm.name(),
-                });
-            }
-        };
+                (X509SignatureAlgorithm::Suite(Suite::EcdsaP384Sha384), KeyAlgorithm::EcP384) => {
+                    &sig::ECDSA_P384_SHA384_ASN1
+                }
+                (X509SignatureAlgorithm::Suite(Suite::Ed25519), KeyAlgorithm::Ed25519) => {
+                    &sig::ED25519
+                }
+                (X509SignatureAlgorithm::Suite(Suite::RsaPssSha256), KeyAlgorithm::Rsa { .. }) => {
+                    &sig::RSA_PSS_2048_8192_SHA256
+                }
+                (X509SignatureAlgorithm::RsaPkcs1(hash), KeyAlgorithm::Rsa { .. }) => match hash {
+                    HashAlgorithm::Sha256 => &sig::RSA_PKCS1_2048_8192_SHA256,
+                    HashAlgorithm::Sha384 => &sig::RSA_PKCS1_2048_8192_SHA384,
+                    HashAlgorithm::Sha512 => &sig::RSA_PKCS1_2048_8192_SHA512,
+                    other => {
+                        return Err(CryptoError::UnsupportedAlgorithm(format!(
+                            "RSA PKCS #1 v1.5 with {other}"
+                        )));
+                    }
+                },
+                (algorithm, key) => {
+                    return Err(CryptoError::SuiteMismatch {
+                        key: key.to_string(),
+                        suite: algorithm.name(),
+                    });
+                }
+            };
         sig::UnparsedPublicKey::new(verification, &self.raw)
             .verify(message, signature)
             .map_err(|_| CryptoError::BadSignature)
@@ -202,7 +210,9 @@ fn rsa_modulus_bits(rsa_public_key: &[u8]) -> Result<usize, CryptoError> {
     })
     .map_err(bad)?;
     let bytes = modulus.as_bytes();
-    let first = *bytes.first().ok_or_else(|| CryptoError::InvalidKey("empty RSA modulus".into()))?;
+    let first = *bytes
+        .first()
+        .ok_or_else(|| CryptoError::InvalidKey("empty RSA modulus".into()))?;
     Ok((bytes.len() - 1) * 8 + (8 - first.leading_zeros() as usize))
 }
 
@@ -293,9 +303,24 @@ impl SoftwareKey {
         };
         let backend = |_| CryptoError::Backend("cannot encode public key");
         let spki = match &inner {
-            Inner::Ecdsa(key) => key.public_key().as_der().map_err(backend)?.as_ref().to_vec(),
-            Inner::Ed25519(key) => key.public_key().as_der().map_err(backend)?.as_ref().to_vec(),
-            Inner::Rsa(key) => key.public_key().as_der().map_err(backend)?.as_ref().to_vec(),
+            Inner::Ecdsa(key) => key
+                .public_key()
+                .as_der()
+                .map_err(backend)?
+                .as_ref()
+                .to_vec(),
+            Inner::Ed25519(key) => key
+                .public_key()
+                .as_der()
+                .map_err(backend)?
+                .as_ref()
+                .to_vec(),
+            Inner::Rsa(key) => key
+                .public_key()
+                .as_der()
+                .map_err(backend)?
+                .as_ref()
+                .to_vec(),
         };
         Ok(Self {
             suite,
@@ -318,7 +343,11 @@ impl Signer for SoftwareKey {
     fn sign(&self, message: &[u8]) -> Result<Signature, CryptoError> {
         let failed = |_| CryptoError::Backend("signing failed");
         let bytes = match &self.inner {
-            Inner::Ecdsa(key) => key.sign(&self.rng, message).map_err(failed)?.as_ref().to_vec(),
+            Inner::Ecdsa(key) => key
+                .sign(&self.rng, message)
+                .map_err(failed)?
+                .as_ref()
+                .to_vec(),
             Inner::Ed25519(key) => key.sign(message).as_ref().to_vec(),
             Inner::Rsa(key) => {
                 let mut out = vec![0; key.public_modulus_len()];

@@ -169,7 +169,11 @@ impl KeyStore {
         let aead = derive_key(passphrase, &salt, file.kdf.params)?;
         let aad = associated_data(name, suite, &spki);
         let pkcs8 = aead
-            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(&aad), &mut sealed)
+            .open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(&aad),
+                &mut sealed,
+            )
             .map_err(|_| CryptoError::WrongPassphrase {
                 name: name.to_owned(),
             })?;
@@ -353,7 +357,8 @@ mod tests {
     fn wrong_passphrase_and_tampering_are_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let keys = store(dir.path());
-        keys.generate("k", Suite::Ed25519, b"pass").expect("generate");
+        keys.generate("k", Suite::Ed25519, b"pass")
+            .expect("generate");
         assert!(matches!(
             keys.load("k", b"wrong"),
             Err(CryptoError::WrongPassphrase { .. })
@@ -381,9 +386,7 @@ mod tests {
         let bytes = std::fs::read(dir.path().join("k.key")).expect("read");
         let private_part = &pkcs8[pkcs8.len() - 40..];
         assert!(
-            !bytes
-                .windows(private_part.len())
-                .any(|w| w == private_part),
+            !bytes.windows(private_part.len()).any(|w| w == private_part),
             "raw key bytes must not appear"
         );
         assert!(!String::from_utf8_lossy(&bytes).contains(&STANDARD.encode(&*pkcs8)));
@@ -392,7 +395,10 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o600);
-        assert!(format!("{key:?}").len() < 300, "Debug prints no key material");
+        assert!(
+            format!("{key:?}").len() < 300,
+            "Debug prints no key material"
+        );
     }
 
     #[test]

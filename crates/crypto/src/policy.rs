@@ -130,10 +130,11 @@ impl CryptoPolicy {
     ) -> Result<(), PolicyViolation> {
         match algorithm {
             X509SignatureAlgorithm::Suite(suite) => self.check_suite(suite),
-            X509SignatureAlgorithm::RsaPkcs1(_) if !self.allow_rsa_pkcs1_v15 => Err(self.violation(
-                "RSA signatures must use PSS (PKCS #1 v2.1, TCVN 7635:2007)",
-                algorithm.name(),
-            )),
+            X509SignatureAlgorithm::RsaPkcs1(_) if !self.allow_rsa_pkcs1_v15 => Err(self
+                .violation(
+                    "RSA signatures must use PSS (PKCS #1 v2.1, TCVN 7635:2007)",
+                    algorithm.name(),
+                )),
             X509SignatureAlgorithm::RsaPkcs1(hash) => self.check_hash(hash),
         }
     }
@@ -162,12 +163,17 @@ mod tests {
         let (ed, _) = SoftwareKey::generate(Suite::Ed25519).expect("generate");
         let refusal = vn.check_key(ed.public_key()).expect_err("refused");
         assert!(refusal.rule.contains("EdDSA is not listed"), "{refusal}");
-        assert!(CryptoPolicy::international().check_key(ed.public_key()).is_ok());
+        assert!(
+            CryptoPolicy::international()
+                .check_key(ed.public_key())
+                .is_ok()
+        );
         assert!(vn.check_hash(HashAlgorithm::Sha1).is_err());
         assert!(vn.check_hash(HashAlgorithm::Sha3_256).is_ok());
-        assert!(vn
-            .check_x509_signature(X509SignatureAlgorithm::RsaPkcs1(HashAlgorithm::Sha256))
-            .is_err());
+        assert!(
+            vn.check_x509_signature(X509SignatureAlgorithm::RsaPkcs1(HashAlgorithm::Sha256))
+                .is_err()
+        );
     }
 
     #[test]
