@@ -2,6 +2,8 @@
 
 mod bench;
 mod central_cmd;
+mod demo;
+mod gateway_cmd;
 mod key_cmd;
 mod passphrase;
 mod pki_cmd;
@@ -36,6 +38,11 @@ enum Command {
     /// The central registry and its admin API.
     #[command(subcommand)]
     Central(central_cmd::CentralCommand),
+    /// The security gateway.
+    #[command(subcommand)]
+    Gateway(gateway_cmd::GatewayCommand),
+    /// Start a whole federation on loopback: PKI, registry, two gateways, a sample service.
+    Demo(demo::DemoArgs),
     /// Measure throughput on this machine and write the figures to BENCHMARKS.md.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
@@ -61,6 +68,8 @@ fn main() -> std::process::ExitCode {
             Command::Pki(command) => pki_cmd::run(command).await,
             Command::Key(command) => key_cmd::run(command),
             Command::Central(command) => central_cmd::run(command).await,
+            Command::Gateway(command) => gateway_cmd::run(command).await,
+            Command::Demo(args) => demo::run(args).await,
             Command::Bench(command) => bench::run(command).await,
         }
     });

@@ -6,5 +6,29 @@
 //! the access right before anything reaches the provider's system, then signs the answer.
 
 pub mod admin;
+pub mod body;
 pub mod catalog;
+pub mod client_proxy;
+pub mod config;
+mod error;
+mod gateway;
+pub mod message;
 pub mod meta;
+mod ocsp;
+pub mod peer;
+mod proxy_common;
+mod replay;
+pub mod server;
+pub mod server_proxy;
+pub mod tls;
+pub mod trust;
+
+pub use error::XRoadError;
+pub use gateway::{Gateway, GatewayKeys, MemberKey, StartError};
+pub use proxy_common::parse_r1;
+pub use server::{Listeners, run};
+
+/// The admin API's state for a running gateway.
+pub(crate) fn admin_state(gateway: &std::sync::Arc<Gateway>) -> admin::AdminState {
+    admin::AdminState::new(gateway.store().clone(), gateway.catalog().clone(), gateway.config().admin_token_sha256.clone())
+}

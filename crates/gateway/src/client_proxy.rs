@@ -1,0 +1,311 @@
+//! The client side: a local information system calls `/r1/...` with X-Road's REST headers;
+//! the gateway reads and hashes the body, signs a description of the request with the
+//! client member's key (batched), sends it to a gateway of the provider over mutual TLS
+//! (failing over between the provider's gateways), verifies the signed answer and that it
+//! answers *this* request, and returns it with the X-Road response headers.
+
+use crate::body::{GatewayBody, collect};
+use crate::config::Connection;
+use crate::gateway::{Gateway, unix_now, unix_now_ms};
+use crate::message::{RequestHeader, ResponseHeader, digest};
+use crate::proxy_common::*;
+use crate::trust::{TrustView, tls_name};
+use crate::XRoadError;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hyper::body::Incoming;
+use hyper::header::CONTENT_TYPE;
+use hyper::{Request, Response};
+use lienthong_model::ClientId;
+use lienthong_pki::{CertificateInfo, FederationIdentity, VerifiedStatus};
+use std::sync::Arc;
+
+/// How the local client reached us.
+#[derive(Debug, Clone, Default)]
+pub struct LocalConnection {
+    /// Over TLS.
+    pub tls: bool,
+    /// SHA-256 (hex) of the client certificate it presented, if any.
+    pub client_certificate: Option<String>,
+}
+
+/// Serve one request from a local client.
+pub async fn handle(gateway: Arc<Gateway>, request: Request<Incoming>, connection: LocalConnection) -> Response<GatewayBody> {
+    let message_id = last_header(request.headers(), "x-road-id")
+        .map(str::to_owned)
+        .unwrap_or_else(random_id);
+    if request.uri().path() == "/listClients" {
+        return list_clients(&gateway, &request).unwrap_or_else(|e| e.into_response(None));
+    }
+    match exchange(&gateway, request, &connection, &message_id).await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::info!(message_id, error = %error, "exchange refused");
+            error.into_response(Some(&message_id))
+        }
+    }
+}
+
+fn list_clients(gateway: &Gateway, request: &Request<Incoming>) -> Result<Response<GatewayBody>, XRoadError> {
+    let conf = gateway
+        .conf
+        .usable(unix_now())
+        .map_err(|e| XRoadError::client_proxy("OutdatedGlobalConf", e.to_string()))?;
+    let instance = request.uri().query().and_then(|q| {
+        q.split('&')
+            .filter_map(|kv| kv.split_once('='))
+            .find(|(k, _)| *k == "xRoadInstance")
+            .map(|(_, v)| v.to_owned())
+    });
+    let json = crate::meta::wants_json(request.headers().get(hyper::header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let answer = crate::meta::list_clients(&conf.conf, instance.as_deref(), json);
+    let mut response = Response::new(crate::body::full(answer.body));
+    response.headers_mut().insert(CONTENT_TYPE, header_value(answer.content_type));
+    Ok(response)
+}
+
+async fn exchange(
+    gateway: &Gateway,
+    request: Request<Incoming>,
+    connection: &LocalConnection,
+    message_id: &str,
+) -> Result<Response<GatewayBody>, XRoadError> {
+    let time_in = unix_now_ms();
+    let (parts, body) = request.into_parts();
+    let path = parse_r1(parts.uri.path())?;
+    let client: ClientId = last_header(&parts.headers, "x-road-client")
+        .ok_or_else(|| XRoadError::client("InvalidClientIdentifier", "the X-Road-Client header is required"))?
+        .parse()
+        .map_err(|e| XRoadError::client("InvalidClientIdentifier", format!("X-Road-Client: {e}")))?;
+    if message_id.len() > 255 || message_id.chars().any(|c| c.is_control()) {
+        return Err(XRoadError::client("InvalidRequest", "X-Road-Id must be at most 255 printable characters"));
+    }
+    let conf = gateway
+        .conf
+        .usable(unix_now())
+        .map_err(|e| XRoadError::client_proxy("OutdatedGlobalConf", e.to_string()))?;
+    let view = gateway
+        .trust
+        .get()
+        .ok_or_else(|| XRoadError::client_proxy("OutdatedGlobalConf", "no global configuration"))?;
+    check_local_client(gateway, &view, &client, connection)?;
+    let member = gateway
+        .members
+        .get(client.member())
+        .ok_or_else(|| XRoadError::client("InvalidClientIdentifier", format!("this gateway does not act for {}", client.member())))?;
+
+    let collected = collect(body, &gateway.limits).await.map_err(|e| match e {
+        crate::body::BodyError::TooLarge { .. } => XRoadError::client("InvalidRequest", e.to_string()),
+        other => XRoadError::client_proxy("InternalError", other.to_string()),
+    })?;
+    let header = RequestHeader {
+        message_id: message_id.to_owned(),
+        client: client.clone(),
+        service: path.service.clone(),
+        method: parts.method.to_string(),
+        path: path.rest.clone(),
+        query: parts.uri.query().unwrap_or("").to_owned(),
+        time_ms: time_in,
+        user_id: last_header(&parts.headers, "x-road-userid").unwrap_or("").to_owned(),
+        issue: last_header(&parts.headers, "x-road-issue").unwrap_or("").to_owned(),
+        represented_party: last_header(&parts.headers, "x-road-represented-party").unwrap_or("").to_owned(),
+        content_type: last_header(&parts.headers, "content-type").unwrap_or("").to_owned(),
+        body_sha256: collected.sha256,
+        body_length: collected.length,
+    };
+    let encoded = header.encode().map_err(|e| XRoadError::client("InvalidRequest", e.to_string()))?;
+    let request_hash = digest(&encoded);
+    let signature = member
+        .signer
+        .sign(request_hash)
+        .await
+        .map_err(|e| XRoadError::client_proxy("CannotCreateSignature", e.to_string()))?
+        .to_text();
+    let ocsp = member
+        .ocsp_header
+        .read()
+        .ok()
+        .and_then(|v| v.clone())
+        .ok_or_else(|| XRoadError::client_proxy("CertValidation", "no fresh OCSP response for the member's sign certificate yet"))?;
+
+    // Provider gateways, pinned by X-Road-Security-Server if given, healthy first.
+    let mut candidates = view.gateways_serving(path.service.provider());
+    if let Some(pinned) = last_header(&parts.headers, "x-road-security-server") {
+        candidates.retain(|g| g.id.to_string() == pinned);
+    }
+    if candidates.is_empty() {
+        return Err(XRoadError::client_proxy(
+            "UnknownMember",
+            format!("no gateway in the global configuration serves {}", path.service.provider()),
+        ));
+    }
+    let candidates = gateway.order_by_health(candidates);
+    let mut forward_headers = parts.headers.clone();
+    strip_headers(&mut forward_headers);
+    forward_headers.remove("x-road-error");
+    let encoded_b64 = STANDARD.encode(&encoded);
+    let mut last_error = None;
+    for peer in candidates {
+        let body = collected
+            .body
+            .replay()
+            .map_err(|e| XRoadError::client_proxy("InternalError", e.to_string()))?;
+        let uri = format!(
+            "https://{}{}",
+            tls_name(&peer.id),
+            parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+        );
+        let mut outgoing = Request::builder()
+            .method(parts.method.clone())
+            .uri(uri)
+            .body(body)
+            .map_err(|e| XRoadError::client_proxy("InternalError", e.to_string()))?;
+        *outgoing.headers_mut() = forward_headers.clone();
+        let headers = outgoing.headers_mut();
+        headers.insert(H_REQUEST, header_value(&encoded_b64));
+        headers.insert(H_SIGNATURE, header_value(&signature));
+        headers.insert(H_CERTIFICATE, member.certificate_header.clone());
+        headers.insert(H_OCSP, ocsp.clone());
+        match gateway.peer_client.request(outgoing).await {
+            Ok(response) => {
+                return finish(gateway, &view, &conf.conf.policy, response, &header, request_hash, message_id).await;
+            }
+            Err(error) if error.is_connect() => {
+                tracing::warn!(peer = %peer.id, error = %error, "provider gateway unreachable; trying the next one");
+                gateway.mark_unhealthy(&peer.id);
+                last_error = Some(format!("{}: {error:?}", peer.id));
+            }
+            Err(error) => {
+                // The request may have reached the provider: never resend it.
+                return Err(XRoadError::client_proxy("NetworkError", format!("exchange with {} failed: {error}", peer.id)));
+            }
+        }
+    }
+    Err(XRoadError::client_proxy(
+        "NetworkError",
+        format!("no provider gateway could be reached ({})", last_error.unwrap_or_default()),
+    ))
+}
+
+fn check_local_client(gateway: &Gateway, view: &TrustView, client: &ClientId, connection: &LocalConnection) -> Result<(), XRoadError> {
+    if !view.is_registered(client) {
+        return Err(XRoadError::client("InvalidClientIdentifier", format!("{client} is not registered in the federation")));
+    }
+    if !view.serves(gateway.server_id(), client) {
+        return Err(XRoadError::client("InvalidClientIdentifier", format!("{client} is not a client of this gateway")));
+    }
+    if let ClientId::Subsystem(subsystem) = client
+        && let Some(settings) = gateway.subsystems.get(subsystem)
+    {
+        let ok = match settings.connection {
+            Connection::Http => true,
+            Connection::Https => connection.tls,
+            Connection::Mtls => connection
+                .client_certificate
+                .as_ref()
+                .is_some_and(|hash| settings.client_certificates.contains(hash)),
+        };
+        if !ok {
+            return Err(XRoadError::client(
+                "SslAuthenticationFailed",
+                format!("{client} must connect with {:?}", settings.connection),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Verify the provider's signed answer and build the response for the local client.
+async fn finish(
+    gateway: &Gateway,
+    view: &TrustView,
+    policy: &lienthong_model::conf::FederationPolicy,
+    response: Response<Incoming>,
+    request: &RequestHeader,
+    request_hash: [u8; 32],
+    message_id: &str,
+) -> Result<Response<GatewayBody>, XRoadError> {
+    let (mut parts, body) = response.into_parts();
+    let Some(signed) = last_header(&parts.headers, H_RESPONSE).map(str::to_owned) else {
+        // The provider's gateway refused: pass its X-Road error through unchanged.
+        if parts.headers.contains_key("x-road-error") {
+            let collected = collect(body, &gateway.limits)
+                .await
+                .map_err(|e| XRoadError::client_proxy("NetworkError", e.to_string()))?;
+            let mut out = Response::from_parts(parts, collected.body.into_body());
+            out.headers_mut().insert("x-road-id", header_value(message_id));
+            return Ok(out);
+        }
+        return Err(XRoadError::client_proxy("InvalidSignatureValue", "the provider's answer is not signed"));
+    };
+    let bad = |why: String| XRoadError::client_proxy("InvalidSignatureValue", format!("the provider's answer was refused: {why}"));
+    let encoded = STANDARD.decode(signed).map_err(|_| bad("response description is not base64".into()))?;
+    let header = ResponseHeader::decode(&encoded).map_err(|e| bad(e.to_string()))?;
+    if header.request_hash != request_hash || header.message_id != request.message_id {
+        return Err(bad("it does not answer this request".into()));
+    }
+    if header.status != parts.status.as_u16() {
+        return Err(bad("the HTTP status differs from the signed one".into()));
+    }
+    let certificate = last_header(&parts.headers, H_CERTIFICATE)
+        .and_then(|c| STANDARD.decode(c).ok())
+        .and_then(|der| CertificateInfo::from_der(&der).ok())
+        .ok_or_else(|| bad("no signer certificate".into()))?;
+    let provider_member = request.service.provider().member();
+    if certificate.identity != Some(FederationIdentity::Member(provider_member.clone())) {
+        return Err(bad(format!("signed by a certificate not of {provider_member}")));
+    }
+    check_certificate(gateway, view, policy, &certificate, last_header(&parts.headers, H_OCSP)).map_err(bad)?;
+    let signature = last_header(&parts.headers, H_SIGNATURE)
+        .and_then(|s| lienthong_crypto::BatchSignature::from_text(s).ok())
+        .ok_or_else(|| bad("no or malformed signature".into()))?;
+    gateway
+        .verifier
+        .verify(&certificate.public_key, &digest(&encoded), &signature)
+        .map_err(|_| bad("the signature does not verify".into()))?;
+    let collected = collect(body, &gateway.limits)
+        .await
+        .map_err(|e| XRoadError::client_proxy("NetworkError", e.to_string()))?;
+    if collected.sha256 != header.body_sha256 || collected.length != header.body_length {
+        return Err(bad("the body does not match the signed digest".into()));
+    }
+    strip_headers(&mut parts.headers);
+    let headers = &mut parts.headers;
+    headers.insert("x-road-id", header_value(message_id));
+    headers.insert("x-road-request-id", header_value(&random_id()));
+    headers.insert("x-road-request-hash", header_value(&STANDARD.encode(request_hash)));
+    headers.insert("x-road-client", header_value(&request.client.to_string()));
+    headers.insert("x-road-service", header_value(&request.service.to_string()));
+    Ok(Response::from_parts(parts, collected.body.into_body()))
+}
+
+/// A peer's `sign` certificate: issued by an approved CA, valid now, allowed by the crypto
+/// policy, and good according to a fresh stapled OCSP response.
+pub(crate) fn check_certificate(
+    gateway: &Gateway,
+    view: &TrustView,
+    policy: &lienthong_model::conf::FederationPolicy,
+    certificate: &CertificateInfo,
+    staple: Option<&str>,
+) -> Result<(), String> {
+    let now = unix_now();
+    let issuer = view.issuer_of(certificate).ok_or("its certificate was not issued by an approved CA")?;
+    if now < certificate.not_before || now > certificate.not_after {
+        return Err("its certificate is not valid now".into());
+    }
+    if let Some(crypto) = lienthong_crypto::CryptoPolicy::by_name(&policy.crypto_policy) {
+        crypto.check_key(&certificate.public_key).map_err(|e| e.to_string())?;
+    }
+    let staple = staple
+        .and_then(|s| STANDARD.decode(s).ok())
+        .ok_or("no OCSP response for its certificate")?;
+    let freshness = i64::try_from(policy.ocsp_freshness_seconds).unwrap_or(3600);
+    match gateway
+        .ocsp
+        .check_staple(&staple, certificate, &issuer.certificate, freshness, now)?
+    {
+        VerifiedStatus::Good { .. } => Ok(()),
+        VerifiedStatus::Revoked { time, .. } => Err(format!("its certificate was revoked at {time}")),
+        VerifiedStatus::Unknown => Err("the OCSP responder does not know its certificate".into()),
+    }
+}

@@ -1,0 +1,224 @@
+//! The gateway's configuration file (TOML); relative paths are relative to the file.
+//!
+//! ```toml
+//! server_id = "VN/GOV/000123/gw1"
+//! anchor = "anchor.json"
+//! state_dir = "state"                      # last good configuration, spool files
+//! database_url = "sqlite://state/gateway.db"
+//! keystore = "keys"
+//! auth_key = "auth"                        # key name in the key store
+//! auth_certificate = "auth.pem"
+//! client_listen = "127.0.0.1:8080"         # local information systems (X-Road REST)
+//! peer_listen = "127.0.0.1:8443"           # other gateways (mTLS); as registered
+//! admin_listen = "127.0.0.1:8081"
+//! admin_token_sha256 = ["..."]             # SHA-256 (hex) of admin bearer tokens
+//! max_body_bytes = 104857600
+//! memory_body_bytes = 262144               # larger bodies are spooled to disk
+//! conf_poll_seconds = 60
+//!
+//! [[member]]                               # members this gateway signs for
+//! id = "VN/GOV/000123"
+//! sign_key = "sign"
+//! sign_certificate = "sign.pem"
+//!
+//! [[subsystem]]                            # local clients and how they connect
+//! id = "VN/GOV/000123/citizen-registry"
+//! connection = "http"                      # http | https | mtls
+//! client_certificates = []                 # SHA-256 (hex) of accepted client certificates (mtls)
+//! ```
+
+use lienthong_model::{MemberId, ServerId, SubsystemId};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How a local client subsystem must connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Connection {
+    /// Plain HTTP (inside a protected network).
+    Http,
+    /// HTTPS to the gateway.
+    Https,
+    /// HTTPS with a client certificate the gateway knows.
+    Mtls,
+}
+
+/// The file as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    server_id: ServerId,
+    anchor: PathBuf,
+    state_dir: PathBuf,
+    database_url: String,
+    keystore: PathBuf,
+    auth_key: String,
+    auth_certificate: PathBuf,
+    client_listen: SocketAddr,
+    #[serde(default)]
+    client_tls_listen: Option<SocketAddr>,
+    peer_listen: SocketAddr,
+    admin_listen: SocketAddr,
+    #[serde(default)]
+    admin_token_sha256: Vec<String>,
+    #[serde(default = "default_max_body")]
+    max_body_bytes: u64,
+    #[serde(default = "default_memory_body")]
+    memory_body_bytes: usize,
+    #[serde(default = "default_poll")]
+    conf_poll_seconds: u64,
+    #[serde(default, rename = "member")]
+    members: Vec<RawMember>,
+    #[serde(default, rename = "subsystem")]
+    subsystems: Vec<RawSubsystem>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMember {
+    id: MemberId,
+    sign_key: String,
+    sign_certificate: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubsystem {
+    id: SubsystemId,
+    connection: Connection,
+    #[serde(default)]
+    client_certificates: Vec<String>,
+}
+
+fn default_max_body() -> u64 {
+    100 * 1024 * 1024
+}
+fn default_memory_body() -> usize {
+    256 * 1024
+}
+fn default_poll() -> u64 {
+    60
+}
+
+/// A member this gateway signs for.
+#[derive(Debug, Clone)]
+pub struct MemberConfig {
+    pub id: MemberId,
+    pub sign_key: String,
+    pub sign_certificate: PathBuf,
+}
+
+/// A local client subsystem.
+#[derive(Debug, Clone)]
+pub struct SubsystemConfig {
+    pub id: SubsystemId,
+    pub connection: Connection,
+    pub client_certificates: Vec<String>,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server_id: ServerId,
+    pub anchor: PathBuf,
+    pub state_dir: PathBuf,
+    pub database_url: String,
+    pub keystore: PathBuf,
+    pub auth_key: String,
+    pub auth_certificate: PathBuf,
+    pub client_listen: SocketAddr,
+    pub client_tls_listen: Option<SocketAddr>,
+    pub peer_listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    pub admin_token_sha256: Vec<String>,
+    pub max_body_bytes: u64,
+    pub memory_body_bytes: usize,
+    pub conf_poll: Duration,
+    pub members: Vec<MemberConfig>,
+    pub subsystems: Vec<SubsystemConfig>,
+}
+
+impl Config {
+    /// Read and validate a file.
+    pub fn load(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        Self::from_raw(raw, path.parent().unwrap_or(Path::new(".")))
+    }
+
+    /// Validate a parsed file; `base` resolves relative paths.
+    pub fn from_raw(raw: RawConfig, base: &Path) -> Result<Self, String> {
+        let RawConfig {
+            server_id,
+            anchor,
+            state_dir,
+            database_url,
+            keystore,
+            auth_key,
+            auth_certificate,
+            client_listen,
+            client_tls_listen,
+            peer_listen,
+            admin_listen,
+            admin_token_sha256,
+            max_body_bytes,
+            memory_body_bytes,
+            conf_poll_seconds,
+            members,
+            subsystems,
+        } = raw;
+        if members.is_empty() {
+            return Err("at least one [[member]] is required".into());
+        }
+        if conf_poll_seconds == 0 || memory_body_bytes == 0 || max_body_bytes == 0 {
+            return Err("conf_poll_seconds, memory_body_bytes and max_body_bytes must be positive".into());
+        }
+        for subsystem in &subsystems {
+            if !members.iter().any(|m| &m.id == subsystem.id.member()) {
+                return Err(format!("subsystem {} belongs to no configured [[member]]", subsystem.id));
+            }
+            if subsystem.connection != Connection::Http && client_tls_listen.is_none() {
+                return Err(format!("subsystem {} needs client_tls_listen for {:?}", subsystem.id, subsystem.connection));
+            }
+        }
+        let database_url = match database_url.strip_prefix("sqlite://") {
+            Some(path) if Path::new(path).is_relative() => format!("sqlite://{}", base.join(path).display()),
+            _ => database_url,
+        };
+        Ok(Self {
+            server_id,
+            anchor: base.join(anchor),
+            state_dir: base.join(state_dir),
+            database_url,
+            keystore: base.join(keystore),
+            auth_key,
+            auth_certificate: base.join(auth_certificate),
+            client_listen,
+            client_tls_listen,
+            peer_listen,
+            admin_listen,
+            admin_token_sha256: admin_token_sha256.into_iter().map(|h| h.to_ascii_lowercase()).collect(),
+            max_body_bytes,
+            memory_body_bytes,
+            conf_poll: Duration::from_secs(conf_poll_seconds),
+            members: members
+                .into_iter()
+                .map(|m| MemberConfig {
+                    id: m.id,
+                    sign_key: m.sign_key,
+                    sign_certificate: base.join(m.sign_certificate),
+                })
+                .collect(),
+            subsystems: subsystems
+                .into_iter()
+                .map(|s| SubsystemConfig {
+                    id: s.id,
+                    connection: s.connection,
+                    client_certificates: s.client_certificates.into_iter().map(|h| h.to_ascii_lowercase()).collect(),
+                })
+                .collect(),
+        })
+    }
+}

@@ -1,0 +1,320 @@
+//! The running gateway: keys, certificates, the trust view, clients, caches — everything the
+//! client-side and provider-side proxies share — and the background work that keeps the
+//! configuration and the certificate statuses fresh.
+
+use crate::body::{BodyLimits, GatewayBody};
+use crate::catalog::ServiceCatalog;
+use crate::config::{Config, SubsystemConfig};
+use crate::ocsp::OcspCache;
+use crate::peer::PeerConnector;
+use crate::replay::ReplayGuard;
+use crate::tls::AuthIdentity;
+use crate::trust::{TrustCell, TrustView};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hyper::header::HeaderValue;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use lienthong_conf::ConfClient;
+use lienthong_crypto::{BatchSigner, BatchVerifier, Signer};
+use lienthong_model::{MemberId, ServerId, SubsystemId};
+use lienthong_pki::{CertificateInfo, VerifiedStatus};
+use lienthong_store::Store;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+/// Messages whose time differs from ours by more than this are refused.
+pub const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+/// How often our own certificates' OCSP responses are refreshed.
+const STATUS_REFRESH: Duration = Duration::from_secs(60);
+/// A gateway that failed to connect is avoided for this long.
+const UNHEALTHY_FOR: Duration = Duration::from_secs(10);
+
+/// Unlocked keys handed to [`Gateway::start`].
+#[derive(Debug)]
+pub struct GatewayKeys {
+    /// The `auth` key (TLS between gateways).
+    pub auth: Arc<dyn Signer>,
+    /// One `sign` key per member.
+    pub members: HashMap<MemberId, Arc<dyn Signer>>,
+}
+
+/// A member this gateway signs for.
+#[derive(Debug)]
+pub struct MemberKey {
+    pub id: MemberId,
+    pub signer: BatchSigner,
+    pub certificate: CertificateInfo,
+    pub certificate_header: HeaderValue,
+    pub ocsp_header: RwLock<Option<HeaderValue>>,
+}
+
+/// Everything the proxies share.
+#[derive(Debug)]
+pub struct Gateway {
+    pub(crate) config: Config,
+    pub(crate) conf: Arc<ConfClient>,
+    pub(crate) trust: TrustCell,
+    pub(crate) members: HashMap<MemberId, Arc<MemberKey>>,
+    pub(crate) subsystems: HashMap<SubsystemId, SubsystemConfig>,
+    pub(crate) catalog: Arc<ServiceCatalog>,
+    pub(crate) store: Store,
+    pub(crate) identity: AuthIdentity,
+    pub(crate) auth_certificate: CertificateInfo,
+    pub(crate) peer_client: Client<PeerConnector, GatewayBody>,
+    pub(crate) backend_client: Client<HttpConnector, GatewayBody>,
+    pub(crate) limits: BodyLimits,
+    pub(crate) verifier: BatchVerifier,
+    pub(crate) replay: ReplayGuard,
+    pub(crate) ocsp: OcspCache,
+    unhealthy: Mutex<HashMap<ServerId, Instant>>,
+}
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Conf(#[from] lienthong_conf::ConfError),
+    #[error(transparent)]
+    Store(#[from] lienthong_store::StoreError),
+    #[error(transparent)]
+    Pki(#[from] lienthong_pki::PkiError),
+    #[error("TLS: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+impl Gateway {
+    /// Build the gateway from its configuration and unlocked keys: open the store, load
+    /// the last good global configuration and try to refresh it, fetch certificate statuses.
+    pub async fn start(config: Config, keys: GatewayKeys) -> Result<Arc<Self>, StartError> {
+        let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+        let read_certificate = |path: &std::path::Path| -> Result<CertificateInfo, StartError> {
+            let pem = std::fs::read(path).map_err(|e| StartError::Config(format!("cannot read {}: {e}", path.display())))?;
+            Ok(CertificateInfo::from_der(&lienthong_pki::parse_certificate_pem(&pem)?)?)
+        };
+        let auth_certificate = read_certificate(&config.auth_certificate)?;
+        if &auth_certificate.public_key != keys.auth.public_key() {
+            return Err(StartError::Config("the auth key does not match the auth certificate".into()));
+        }
+        let mut members = HashMap::new();
+        for member in &config.members {
+            let signer = keys
+                .members
+                .get(&member.id)
+                .ok_or_else(|| StartError::Config(format!("no sign key unlocked for {}", member.id)))?;
+            let certificate = read_certificate(&member.sign_certificate)?;
+            if &certificate.public_key != signer.public_key() {
+                return Err(StartError::Config(format!("the sign key of {} does not match its certificate", member.id)));
+            }
+            if certificate.identity != Some(lienthong_pki::FederationIdentity::Member(member.id.clone())) {
+                return Err(StartError::Config(format!("the sign certificate of {} names another member", member.id)));
+            }
+            let certificate_header = HeaderValue::from_str(&STANDARD.encode(&certificate.der))
+                .map_err(|e| StartError::Config(e.to_string()))?;
+            members.insert(
+                member.id.clone(),
+                Arc::new(MemberKey {
+                    id: member.id.clone(),
+                    signer: BatchSigner::spawn(signer.clone(), 512),
+                    certificate,
+                    certificate_header,
+                    ocsp_header: RwLock::new(None),
+                }),
+            );
+        }
+        let anchor_bytes = std::fs::read(&config.anchor)
+            .map_err(|e| StartError::Config(format!("cannot read the anchor {}: {e}", config.anchor.display())))?;
+        let anchor = serde_json::from_slice(&anchor_bytes)
+            .map_err(|e| StartError::Config(format!("the anchor {} is malformed: {e}", config.anchor.display())))?;
+        std::fs::create_dir_all(&config.state_dir)
+            .map_err(|e| StartError::Config(format!("cannot create {}: {e}", config.state_dir.display())))?;
+        let conf = Arc::new(ConfClient::new(anchor, config.state_dir.join("globalconf.json"))?);
+        if let Err(error) = conf.refresh(unix_now()).await {
+            tracing::warn!(%error, "cannot download the global configuration at start; using the last good copy if any");
+        }
+        let trust = TrustCell::default();
+        if let Some(current) = conf.current() {
+            trust.set(TrustView::new(current));
+        }
+        let store = Store::open(&config.database_url).await?;
+        let catalog = Arc::new(ServiceCatalog::load(store.clone()).await.map_err(|e| StartError::Config(e.to_string()))?);
+        let identity = AuthIdentity::new(auth_certificate.der.clone(), keys.auth.clone());
+        let peer_client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build(PeerConnector::new(crate::tls::client_config(identity.clone(), trust.clone())?, trust.clone()));
+        let mut http = HttpConnector::new();
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(5)));
+        let backend_client = Client::builder(TokioExecutor::new()).build(http);
+        let limits = BodyLimits {
+            max_bytes: config.max_body_bytes,
+            memory_bytes: config.memory_body_bytes,
+            spool_dir: Some(config.state_dir.clone()),
+        };
+        let gateway = Arc::new(Self {
+            subsystems: config.subsystems.iter().map(|s| (s.id.clone(), s.clone())).collect(),
+            config,
+            conf,
+            trust,
+            members,
+            catalog,
+            store,
+            identity,
+            auth_certificate,
+            peer_client,
+            backend_client,
+            limits,
+            verifier: BatchVerifier::new(65_536),
+            replay: ReplayGuard::new(CLOCK_SKEW_MS),
+            ocsp: OcspCache::new(),
+            unhealthy: Mutex::new(HashMap::new()),
+        });
+        gateway.refresh_own_statuses().await;
+        Ok(gateway)
+    }
+
+    /// This gateway's identifier.
+    pub fn server_id(&self) -> &ServerId {
+        &self.config.server_id
+    }
+
+    /// The configuration client.
+    pub fn conf(&self) -> &Arc<ConfClient> {
+        &self.conf
+    }
+
+    /// The service catalog (services, access rights, local groups).
+    pub fn catalog(&self) -> &Arc<ServiceCatalog> {
+        &self.catalog
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The current trust view.
+    pub fn trust(&self) -> &TrustCell {
+        &self.trust
+    }
+
+    /// Fetch fresh OCSP responses for our own certificates now (they are otherwise
+    /// refreshed every minute), e.g. right after a revocation.
+    pub async fn refresh_certificate_statuses(&self) {
+        self.refresh_own_statuses().await;
+    }
+
+    /// The validated configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Keep the configuration and our certificates' statuses fresh until `shutdown`.
+    pub(crate) fn spawn_background(self: &Arc<Self>, shutdown: tokio::sync::watch::Receiver<bool>) {
+        let gateway = self.clone();
+        let mut stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut updates = gateway.conf.subscribe();
+            let poll = gateway.conf.clone().run(gateway.config.conf_poll, async move { stopped(&mut stop).await });
+            tokio::pin!(poll);
+            loop {
+                tokio::select! {
+                    _ = &mut poll => return,
+                    changed = updates.changed() => {
+                        if changed.is_err() { return; }
+                        let current = updates.borrow_and_update().clone();
+                        if let Some(conf) = current {
+                            gateway.trust.set(TrustView::new(conf));
+                            gateway.refresh_own_statuses().await;
+                        }
+                    }
+                }
+            }
+        });
+        let gateway = self.clone();
+        let mut stop = shutdown;
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(STATUS_REFRESH);
+            loop {
+                tokio::select! {
+                    _ = crate::gateway::stopped(&mut stop) => return,
+                    _ = ticker.tick() => gateway.refresh_own_statuses().await,
+                }
+            }
+        });
+    }
+
+    /// Fetch fresh OCSP responses for our auth certificate (stapled in TLS) and our sign
+    /// certificates (sent with every message).
+    pub(crate) async fn refresh_own_statuses(&self) {
+        let Some(view) = self.trust.get() else {
+            return;
+        };
+        let freshness = i64::try_from(view.conf.conf.policy.ocsp_freshness_seconds).unwrap_or(3600);
+        let now = unix_now();
+        let certificate = &self.auth_certificate;
+        match view.issuer_of(certificate) {
+            Some(issuer) => match self.ocsp.fetch(certificate, issuer, freshness, now).await {
+                Ok((der, VerifiedStatus::Good { .. })) => self.identity.set_ocsp(der.to_vec()),
+                Ok((_, status)) => tracing::error!(?status, "our auth certificate is not good"),
+                Err(error) => tracing::warn!(%error, "cannot refresh the OCSP response of our auth certificate"),
+            },
+            None => tracing::error!("our auth certificate was not issued by an approved CA"),
+        }
+        for member in self.members.values() {
+            let Some(issuer) = view.issuer_of(&member.certificate) else {
+                tracing::error!(member = %member.id, "the sign certificate was not issued by an approved CA");
+                continue;
+            };
+            match self.ocsp.fetch(&member.certificate, issuer, freshness, now).await {
+                Ok((der, status)) => {
+                    if !matches!(status, VerifiedStatus::Good { .. }) {
+                        tracing::error!(member = %member.id, ?status, "sign certificate is not good");
+                    }
+                    if let (Ok(value), Ok(mut slot)) = (HeaderValue::from_str(&STANDARD.encode(der.as_slice())), member.ocsp_header.write()) {
+                        *slot = Some(value);
+                    }
+                }
+                Err(error) => tracing::warn!(member = %member.id, %error, "cannot refresh the OCSP response of a sign certificate"),
+            }
+        }
+    }
+
+    /// Candidate gateways, healthy ones first.
+    pub(crate) fn order_by_health<'a>(&self, mut gateways: Vec<&'a lienthong_model::conf::Gateway>) -> Vec<&'a lienthong_model::conf::Gateway> {
+        if let Ok(unhealthy) = self.unhealthy.lock() {
+            let now = Instant::now();
+            gateways.sort_by_key(|g| unhealthy.get(&g.id).is_some_and(|until| *until > now));
+        }
+        gateways
+    }
+
+    /// Avoid `server` for a while.
+    pub(crate) fn mark_unhealthy(&self, server: &ServerId) {
+        if let Ok(mut unhealthy) = self.unhealthy.lock() {
+            unhealthy.insert(server.clone(), Instant::now() + UNHEALTHY_FOR);
+        }
+    }
+}
+
+/// Resolves when the stop flag turns true (or its sender is gone).
+pub(crate) async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+/// Unix seconds now.
+pub(crate) fn unix_now() -> i64 {
+    unix_now_ms() / 1000
+}
+
+/// Unix milliseconds now.
+pub(crate) fn unix_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

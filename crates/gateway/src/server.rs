@@ -1,0 +1,152 @@
+//! The gateway's listeners: local clients (HTTP, and HTTPS when configured), peer gateways
+//! (mutual TLS), and the admin API. `run` serves until shutdown, then stops accepting and
+//! lets in-flight exchanges finish.
+
+use crate::client_proxy::{self, LocalConnection};
+use crate::gateway::{Gateway, unix_now};
+use crate::server_proxy::{self, Peer};
+use crate::trust::hex;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+
+/// Bound listeners (bind them first so that tests can use port 0).
+#[derive(Debug)]
+pub struct Listeners {
+    pub client: TcpListener,
+    pub peer: TcpListener,
+    pub admin: TcpListener,
+}
+
+/// Serve until `shutdown` resolves; then stop accepting, finish in-flight exchanges (for
+/// at most 30 s) and return.
+pub async fn run(gateway: Arc<Gateway>, listeners: Listeners, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    gateway.spawn_background(stop_rx.clone());
+    let graceful = Arc::new(GracefulShutdown::new());
+    let tls = crate::tls::server_config(gateway.identity.clone(), gateway.trust.clone())
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let admin_router = crate::admin::router(crate::admin_state(&gateway));
+    let admin = tokio::spawn({
+        let mut stop = stop_rx.clone();
+        let listener = listeners.admin;
+        async move {
+            let _ = axum::serve(listener, admin_router)
+                .with_graceful_shutdown(async move { crate::gateway::stopped(&mut stop).await })
+                .await;
+        }
+    });
+    let client_loop = accept_loop(listeners.client, stop_rx.clone(), {
+        let gateway = gateway.clone();
+        let graceful = graceful.clone();
+        move |stream| {
+            let gateway = gateway.clone();
+            let service = service_fn(move |request| {
+                let gateway = gateway.clone();
+                async move { Ok::<_, std::convert::Infallible>(client_proxy::handle(gateway, request, LocalConnection::default()).await) }
+            });
+            let connection = auto::Builder::new(TokioExecutor::new()).serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+            let watched = graceful.watch(connection);
+            tokio::spawn(async move {
+                let _ = watched.await;
+            });
+        }
+    });
+    let peer_loop = accept_loop(listeners.peer, stop_rx.clone(), {
+        let gateway = gateway.clone();
+        let graceful = graceful.clone();
+        move |stream| {
+            let gateway = gateway.clone();
+            let acceptor = acceptor.clone();
+            let graceful = graceful.clone();
+            tokio::spawn(async move {
+                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "peer TLS handshake refused");
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                let Some(peer) = authenticate_peer(&gateway, &tls).await else {
+                    return;
+                };
+                let peer = Arc::new(peer);
+                let service = service_fn(move |request| {
+                    let gateway = gateway.clone();
+                    let peer = peer.clone();
+                    async move { Ok::<_, std::convert::Infallible>(server_proxy::handle(gateway, peer, request).await) }
+                });
+                let builder = auto::Builder::new(TokioExecutor::new());
+                let connection = builder.serve_connection(TokioIo::new(tls), service).into_owned();
+                let _ = graceful.watch(connection).await;
+            });
+        }
+    });
+    let mut stop = stop_rx.clone();
+    tokio::select! {
+        () = shutdown => {}
+        _ = crate::gateway::stopped(&mut stop) => {}
+    }
+    tracing::info!("stopping: no new connections; finishing in-flight exchanges");
+    let _ = stop_tx.send(true);
+    let _ = tokio::join!(client_loop, peer_loop);
+    let _ = admin.await;
+    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await.is_err() {
+        tracing::warn!("some exchanges did not finish within 30 s");
+    }
+    Ok(())
+}
+
+fn accept_loop(
+    listener: TcpListener,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+    mut on_connection: impl FnMut(tokio::net::TcpStream) + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = crate::gateway::stopped(&mut stop) => return,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => {
+                        let _ = stream.set_nodelay(true);
+                        on_connection(stream);
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
+    })
+}
+
+/// After the handshake: which gateway is this (its certificate was already checked
+/// against the configuration), and is its auth certificate's status good and fresh?
+async fn authenticate_peer(gateway: &Gateway, tls: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>) -> Option<Peer> {
+    let der = tls.get_ref().1.peer_certificates()?.first()?.as_ref().to_vec();
+    let view = gateway.trust.get()?;
+    let server = view.gateway_by_certificate(&der)?.id.clone();
+    let certificate = lienthong_pki::CertificateInfo::from_der(&der).ok()?;
+    let issuer = view.issuer_of(&certificate)?;
+    let freshness = i64::try_from(view.conf.conf.policy.ocsp_freshness_seconds).unwrap_or(3600);
+    match gateway.ocsp.response_for(&certificate, issuer, freshness, unix_now()).await {
+        Ok((_, lienthong_pki::VerifiedStatus::Good { .. })) => Some(Peer { server }),
+        Ok((_, status)) => {
+            tracing::warn!(peer = %server, ?status, sha256 = %hex(&certificate.sha256()), "refused a peer gateway: auth certificate not good");
+            None
+        }
+        Err(error) => {
+            tracing::warn!(peer = %server, %error, "refused a peer gateway: no fresh certificate status");
+            None
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The provider side: another gateway sends a signed request over mutual TLS. Before
+//! anything reaches the provider's system this side checks the peer's binding to the
+//! client, the signature, the signer's certificate and its status, the clock, replays and
+//! the access right, and that the body matches its signed digest; then it calls the
+//! service, signs the answer with the provider member's key and returns it.
+
+use crate::body::{GatewayBody, collect};
+use crate::client_proxy::check_certificate;
+use crate::gateway::{Gateway, unix_now, unix_now_ms};
+use crate::message::{RequestHeader, ResponseHeader, digest};
+use crate::proxy_common::*;
+use crate::XRoadError;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use hyper::body::Incoming;
+use hyper::header::CONTENT_TYPE;
+use hyper::{Request, Response, Uri};
+use lienthong_model::{ClientId, ServerId};
+use lienthong_pki::{CertificateInfo, FederationIdentity};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The authenticated peer of a connection.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The gateway the peer's auth certificate belongs to.
+    pub server: ServerId,
+}
+
+/// Serve one request from a peer gateway.
+pub async fn handle(gateway: Arc<Gateway>, peer: Arc<Peer>, request: Request<Incoming>) -> Response<GatewayBody> {
+    let message_id = last_header(request.headers(), H_REQUEST)
+        .and_then(|h| STANDARD.decode(h).ok())
+        .and_then(|bytes| RequestHeader::decode(&bytes).ok())
+        .map(|h| h.message_id);
+    match serve(&gateway, &peer, request).await {
+        Ok(response) => response,
+        Err(error) => {
+            tracing::info!(peer = %peer.server, message_id = ?message_id, error = %error, "refused a request from a peer gateway");
+            error.into_response(message_id.as_deref())
+        }
+    }
+}
+
+async fn serve(gateway: &Gateway, peer: &Peer, request: Request<Incoming>) -> Result<Response<GatewayBody>, XRoadError> {
+    let conf = gateway
+        .conf
+        .usable(unix_now())
+        .map_err(|e| XRoadError::server_proxy("OutdatedGlobalConf", e.to_string()))?;
+    let view = gateway
+        .trust
+        .get()
+        .ok_or_else(|| XRoadError::server_proxy("OutdatedGlobalConf", "no global configuration"))?;
+    let (parts, body) = request.into_parts();
+    let invalid = |why: String| XRoadError::server_proxy("InvalidRequest", why);
+    let signature_error = |why: String| XRoadError::server_proxy("InvalidSignatureValue", why);
+
+    // 1. The signed description, and that it describes this HTTP request.
+    let encoded = last_header(&parts.headers, H_REQUEST)
+        .and_then(|h| STANDARD.decode(h).ok())
+        .ok_or_else(|| invalid("no signed request description".into()))?;
+    let header = RequestHeader::decode(&encoded).map_err(|e| invalid(e.to_string()))?;
+    let path = parse_r1(parts.uri.path()).map_err(|e| invalid(e.message))?;
+    if header.method != parts.method.as_str()
+        || header.service != path.service
+        || header.path != path.rest
+        || header.query != parts.uri.query().unwrap_or("")
+    {
+        return Err(signature_error("the request differs from what was signed".into()));
+    }
+
+    // 2. The peer gateway must be one that serves the client.
+    if !view.serves(&peer.server, &header.client) {
+        return Err(XRoadError::server_proxy(
+            "SslAuthenticationFailed",
+            format!("gateway {} does not act for {}", peer.server, header.client),
+        ));
+    }
+
+    // 3. The signer's certificate: the client's member, approved CA, fresh good status.
+    let certificate = last_header(&parts.headers, H_CERTIFICATE)
+        .and_then(|c| STANDARD.decode(c).ok())
+        .and_then(|der| CertificateInfo::from_der(&der).ok())
+        .ok_or_else(|| signature_error("no signer certificate".into()))?;
+    if certificate.identity != Some(FederationIdentity::Member(header.client.member().clone())) {
+        return Err(signature_error(format!("the signing certificate is not {}'s", header.client.member())));
+    }
+    check_certificate(gateway, &view, &conf.conf.policy, &certificate, last_header(&parts.headers, H_OCSP))
+        .map_err(|why| XRoadError::server_proxy("CertValidation", format!("the client's {why}")))?;
+
+    // 4. The signature.
+    let signature_text = last_header(&parts.headers, H_SIGNATURE).ok_or_else(|| signature_error("no signature".into()))?;
+    let signature = lienthong_crypto::BatchSignature::from_text(signature_text)
+        .map_err(|e| signature_error(format!("malformed signature: {e}")))?;
+    let request_hash = digest(&encoded);
+    gateway
+        .verifier
+        .verify(&certificate.public_key, &request_hash, &signature)
+        .map_err(|_| signature_error("the signature does not verify".into()))?;
+
+    // 5. Clock and replay.
+    gateway
+        .replay
+        .check(&header.message_id, signature_text, header.time_ms, unix_now_ms())
+        .map_err(|why| XRoadError::server_proxy("ReplayedMessage", why))?;
+
+    // 6. The service and the access right (deny by default).
+    let provider = header.service.provider();
+    if !view.serves(gateway.server_id(), &ClientId::Subsystem(provider.clone())) {
+        return Err(XRoadError::server_proxy("UnknownService", format!("{provider} is not served by this gateway")));
+    }
+    let provider_key = gateway
+        .members
+        .get(provider.member())
+        .ok_or_else(|| XRoadError::server_proxy("UnknownService", format!("this gateway holds no key of {}", provider.member())))?
+        .clone();
+    let is_meta = crate::meta::METASERVICES.contains(&header.service.code());
+    let service = if is_meta {
+        None
+    } else {
+        let service = gateway
+            .catalog
+            .service(provider, header.service.code())
+            .ok_or_else(|| XRoadError::server_proxy("UnknownService", format!("unknown service {}", header.service)))?;
+        if !gateway
+            .catalog
+            .is_allowed(&header.client, &service, parts.method.as_str(), &path.rest_or_root(), &conf.conf)
+        {
+            return Err(XRoadError::server_proxy(
+                "AccessDenied",
+                format!("{} may not use {} {} of {}", header.client, parts.method, path.rest_or_root(), header.service),
+            ));
+        }
+        Some(service)
+    };
+
+    // 7. The body must be the one that was signed, before anything is forwarded.
+    let collected = collect(body, &gateway.limits).await.map_err(|e| invalid(e.to_string()))?;
+    if collected.sha256 != header.body_sha256 || collected.length != header.body_length {
+        return Err(signature_error("the body does not match the signed digest".into()));
+    }
+
+    // 8. The service (or a metaservice) answers.
+    let (status, mut response_headers, response_body) = match service {
+        None => {
+            let (status, content_type, body) = metaservice(gateway, &header, &parts.uri, &conf.conf);
+            let mut headers = hyper::HeaderMap::new();
+            headers.insert(CONTENT_TYPE, header_value(content_type));
+            if status.is_client_error() {
+                headers.insert("x-road-error", header_value(&serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| v["type"].as_str().map(str::to_owned)).unwrap_or_default()));
+            }
+            (status, headers, crate::body::Collected { sha256: digest(&body), length: body.len() as u64, body: crate::body::Spooled::Memory(body.into()) })
+        }
+        Some(service) => {
+            let target: Uri = format!(
+                "{}{}{}",
+                service.base_url.trim_end_matches('/'),
+                path.rest,
+                parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default()
+            )
+            .parse()
+            .map_err(|_| XRoadError::server_proxy("ServiceFailed", "the service URL is invalid".to_owned()))?;
+            let mut forward = Request::builder()
+                .method(parts.method.clone())
+                .uri(target)
+                .body(collected.body.into_body())
+                .map_err(|e| XRoadError::server_proxy("InternalError", e.to_string()))?;
+            let mut headers = parts.headers.clone();
+            strip_headers(&mut headers);
+            headers.insert("x-road-client", header_value(&header.client.to_string()));
+            headers.insert("x-road-service", header_value(&header.service.to_string()));
+            headers.insert("x-road-id", header_value(&header.message_id));
+            *forward.headers_mut() = headers;
+            let timeout = Duration::from_millis(service.timeout_ms.max(1));
+            let answer = tokio::time::timeout(timeout, gateway.backend_client.request(forward))
+                .await
+                .map_err(|_| XRoadError::server_proxy("ServiceFailed", format!("{} did not answer within {timeout:?}", header.service)))?
+                .map_err(|e| XRoadError::server_proxy("ServiceFailed", format!("{} could not be reached: {e}", header.service)))?;
+            let (answer_parts, answer_body) = answer.into_parts();
+            let collected = collect(answer_body, &gateway.limits)
+                .await
+                .map_err(|e| XRoadError::server_proxy("ServiceFailed", e.to_string()))?;
+            let mut headers = answer_parts.headers;
+            strip_headers(&mut headers);
+            headers.remove("x-road-error"); // only the platform may say it refused
+            (answer_parts.status, headers, collected)
+        }
+    };
+
+    // 9. Sign the answer, bound to this request.
+    let response_header = ResponseHeader {
+        message_id: header.message_id.clone(),
+        request_hash,
+        status: status.as_u16(),
+        time_ms: unix_now_ms(),
+        content_type: response_headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned(),
+        body_sha256: response_body.sha256,
+        body_length: response_body.length,
+    };
+    let encoded_response = response_header
+        .encode()
+        .map_err(|e| XRoadError::server_proxy("InternalError", e.to_string()))?;
+    let response_signature = provider_key
+        .signer
+        .sign(digest(&encoded_response))
+        .await
+        .map_err(|e| XRoadError::server_proxy("CannotCreateSignature", e.to_string()))?;
+    let ocsp = provider_key
+        .ocsp_header
+        .read()
+        .ok()
+        .and_then(|v| v.clone())
+        .ok_or_else(|| XRoadError::server_proxy("CertValidation", "no fresh OCSP response for the provider's sign certificate"))?;
+    response_headers.insert(H_RESPONSE, header_value(&STANDARD.encode(&encoded_response)));
+    response_headers.insert(H_SIGNATURE, header_value(&response_signature.to_text()));
+    response_headers.insert(H_CERTIFICATE, provider_key.certificate_header.clone());
+    response_headers.insert(H_OCSP, ocsp);
+    let mut response = Response::new(response_body.body.into_body());
+    *response.status_mut() = status;
+    *response.headers_mut() = response_headers;
+    Ok(response)
+}
+
+fn metaservice(
+    gateway: &Gateway,
+    header: &RequestHeader,
+    uri: &Uri,
+    conf: &lienthong_model::conf::GlobalConf,
+) -> (hyper::StatusCode, &'static str, Vec<u8>) {
+    let provider = header.service.provider();
+    let result = match header.service.code() {
+        "listMethods" => Ok(crate::meta::list_methods(&gateway.catalog, provider)),
+        "allowedMethods" => Ok(crate::meta::allowed_methods(&gateway.catalog, provider, &header.client, conf)),
+        _ => {
+            let service_code = uri.query().and_then(|q| {
+                q.split('&')
+                    .filter_map(|kv| kv.split_once('='))
+                    .find(|(k, _)| *k == "serviceCode")
+                    .map(|(_, v)| percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned())
+            });
+            crate::meta::get_openapi(&gateway.catalog, provider, service_code.as_deref())
+        }
+    };
+    match result {
+        Ok(answer) => (hyper::StatusCode::OK, answer.content_type, answer.body),
+        Err(error) => {
+            let mut body = error.body();
+            body.detail = header.message_id.clone();
+            (error.status(), "application/json", serde_json::to_vec(&body).unwrap_or_default())
+        }
+    }
+}
+
+impl R1Path {
+    /// The rest of the path as access rights see it: `/` when empty.
+    pub fn rest_or_root(&self) -> String {
+        if self.rest.is_empty() { "/".into() } else { self.rest.clone() }
+    }
+}
