@@ -64,7 +64,8 @@ impl AdminState {
     }
 }
 
-/// The admin routes, guarded and audited, with a JSON 404 for unknown routes.
+/// The admin routes, guarded and audited, with a (guarded, audited) JSON 404 for unknown
+/// routes.
 pub fn router(state: AdminState) -> Router {
     let routes = Router::new()
         .route("/api/v1/services", get(list_services).post(add_service))
@@ -85,8 +86,12 @@ pub fn router(state: AdminState) -> Router {
             post(add_local_group_member),
         )
         .route("/api/v1/audit", get(list_audit));
-    protect(routes, &state)
+    // Unknown routes are guarded and audited too (and tell an anonymous caller nothing).
+    let not_found = Router::new()
         .fallback(|| async { AdminError::NotFound("route".into()) })
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard));
+    protect(routes, &state)
+        .fallback_service(not_found)
         .with_state(state)
 }
 

@@ -30,7 +30,8 @@ pub(crate) fn parse(text: &str) -> Result<Map<String, Value>, CatalogError> {
 }
 
 /// The endpoints of a document: each operation of each path, with `{parameter}` path
-/// templates turned into `*` (one segment), in the document's path order.
+/// templates turned into `*` (one segment); ordered by path, then get, put, post, delete,
+/// options, head, patch, trace.
 pub(crate) fn endpoints(document: &Map<String, Value>) -> Result<Vec<Endpoint>, CatalogError> {
     let Some(paths) = document.get("paths") else {
         return Ok(Vec::new());

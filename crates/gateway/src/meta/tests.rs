@@ -88,6 +88,7 @@ fn list_clients_xml_is_well_formed_and_follows_pr_meta() {
     let mut object_types = Vec::new();
     let mut names = Vec::new();
     let mut subsystem_codes = Vec::new();
+    let mut raw_text = String::new();
     loop {
         match reader.read_event().expect("well-formed XML") {
             Event::Start(start) => {
@@ -111,19 +112,29 @@ fn list_clients_xml_is_well_formed_and_follows_pr_meta() {
                         .expect("xmlns:ns2");
                     assert_eq!(&*namespace.value, XROAD_NS.as_bytes());
                 }
+                raw_text.clear();
                 path.push(name);
             }
             Event::End(end) => {
                 let name = String::from_utf8_lossy(end.name().as_ref()).into_owned();
-                assert_eq!(path.pop(), Some(name), "balanced tags");
-            }
-            Event::Text(content) => {
-                let content = content.unescape().expect("text").into_owned();
-                match path.last().map(String::as_str) {
-                    Some("ns2:name") => names.push(content),
-                    Some("ns1:subsystemCode") => subsystem_codes.push(content),
+                let content = quick_xml::escape::unescape(&raw_text)
+                    .expect("entities")
+                    .into_owned();
+                match name.as_str() {
+                    "ns2:name" => names.push(content),
+                    "ns1:subsystemCode" => subsystem_codes.push(content),
                     _ => {}
                 }
+                raw_text.clear();
+                assert_eq!(path.pop(), Some(name), "balanced tags");
+            }
+            // Text arrives in pieces, entity references separately: keep it escaped until
+            // the element ends.
+            Event::Text(piece) => raw_text.push_str(&piece.decode().expect("UTF-8")),
+            Event::GeneralRef(entity) => {
+                raw_text.push('&');
+                raw_text.push_str(&entity.decode().expect("UTF-8"));
+                raw_text.push(';');
             }
             Event::Eof => break,
             _ => {}
@@ -177,7 +188,7 @@ async fn list_methods_lists_every_service_with_its_type() {
             "object_type": "SERVICE", "xroad_instance": "VN", "member_class": "GOV",
             "member_code": "1", "subsystem_code": "persons", "service_code": "described",
             "service_type": "OPENAPI",
-            "endpoint_list": [{"method": "GET", "path": "/persons/*"}, {"method": "POST", "path": "/persons"}]
+            "endpoint_list": [{"method": "POST", "path": "/persons"}, {"method": "GET", "path": "/persons/*"}]
         })
     );
     assert_eq!(body["service"][1]["service_code"], "plain");

@@ -1,0 +1,145 @@
+//! Shared helpers of the end-to-end tests: start a federation, and a "raw peer" that
+//! speaks the gateway-to-gateway protocol directly, to send what a correct gateway never
+//! would (altered signatures, replays, unregistered certificates).
+
+#![allow(dead_code, unreachable_pub)]
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use http_body_util::BodyExt as _;
+use lienthong_crypto::{BatchSigner, KeyStore, Signer};
+use lienthong_federation::{Federation, Options};
+use lienthong_gateway::body::{GatewayBody, full};
+use lienthong_gateway::message::{RequestHeader, digest};
+use lienthong_gateway::peer::PeerConnector;
+use lienthong_gateway::tls::{AuthIdentity, client_config};
+use lienthong_gateway::trust::tls_name;
+use lienthong_pki::CertificateInfo;
+use std::sync::Arc;
+
+pub async fn federation(dir: &tempfile::TempDir) -> Federation {
+    lienthong_federation::start(Options {
+        dir: dir.path().join("fed"),
+        port_base: None,
+        passphrase: Some(b"end-to-end test passphrase".to_vec()),
+        dangerous_fast_kdf: true,
+    })
+    .await
+    .expect("the federation starts")
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// The client gateway's keys and certificates, as a misbehaving copy of it would hold.
+pub struct ClientGatewayKeys {
+    pub auth: Arc<dyn Signer>,
+    pub auth_certificate: Vec<u8>,
+    pub sign: Arc<dyn Signer>,
+    pub sign_certificate: Vec<u8>,
+}
+
+pub fn client_gateway_keys(federation: &Federation) -> ClientGatewayKeys {
+    let dir = federation.dir.join("gw-client");
+    let keys = KeyStore::new(dir.join("keys"));
+    let read = |name: &str| {
+        let pem = std::fs::read(dir.join(name)).expect("certificate");
+        lienthong_pki::parse_certificate_pem(&pem).expect("pem")
+    };
+    ClientGatewayKeys {
+        auth: Arc::new(keys.load("auth", &federation.passphrase).expect("auth key")),
+        auth_certificate: read("auth.pem"),
+        sign: Arc::new(keys.load("sign", &federation.passphrase).expect("sign key")),
+        sign_certificate: read("sign.pem"),
+    }
+}
+
+pub type RawClient = hyper_util::client::legacy::Client<PeerConnector, GatewayBody>;
+
+/// A TLS client to other gateways with the given auth key and certificate.
+pub fn raw_peer(federation: &Federation, auth: Arc<dyn Signer>, auth_certificate: Vec<u8>) -> RawClient {
+    let trust = federation.gateways[0].trust().clone();
+    let identity = AuthIdentity::new(auth_certificate, auth);
+    let config = client_config(identity, trust.clone()).expect("TLS config");
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(PeerConnector::new(config, trust))
+}
+
+/// A fresh OCSP response for a certificate, from the federation's responder.
+pub async fn ocsp_for(federation: &Federation, certificate_der: &[u8]) -> Vec<u8> {
+    let root = federation
+        .authority
+        .certificate(&federation.authority.files().root_pem())
+        .expect("root");
+    let certificate = CertificateInfo::from_der(certificate_der).expect("certificate");
+    let request = lienthong_pki::ocsp_request(&root, &certificate.serial, lienthong_crypto::HashAlgorithm::Sha256, None).expect("request");
+    reqwest::Client::new()
+        .post(federation.endpoint("ocsp_url"))
+        .body(request)
+        .send()
+        .await
+        .expect("OCSP")
+        .bytes()
+        .await
+        .expect("body")
+        .to_vec()
+}
+
+/// A correctly signed gateway-to-gateway GET of `rest` of the demo service, from the
+/// given client; returns the description, its base64, and the signature text.
+pub async fn signed_get(keys: &ClientGatewayKeys, client: &str, rest: &str, message_id: &str) -> (RequestHeader, String, String) {
+    let service = format!("{}/{}", lienthong_federation::PROVIDER_SUBSYSTEM, lienthong_federation::SERVICE_CODE);
+    let header = RequestHeader {
+        message_id: message_id.to_owned(),
+        client: client.parse().expect("client"),
+        service: service.parse().expect("service"),
+        method: "GET".into(),
+        path: rest.to_owned(),
+        query: String::new(),
+        time_ms: now_ms(),
+        user_id: String::new(),
+        issue: String::new(),
+        represented_party: String::new(),
+        content_type: String::new(),
+        body_sha256: digest(b""),
+        body_length: 0,
+    };
+    let encoded = header.encode().expect("encode");
+    let signer = BatchSigner::spawn(keys.sign.clone(), 1);
+    let signature = signer.sign(digest(&encoded)).await.expect("sign").to_text();
+    (header, STANDARD.encode(&encoded), signature)
+}
+
+/// Send a prepared gateway-to-gateway request to the provider's gateway.
+pub async fn send_raw(
+    federation: &Federation,
+    client: &RawClient,
+    keys: &ClientGatewayKeys,
+    path: &str,
+    description: &str,
+    signature: &str,
+) -> Result<(u16, hyper::HeaderMap, Bytes), String> {
+    let provider_gateway: lienthong_model::ServerId = format!("{}/gw1", lienthong_federation::PROVIDER_MEMBER).parse().expect("id");
+    let ocsp = ocsp_for(federation, &keys.sign_certificate).await;
+    let request = hyper::Request::builder()
+        .method("GET")
+        .uri(format!("https://{}{path}", tls_name(&provider_gateway)))
+        .header("x-lienthong-request", description)
+        .header("x-lienthong-signature", signature)
+        .header("x-lienthong-certificate", STANDARD.encode(&keys.sign_certificate))
+        .header("x-lienthong-ocsp", STANDARD.encode(ocsp))
+        .body(full(Bytes::new()))
+        .expect("request");
+    let response = client.request(request).await.map_err(|e| format!("{e:?}"))?;
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    Ok((parts.status.as_u16(), parts.headers, body))
+}
+
+pub fn served() -> u64 {
+    lienthong_sample::SERVED.load(std::sync::atomic::Ordering::SeqCst)
+}
