@@ -39,7 +39,10 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 .context("run the benchmark")??;
             println!("{table}");
             if let Some(path) = write {
-                let command = format!("lienthong bench trust --seconds {seconds} --write {}", path.display());
+                let command = format!(
+                    "lienthong bench trust --seconds {seconds} --write {}",
+                    path.display()
+                );
                 write_section(&path, "trust", &with_header(&command, &table))?;
                 println!("written to {}", path.display());
             }
@@ -49,7 +52,10 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
 }
 
 /// Run `operation` repeatedly for about `duration`; operations per second.
-fn rate(duration: Duration, mut operation: impl FnMut() -> anyhow::Result<()>) -> anyhow::Result<f64> {
+fn rate(
+    duration: Duration,
+    mut operation: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<f64> {
     // Warm up caches and lazy initialisation.
     for _ in 0..20 {
         operation()?;
@@ -72,9 +78,14 @@ fn trust(duration: Duration) -> anyhow::Result<String> {
         let (key, _) = SoftwareKey::generate(suite)?;
         let signature = key.sign(&message)?;
         let signs = rate(duration, || Ok(key.sign(&message).map(drop)?))?;
-        let verifies = rate(duration, || Ok(key.public_key().verify(&message, &signature)?))?;
+        let verifies = rate(duration, || {
+            Ok(key.public_key().verify(&message, &signature)?)
+        })?;
         writeln!(table, "| sign (256 B message) | {suite} | {signs:.0} |")?;
-        writeln!(table, "| verify (256 B message) | {suite} | {verifies:.0} |")?;
+        writeln!(
+            table,
+            "| verify (256 B message) | {suite} | {verifies:.0} |"
+        )?;
     }
 
     let now = SystemTime::now();
@@ -102,26 +113,44 @@ fn trust(duration: Duration) -> anyhow::Result<String> {
     };
     let (ocsp_key, _) = SoftwareKey::generate(Suite::EcdsaP256Sha256)?;
     let ocsp_certificate = issue(Profile::OcspSigning, &ocsp_key)?;
-    let responder = OcspResponder::new(ca.certificate(), &ocsp_certificate, Arc::new(ocsp_key), Duration::from_secs(3600))?;
-    let request = lienthong_pki::ocsp_request(ca.certificate(), &[0x42; 16], HashAlgorithm::Sha1, Some(&[7; 16]))?;
+    let responder = OcspResponder::new(
+        ca.certificate(),
+        &ocsp_certificate,
+        Arc::new(ocsp_key),
+        Duration::from_secs(3600),
+    )?;
+    let request = lienthong_pki::ocsp_request(
+        ca.certificate(),
+        &[0x42; 16],
+        HashAlgorithm::Sha1,
+        Some(&[7; 16]),
+    )?;
     let ocsp = rate(duration, || {
         let reply = responder.respond(&request, SystemTime::now(), |_| CertificateState::Good);
         anyhow::ensure!(reply.der.len() > 100, "OCSP responder failed");
         Ok(())
     })?;
-    writeln!(table, "| OCSP response, signed per request (nonce) | ecdsa-p256-sha256 | {ocsp:.0} |")?;
+    writeln!(
+        table,
+        "| OCSP response, signed per request (nonce) | ecdsa-p256-sha256 | {ocsp:.0} |"
+    )?;
 
     let (tsa_key, _) = SoftwareKey::generate(Suite::EcdsaP256Sha256)?;
     let tsa_certificate = issue(Profile::TimeStamping, &tsa_key)?;
-    let tsa = TimeStampAuthority::new(&tsa_certificate, Arc::new(tsa_key), "1.3.6.1.4.1.57264.1.1")?;
+    let tsa =
+        TimeStampAuthority::new(&tsa_certificate, Arc::new(tsa_key), "1.3.6.1.4.1.57264.1.1")?;
     let timestamp_request = TimestampRequest::for_digest(HashAlgorithm::Sha256, &[9; 32], true)?;
     let mut serial = 0u64;
     let tokens = rate(duration, || {
         serial += 1;
-        tsa.grant(&timestamp_request, serial, SystemTime::now()).map(drop)?;
+        tsa.grant(&timestamp_request, serial, SystemTime::now())
+            .map(drop)?;
         Ok(())
     })?;
-    writeln!(table, "| RFC 3161 token (certReq) | ecdsa-p256-sha256 | {tokens:.0} |")?;
+    writeln!(
+        table,
+        "| RFC 3161 token (certReq) | ecdsa-p256-sha256 | {tokens:.0} |"
+    )?;
     Ok(table)
 }
 
@@ -139,8 +168,12 @@ pub(crate) fn with_header(command: &str, body: &str) -> String {
                 .map(|m| m.trim().to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    format!("Measured {date} on {cores} cores ({cpu}), release build.\n\nCommand: `{command}`\n\n{body}")
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    format!(
+        "Measured {date} on {cores} cores ({cpu}), release build.\n\nCommand: `{command}`\n\n{body}"
+    )
 }
 
 /// Replace (or append) the section `name` of the Markdown file at `path`.
@@ -150,7 +183,9 @@ pub(crate) fn write_section(path: &Path, name: &str, content: &str) -> anyhow::R
     let existing = std::fs::read_to_string(path).unwrap_or_else(|_| "# Benchmarks\n".into());
     let block = format!("{start}\n{content}\n{end}");
     let updated = match (existing.find(&start), existing.find(&end)) {
-        (Some(a), Some(b)) if b > a => format!("{}{block}{}", &existing[..a], &existing[b + end.len()..]),
+        (Some(a), Some(b)) if b > a => {
+            format!("{}{block}{}", &existing[..a], &existing[b + end.len()..])
+        }
         _ => format!("{}\n{block}\n", existing.trim_end()),
     };
     std::fs::write(path, updated).with_context(|| format!("write {}", path.display()))

@@ -19,7 +19,9 @@ pub(crate) struct DemoArgs {
 }
 
 pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
-    let passphrase = std::env::var(crate::passphrase::ENV).ok().map(String::into_bytes);
+    let passphrase = std::env::var(crate::passphrase::ENV)
+        .ok()
+        .map(String::into_bytes);
     let federation = lienthong_federation::start(lienthong_federation::Options {
         dir: args.dir,
         port_base: args.port_base,

@@ -21,7 +21,10 @@ pub(crate) enum GatewayCommand {
 
 pub(crate) async fn run(command: GatewayCommand) -> anyhow::Result<()> {
     match command {
-        GatewayCommand::Serve { config, check_config } => {
+        GatewayCommand::Serve {
+            config,
+            check_config,
+        } => {
             let config = Config::load(&config).map_err(anyhow::Error::msg)?;
             if check_config {
                 println!("configuration is valid");

@@ -52,15 +52,26 @@ pub(crate) fn run(command: KeyCommand) -> anyhow::Result<()> {
                 .with_context(|| format!("generate key {name}"))?;
             let pem = lienthong_pki::create_csr(&key, &common_name).context("create the CSR")?;
             std::fs::write(&csr, pem).with_context(|| format!("write {}", csr.display()))?;
-            println!("generated {suite} key {name} in {}; CSR written to {}", keystore.display(), csr.display());
+            println!(
+                "generated {suite} key {name} in {}; CSR written to {}",
+                keystore.display(),
+                csr.display()
+            );
             Ok(())
         }
         KeyCommand::List { keystore } => {
             let store = KeyStore::new(&keystore);
             for name in store.list()? {
                 let (suite, public_key) = store.public_key(&name)?;
-                let fingerprint: String = public_key.fingerprint().iter().map(|b| format!("{b:02x}")).collect();
-                println!("{name}\t{suite}\t{}\tsha256:{fingerprint}", public_key.algorithm());
+                let fingerprint: String = public_key
+                    .fingerprint()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect();
+                println!(
+                    "{name}\t{suite}\t{}\tsha256:{fingerprint}",
+                    public_key.algorithm()
+                );
             }
             Ok(())
         }

@@ -114,10 +114,13 @@ pub(crate) async fn run(command: PkiCommand) -> anyhow::Result<()> {
             ocsp_validity_seconds,
             dangerous_fast_kdf,
         } => {
-            let policy = CryptoPolicy::by_name(&policy)
-                .with_context(|| format!("unknown crypto policy {policy:?} (use vn or international)"))?;
+            let policy = CryptoPolicy::by_name(&policy).with_context(|| {
+                format!("unknown crypto policy {policy:?} (use vn or international)")
+            })?;
             if dangerous_fast_kdf {
-                tracing::warn!("DANGEROUS: keys are encrypted with a cheap KDF (--dangerous-fast-kdf); never use this for a real federation");
+                tracing::warn!(
+                    "DANGEROUS: keys are encrypted with a cheap KDF (--dangerous-fast-kdf); never use this for a real federation"
+                );
             }
             let passphrase = passphrase::read("the PKI keys", true)?;
             let options = InitOptions {
@@ -152,16 +155,26 @@ pub(crate) async fn run(command: PkiCommand) -> anyhow::Result<()> {
             days,
         } => {
             let profile = Profile::from_name(&profile).context("unknown profile")?;
-            let csr_bytes = std::fs::read(&csr).with_context(|| format!("read {}", csr.display()))?;
+            let csr_bytes =
+                std::fs::read(&csr).with_context(|| format!("read {}", csr.display()))?;
             let authority = Authority::open(&dir).await?;
             let passphrase = passphrase::read("the root CA key", false)?;
             let ca = authority.unlock_ca(&passphrase)?;
             let certificate = authority
                 .issue(&ca, &csr_bytes, profile, &id, &IssueOptions { days })
                 .await
-                .with_context(|| format!("issue a {} certificate for {id} from {}", profile.name(), csr.display()))?;
-            std::fs::write(&out, lienthong_pki::pem_encode_certificate(&certificate.der))
-                .with_context(|| format!("write {}", out.display()))?;
+                .with_context(|| {
+                    format!(
+                        "issue a {} certificate for {id} from {}",
+                        profile.name(),
+                        csr.display()
+                    )
+                })?;
+            std::fs::write(
+                &out,
+                lienthong_pki::pem_encode_certificate(&certificate.der),
+            )
+            .with_context(|| format!("write {}", out.display()))?;
             println!(
                 "issued {} certificate serial {} for {id}: {}",
                 profile.name(),
@@ -185,7 +198,8 @@ pub(crate) async fn run(command: PkiCommand) -> anyhow::Result<()> {
             };
             let serial = match (cert, serial) {
                 (Some(path), _) => {
-                    let bytes = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+                    let bytes =
+                        std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
                     let der = lienthong_pki::parse_certificate_pem(&bytes)?;
                     lienthong_pki::CertificateInfo::from_der(&der)?.serial_hex()
                 }
@@ -196,9 +210,14 @@ pub(crate) async fn run(command: PkiCommand) -> anyhow::Result<()> {
             match authority.revoke(&serial, reason, SystemTime::now()).await? {
                 RevokeOutcome::Revoked => println!("revoked certificate serial {serial}"),
                 RevokeOutcome::AlreadyRevoked(first) => {
-                    println!("certificate serial {serial} was already revoked at {} (unchanged)", first.time)
+                    println!(
+                        "certificate serial {serial} was already revoked at {} (unchanged)",
+                        first.time
+                    )
                 }
-                RevokeOutcome::NotFound => bail!("no certificate with serial {serial} was issued by this CA"),
+                RevokeOutcome::NotFound => {
+                    bail!("no certificate with serial {serial} was issued by this CA")
+                }
             }
             Ok(())
         }
@@ -207,7 +226,11 @@ pub(crate) async fn run(command: PkiCommand) -> anyhow::Result<()> {
             println!("serial\tprofile\tidentity\tnot_after\tstatus\tsubject");
             for record in authority.store().pki().certificates().await? {
                 let status = match &record.revocation {
-                    Some(r) => format!("revoked@{}({})", r.time, r.reason.as_deref().unwrap_or("unspecified")),
+                    Some(r) => format!(
+                        "revoked@{}({})",
+                        r.time,
+                        r.reason.as_deref().unwrap_or("unspecified")
+                    ),
                     None => "good".to_owned(),
                 };
                 println!(

@@ -15,11 +15,19 @@ fn demo_smoke_runs_a_whole_federation_and_exits_zero() {
         .expect("run lienthong demo");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "demo --smoke failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        output.status.success(),
+        "demo --smoke failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     assert!(stdout.contains("smoke test passed"), "{stdout}");
-    assert!(stdout.contains("curl -i -H 'X-Road-Client: "), "prints a ready-to-paste curl: {stdout}");
-    let endpoints: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(dir.path().join("demo/endpoints.json")).expect("endpoints.json")).expect("JSON");
+    assert!(
+        stdout.contains("curl -i -H 'X-Road-Client: "),
+        "prints a ready-to-paste curl: {stdout}"
+    );
+    let endpoints: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("demo/endpoints.json")).expect("endpoints.json"),
+    )
+    .expect("JSON");
     for key in [
         "client_gateway_url",
         "client_id",
@@ -37,7 +45,10 @@ fn demo_smoke_runs_a_whole_federation_and_exits_zero() {
         "provider_gateway_admin_url",
         "admin_token",
     ] {
-        assert!(endpoints[key].is_string(), "endpoints.json has {key}: {endpoints}");
+        assert!(
+            endpoints[key].is_string(),
+            "endpoints.json has {key}: {endpoints}"
+        );
     }
     // Running it again on the same directory replaces the earlier demo.
     let again = Command::new(env!("CARGO_BIN_EXE_lienthong"))
@@ -48,5 +59,9 @@ fn demo_smoke_runs_a_whole_federation_and_exits_zero() {
         .env("LIENTHONG_LOG", "warn")
         .output()
         .expect("run again");
-    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
 }

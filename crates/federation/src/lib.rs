@@ -70,7 +70,9 @@ pub struct Federation {
 
 impl std::fmt::Debug for Federation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Federation").field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("Federation")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
     }
 }
 
@@ -130,8 +132,16 @@ pub async fn start(options: Options) -> anyhow::Result<Federation> {
         pki: listen(b, 0).await?,
         central: listen(b, 1).await?,
         sample: listen(b, 2).await?,
-        client_gw: [listen(b, 3).await?, listen(b, 4).await?, listen(b, 5).await?],
-        provider_gw: [listen(b, 6).await?, listen(b, 7).await?, listen(b, 8).await?],
+        client_gw: [
+            listen(b, 3).await?,
+            listen(b, 4).await?,
+            listen(b, 5).await?,
+        ],
+        provider_gw: [
+            listen(b, 6).await?,
+            listen(b, 7).await?,
+            listen(b, 8).await?,
+        ],
     };
     let pki_url = format!("http://{}", address(&ports.pki)?);
     let central_url = format!("http://{}", address(&ports.central)?);
@@ -158,53 +168,113 @@ pub async fn start(options: Options) -> anyhow::Result<Federation> {
     )
     .await?;
     let trust_services = Arc::new(TrustServices::load(&authority, &passphrase).await?);
-    tokio::spawn(lienthong_trust::server::run(ports.pki, trust_services, until_stopped()));
+    tokio::spawn(lienthong_trust::server::run(
+        ports.pki,
+        trust_services,
+        until_stopped(),
+    ));
     let ca = authority.unlock_ca(&passphrase)?;
 
     // 2. Central registry.
     println!("[2/7] central registry on the embedded store");
     let central_dir = dir.join("central");
-    let conf_key: Arc<dyn Signer> = Arc::new(KeyStore::new(central_dir.join("keys")).with_kdf(kdf).generate("conf-1", Suite::EcdsaP256Sha256, &passphrase)?);
-    let store = Store::open(&format!("sqlite://{}", central_dir.join("registry.db").display())).await?;
+    let conf_key: Arc<dyn Signer> = Arc::new(
+        KeyStore::new(central_dir.join("keys"))
+            .with_kdf(kdf)
+            .generate("conf-1", Suite::EcdsaP256Sha256, &passphrase)?,
+    );
+    let store = Store::open(&format!(
+        "sqlite://{}",
+        central_dir.join("registry.db").display()
+    ))
+    .await?;
     let registry = Arc::new(Registry::new(store, INSTANCE, vec![conf_key]));
     let officer = registry
-        .create_token(NewToken { name: "demo-officer".into(), role: Role::RegistryOfficer }, unix_now())
+        .create_token(
+            NewToken {
+                name: "demo-officer".into(),
+                role: Role::RegistryOfficer,
+            },
+            unix_now(),
+        )
         .await?
         .token;
-    tokio::spawn(lienthong_central::run(ports.central, registry.clone(), Duration::from_secs(120), until_stopped()));
+    tokio::spawn(lienthong_central::run(
+        ports.central,
+        registry.clone(),
+        Duration::from_secs(120),
+        until_stopped(),
+    ));
     let http = reqwest::Client::new();
     let api = |method: reqwest::Method, path: &str, body: serde_json::Value| {
-        let request = http.request(method, format!("{central_url}{path}")).bearer_auth(&officer).json(&body);
+        let request = http
+            .request(method, format!("{central_url}{path}"))
+            .bearer_auth(&officer)
+            .json(&body);
         async move {
             let response = request.send().await.context("call the registry")?;
             let status = response.status();
             let text = response.text().await.unwrap_or_default();
             ensure!(status.is_success(), "registry answered {status}: {text}");
-            Ok::<serde_json::Value, anyhow::Error>(serde_json::from_str(&text).unwrap_or(json!(null)))
+            Ok::<serde_json::Value, anyhow::Error>(
+                serde_json::from_str(&text).unwrap_or(json!(null)),
+            )
         }
     };
     let root = authority.certificate(&authority.files().root_pem())?;
     let tsa = authority.certificate(&authority.files().tsa_pem())?;
     api(reqwest::Method::POST, "/api/v1/cas", json!({"name": "demo-root", "certificate": STANDARD.encode(&root.der), "ocsp_urls": [format!("{pki_url}/ocsp")]})).await?;
     api(reqwest::Method::POST, "/api/v1/tsas", json!({"name": "demo-tsa", "url": format!("{pki_url}/tsa"), "certificate": STANDARD.encode(&tsa.der)})).await?;
-    for (id, name) in [(CLIENT_MEMBER, "Provincial People's Committee (client agency)"), (PROVIDER_MEMBER, "Civil Registry Department (provider agency)")] {
-        api(reqwest::Method::POST, "/api/v1/members", json!({"id": id, "name": name})).await?;
+    for (id, name) in [
+        (
+            CLIENT_MEMBER,
+            "Provincial People's Committee (client agency)",
+        ),
+        (
+            PROVIDER_MEMBER,
+            "Civil Registry Department (provider agency)",
+        ),
+    ] {
+        api(
+            reqwest::Method::POST,
+            "/api/v1/members",
+            json!({"id": id, "name": name}),
+        )
+        .await?;
     }
     for subsystem in [CLIENT_SUBSYSTEM, UNAUTHORIZED_SUBSYSTEM, PROVIDER_SUBSYSTEM] {
         let (member, code) = subsystem.rsplit_once('/').context("subsystem id")?;
-        api(reqwest::Method::POST, &format!("/api/v1/members/{member}/subsystems"), json!({"code": code})).await?;
+        api(
+            reqwest::Method::POST,
+            &format!("/api/v1/members/{member}/subsystems"),
+            json!({"code": code}),
+        )
+        .await?;
     }
 
     // 3. Gateways: keys, CSRs, certificates, signed registration, approval.
     println!("[3/7] gateways: keys, CSRs, certificates, registration and approval");
     let mut admin_secret = [0u8; 24];
     lienthong_crypto::fill_random(&mut admin_secret)?;
-    let admin_token = format!("demo_{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(admin_secret));
+    let admin_token = format!(
+        "demo_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(admin_secret)
+    );
     let admin_hash = lienthong_central::hash_token(&admin_token);
     let mut gateways = Vec::new();
     for (name, member, clients, listeners) in [
-        ("gw-client", CLIENT_MEMBER, vec![CLIENT_SUBSYSTEM, UNAUTHORIZED_SUBSYSTEM], ports.client_gw),
-        ("gw-provider", PROVIDER_MEMBER, vec![PROVIDER_SUBSYSTEM], ports.provider_gw),
+        (
+            "gw-client",
+            CLIENT_MEMBER,
+            vec![CLIENT_SUBSYSTEM, UNAUTHORIZED_SUBSYSTEM],
+            ports.client_gw,
+        ),
+        (
+            "gw-provider",
+            PROVIDER_MEMBER,
+            vec![PROVIDER_SUBSYSTEM],
+            ports.provider_gw,
+        ),
     ] {
         let gw_dir = dir.join(name);
         let keys = KeyStore::new(gw_dir.join("keys")).with_kdf(kdf);
@@ -213,16 +283,41 @@ pub async fn start(options: Options) -> anyhow::Result<Federation> {
         let sign_key = keys.generate("sign", Suite::EcdsaP256Sha256, &passphrase)?;
         let auth_csr = lienthong_pki::create_csr(&auth_key, "demo gateway")?;
         let sign_csr = lienthong_pki::create_csr(&sign_key, "demo member")?;
-        let auth = authority.issue(&ca, auth_csr.as_bytes(), Profile::Auth, &server_id, &IssueOptions::default()).await?;
-        let sign = authority.issue(&ca, sign_csr.as_bytes(), Profile::Sign, member, &IssueOptions::default()).await?;
-        std::fs::write(gw_dir.join("auth.pem"), lienthong_pki::pem_encode_certificate(&auth.der))?;
-        std::fs::write(gw_dir.join("sign.pem"), lienthong_pki::pem_encode_certificate(&sign.der))?;
+        let auth = authority
+            .issue(
+                &ca,
+                auth_csr.as_bytes(),
+                Profile::Auth,
+                &server_id,
+                &IssueOptions::default(),
+            )
+            .await?;
+        let sign = authority
+            .issue(
+                &ca,
+                sign_csr.as_bytes(),
+                Profile::Sign,
+                member,
+                &IssueOptions::default(),
+            )
+            .await?;
+        std::fs::write(
+            gw_dir.join("auth.pem"),
+            lienthong_pki::pem_encode_certificate(&auth.der),
+        )?;
+        std::fs::write(
+            gw_dir.join("sign.pem"),
+            lienthong_pki::pem_encode_certificate(&sign.der),
+        )?;
         let peer_address = address(&listeners[1])?;
         let request = RegistrationRequest {
             server: server_id.parse()?,
             address: peer_address.to_string(),
             auth_certificate: STANDARD.encode(&auth.der),
-            clients: clients.iter().map(|c| c.parse()).collect::<Result<_, _>>()?,
+            clients: clients
+                .iter()
+                .map(|c| c.parse())
+                .collect::<Result<_, _>>()?,
             signed_at: unix_now(),
         };
         let signature = auth_key.sign(&request.signing_bytes())?.to_text();
@@ -233,9 +328,20 @@ pub async fn start(options: Options) -> anyhow::Result<Federation> {
             .await?;
         let status = submitted.status();
         let registration: serde_json::Value = submitted.json().await.unwrap_or(json!(null));
-        ensure!(status.is_success(), "registration of {server_id} refused: {registration}");
-        let id = registration["id"].as_str().context("registration id")?.to_owned();
-        api(reqwest::Method::POST, &format!("/api/v1/registrations/{id}/approve"), json!(null)).await?;
+        ensure!(
+            status.is_success(),
+            "registration of {server_id} refused: {registration}"
+        );
+        let id = registration["id"]
+            .as_str()
+            .context("registration id")?
+            .to_owned();
+        api(
+            reqwest::Method::POST,
+            &format!("/api/v1/registrations/{id}/approve"),
+            json!(null),
+        )
+        .await?;
         let config_text = format!(
             "server_id = \"{server_id}\"\nanchor = \"../anchor.json\"\nstate_dir = \"state\"\ndatabase_url = \"sqlite://state/gateway.db\"\nkeystore = \"keys\"\nauth_key = \"auth\"\nauth_certificate = \"auth.pem\"\nclient_listen = \"{}\"\npeer_listen = \"{}\"\nadmin_listen = \"{}\"\nadmin_token_sha256 = [\"{admin_hash}\"]\nconf_poll_seconds = 10\n\n[[member]]\nid = \"{member}\"\nsign_key = \"sign\"\nsign_certificate = \"sign.pem\"\n",
             address(&listeners[0])?,
@@ -255,14 +361,23 @@ pub async fn start(options: Options) -> anyhow::Result<Federation> {
     let mut client_urls = Vec::new();
     let mut running = Vec::new();
     for (gw_dir, listeners) in gateways {
-        let config = lienthong_gateway::config::Config::load(&gw_dir.join("gateway.toml")).map_err(anyhow::Error::msg)?;
+        let config = lienthong_gateway::config::Config::load(&gw_dir.join("gateway.toml"))
+            .map_err(anyhow::Error::msg)?;
         let keys = unlock(&config, &passphrase)?;
         let [client, peer, admin] = listeners;
         client_urls.push(format!("http://{}", address(&client)?));
         admin_urls.push(format!("http://{}", address(&admin)?));
         let gateway = lienthong_gateway::Gateway::start(config, keys).await?;
         running.push(gateway.clone());
-        tokio::spawn(lienthong_gateway::run(gateway, lienthong_gateway::Listeners { client, peer, admin }, until_stopped()));
+        tokio::spawn(lienthong_gateway::run(
+            gateway,
+            lienthong_gateway::Listeners {
+                client,
+                peer,
+                admin,
+            },
+            until_stopped(),
+        ));
     }
 
     // 5. The sample provider system.
@@ -279,14 +394,22 @@ pub async fn start(options: Options) -> anyhow::Result<Federation> {
             .json(&json!({"provider": PROVIDER_SUBSYSTEM, "code": code, "base_url": format!("{sample_url}{path}"), "timeout_ms": 30000}))
             .send()
             .await?;
-        ensure!(response.status().is_success(), "service registration failed: {}", response.text().await.unwrap_or_default());
+        ensure!(
+            response.status().is_success(),
+            "service registration failed: {}",
+            response.text().await.unwrap_or_default()
+        );
         let response = http
             .post(format!("{provider_admin}/api/v1/grants"))
             .bearer_auth(&admin_token)
             .json(&json!({"service": format!("{PROVIDER_SUBSYSTEM}/{code}"), "subject": {"subsystem": CLIENT_SUBSYSTEM}}))
             .send()
             .await?;
-        ensure!(response.status().is_success(), "access grant failed: {}", response.text().await.unwrap_or_default());
+        ensure!(
+            response.status().is_success(),
+            "access grant failed: {}",
+            response.text().await.unwrap_or_default()
+        );
     }
 
     // 7. endpoints.json and the ready-to-paste command.
@@ -310,7 +433,10 @@ pub async fn start(options: Options) -> anyhow::Result<Federation> {
         "admin_token": admin_token,
         "registry_officer_token": officer,
     });
-    std::fs::write(dir.join("endpoints.json"), serde_json::to_vec_pretty(&endpoints)?)?;
+    std::fs::write(
+        dir.join("endpoints.json"),
+        serde_json::to_vec_pretty(&endpoints)?,
+    )?;
     Ok(Federation {
         dir,
         passphrase,
@@ -346,18 +472,35 @@ pub async fn smoke(federation: &Federation) -> anyhow::Result<()> {
     let headers = response.headers().clone();
     let body = response.text().await?;
     ensure!(status == 200, "exchange failed with {status}: {body}");
-    for name in ["x-road-id", "x-road-request-id", "x-road-request-hash", "x-road-client", "x-road-service"] {
+    for name in [
+        "x-road-id",
+        "x-road-request-id",
+        "x-road-request-hash",
+        "x-road-client",
+        "x-road-service",
+    ] {
         ensure!(headers.contains_key(name), "response lacks {name}");
     }
     ensure!(body.contains("Nguyễn Văn An"), "unexpected answer: {body}");
-    println!("exchange OK: {status}, X-Road-Id {:?}", headers.get("x-road-id"));
+    println!(
+        "exchange OK: {status}, X-Road-Id {:?}",
+        headers.get("x-road-id")
+    );
     let refused = http
         .get(format!("{client_gateway}{service_path}/001099012345"))
         .header("X-Road-Client", UNAUTHORIZED_SUBSYSTEM)
         .send()
         .await?;
-    let error = refused.headers().get("x-road-error").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
-    ensure!(error == "Server.ServerProxy.AccessDenied", "the unauthorized client was not refused (X-Road-Error {error:?})");
+    let error = refused
+        .headers()
+        .get("x-road-error")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    ensure!(
+        error == "Server.ServerProxy.AccessDenied",
+        "the unauthorized client was not refused (X-Road-Error {error:?})"
+    );
     println!("unauthorized client refused: {error}");
     Ok(())
 }
@@ -368,13 +511,20 @@ fn prepare(dir: &Path) -> anyhow::Result<PathBuf> {
         let empty = std::fs::read_dir(dir)?.next().is_none();
         if !empty {
             if !dir.join(MARKER).exists() {
-                bail!("{} is not empty and holds no earlier demo; choose another --dir", dir.display());
+                bail!(
+                    "{} is not empty and holds no earlier demo; choose another --dir",
+                    dir.display()
+                );
             }
-            std::fs::remove_dir_all(dir).with_context(|| format!("remove the earlier demo in {}", dir.display()))?;
+            std::fs::remove_dir_all(dir)
+                .with_context(|| format!("remove the earlier demo in {}", dir.display()))?;
         }
     }
     std::fs::create_dir_all(dir)?;
-    std::fs::write(dir.join(MARKER), "created by `lienthong demo`; safe to delete\n")?;
+    std::fs::write(
+        dir.join(MARKER),
+        "created by `lienthong demo`; safe to delete\n",
+    )?;
     let dir = dir.canonicalize()?;
     Ok(dir)
 }
@@ -382,20 +532,29 @@ fn prepare(dir: &Path) -> anyhow::Result<PathBuf> {
 fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
-    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(contents)?;
     Ok(())
 }
 
 /// Unlock a gateway's auth key and every member's sign key.
-pub fn unlock(config: &lienthong_gateway::config::Config, passphrase: &[u8]) -> anyhow::Result<lienthong_gateway::GatewayKeys> {
+pub fn unlock(
+    config: &lienthong_gateway::config::Config,
+    passphrase: &[u8],
+) -> anyhow::Result<lienthong_gateway::GatewayKeys> {
     let store = KeyStore::new(&config.keystore);
     let auth: Arc<dyn Signer> = Arc::new(
         store
             .load(&config.auth_key, passphrase)
             .with_context(|| format!("unlock the auth key {}", config.auth_key))?,
     );
-    let mut members: std::collections::HashMap<_, Arc<dyn Signer>> = std::collections::HashMap::new();
+    let mut members: std::collections::HashMap<_, Arc<dyn Signer>> =
+        std::collections::HashMap::new();
     for member in &config.members {
         let key = store
             .load(&member.sign_key, passphrase)

@@ -39,17 +39,32 @@ async fn granted_exchange_and_every_refusal() {
     let (status, headers, body) = get(&format!("{service}/001099012345"), CLIENT_SUBSYSTEM).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("Nguyễn Văn An"), "{body}");
-    assert!(body.contains(CLIENT_SUBSYSTEM), "the provider saw X-Road-Client: {body}");
-    for name in ["x-road-id", "x-road-request-id", "x-road-request-hash", "x-road-client", "x-road-service"] {
+    assert!(
+        body.contains(CLIENT_SUBSYSTEM),
+        "the provider saw X-Road-Client: {body}"
+    );
+    for name in [
+        "x-road-id",
+        "x-road-request-id",
+        "x-road-request-hash",
+        "x-road-client",
+        "x-road-service",
+    ] {
         assert!(headers.contains_key(name), "missing {name}");
     }
     assert_eq!(headers["x-road-client"], CLIENT_SUBSYSTEM);
-    assert_eq!(headers["x-road-service"], format!("{PROVIDER_SUBSYSTEM}/persons").as_str());
+    assert_eq!(
+        headers["x-road-service"],
+        format!("{PROVIDER_SUBSYSTEM}/persons").as_str()
+    );
     let hash = base64::engine::general_purpose::STANDARD
         .decode(headers["x-road-request-hash"].as_bytes())
         .expect("request hash is base64");
     assert_eq!(hash.len(), 32, "SHA-256 of the signed request description");
-    assert!(!headers.contains_key("x-lienthong-signature"), "inter-gateway headers do not leak");
+    assert!(
+        !headers.contains_key("x-lienthong-signature"),
+        "inter-gateway headers do not leak"
+    );
     assert_eq!(served(), before + 1);
     // The message id the client chose is kept.
     let response = reqwest::Client::new()
@@ -64,74 +79,157 @@ async fn granted_exchange_and_every_refusal() {
 
     // Refusals that must not reach the provider.
     let before = served();
-    let (status, headers, body) = get(&format!("{service}/001099012345"), UNAUTHORIZED_SUBSYSTEM).await;
-    assert_eq!((status, error_type(&headers).as_str()), (500, "Server.ServerProxy.AccessDenied"), "{body}");
+    let (status, headers, body) =
+        get(&format!("{service}/001099012345"), UNAUTHORIZED_SUBSYSTEM).await;
+    assert_eq!(
+        (status, error_type(&headers).as_str()),
+        (500, "Server.ServerProxy.AccessDenied"),
+        "{body}"
+    );
     let body: serde_json::Value = serde_json::from_str(&body).expect("JSON error body");
     assert_eq!(body["type"], "Server.ServerProxy.AccessDenied");
     assert!(body["message"].is_string() && body["detail"].is_string());
     let unknown = format!("{gateway}/r1/{PROVIDER_SUBSYSTEM}/no-such-service/1");
     let (status, headers, _) = get(&unknown, CLIENT_SUBSYSTEM).await;
-    assert_eq!((status, error_type(&headers).as_str()), (500, "Server.ServerProxy.UnknownService"));
+    assert_eq!(
+        (status, error_type(&headers).as_str()),
+        (500, "Server.ServerProxy.UnknownService")
+    );
     let (status, headers, _) = get(&format!("{service}/1"), "VN/GOV/000101/not-registered").await;
-    assert_eq!((status, error_type(&headers).as_str()), (400, "Client.InvalidClientIdentifier"));
+    assert_eq!(
+        (status, error_type(&headers).as_str()),
+        (400, "Client.InvalidClientIdentifier")
+    );
     let (status, headers, _) = get(&format!("{gateway}/r1/VN/GOV"), CLIENT_SUBSYSTEM).await;
-    assert_eq!((status, error_type(&headers).as_str()), (400, "Client.InvalidRequest"));
+    assert_eq!(
+        (status, error_type(&headers).as_str()),
+        (400, "Client.InvalidRequest")
+    );
     assert_eq!(served(), before, "no refused request reached the provider");
 
     // A copy of the client gateway that alters what it signed, or replays it.
     let keys = client_gateway_keys(&federation);
-    let raw = raw_peer(&federation, keys.auth.clone(), keys.auth_certificate.clone());
+    let raw = raw_peer(
+        &federation,
+        keys.auth.clone(),
+        keys.auth_certificate.clone(),
+    );
     let path = format!("/r1/{PROVIDER_SUBSYSTEM}/persons/001099012345");
-    let (header, description, signature) = signed_get(&keys, CLIENT_SUBSYSTEM, "/001099012345", "raw-1").await;
+    let (header, description, signature) =
+        signed_get(&keys, CLIENT_SUBSYSTEM, "/001099012345", "raw-1").await;
     let mut altered = signature.clone();
     let last = altered.pop().expect("char");
     altered.push(if last == 'A' { 'B' } else { 'A' });
     let mut forged_header = header.clone();
     forged_header.path = "/048095011111".into();
-    let forged_description = base64::engine::general_purpose::STANDARD.encode(forged_header.encode().expect("encode"));
+    let forged_description =
+        base64::engine::general_purpose::STANDARD.encode(forged_header.encode().expect("encode"));
     let before = served();
     for (label, p, d, s) in [
-        ("altered signature", path.clone(), description.clone(), altered),
-        ("description altered after signing", format!("/r1/{PROVIDER_SUBSYSTEM}/persons/048095011111"), forged_description, signature.clone()),
+        (
+            "altered signature",
+            path.clone(),
+            description.clone(),
+            altered,
+        ),
+        (
+            "description altered after signing",
+            format!("/r1/{PROVIDER_SUBSYSTEM}/persons/048095011111"),
+            forged_description,
+            signature.clone(),
+        ),
     ] {
-        let (status, headers, body) = send_raw(&federation, &raw, &keys, &p, &d, &s).await.expect("answered");
-        let kind = headers.get("x-road-error").and_then(|v| v.to_str().ok()).unwrap_or("");
-        assert_eq!((status, kind), (500, "Server.ServerProxy.InvalidSignatureValue"), "{label}: {body:?}");
+        let (status, headers, body) = send_raw(&federation, &raw, &keys, &p, &d, &s)
+            .await
+            .expect("answered");
+        let kind = headers
+            .get("x-road-error")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert_eq!(
+            (status, kind),
+            (500, "Server.ServerProxy.InvalidSignatureValue"),
+            "{label}: {body:?}"
+        );
     }
-    assert_eq!(served(), before, "altered messages never reached the provider");
-    let (status, _, body) = send_raw(&federation, &raw, &keys, &path, &description, &signature).await.expect("answered");
-    assert_eq!(status, 200, "the untouched message is accepted once: {body:?}");
-    let (status, headers, _) = send_raw(&federation, &raw, &keys, &path, &description, &signature).await.expect("answered");
-    let kind = headers.get("x-road-error").and_then(|v| v.to_str().ok()).unwrap_or("");
-    assert_eq!((status, kind), (500, "Server.ServerProxy.ReplayedMessage"), "a replay is refused");
+    assert_eq!(
+        served(),
+        before,
+        "altered messages never reached the provider"
+    );
+    let (status, _, body) = send_raw(&federation, &raw, &keys, &path, &description, &signature)
+        .await
+        .expect("answered");
+    assert_eq!(
+        status, 200,
+        "the untouched message is accepted once: {body:?}"
+    );
+    let (status, headers, _) = send_raw(&federation, &raw, &keys, &path, &description, &signature)
+        .await
+        .expect("answered");
+    let kind = headers
+        .get("x-road-error")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    assert_eq!(
+        (status, kind),
+        (500, "Server.ServerProxy.ReplayedMessage"),
+        "a replay is refused"
+    );
     assert_eq!(served(), before + 1);
 
     // A gateway whose auth certificate the configuration does not list: refused at TLS.
-    let ca = federation.authority.unlock_ca(&federation.passphrase).expect("CA");
-    let rogue_key = lienthong_crypto::SoftwareKey::generate(lienthong_crypto::Suite::EcdsaP256Sha256).expect("key").0;
+    let ca = federation
+        .authority
+        .unlock_ca(&federation.passphrase)
+        .expect("CA");
+    let rogue_key =
+        lienthong_crypto::SoftwareKey::generate(lienthong_crypto::Suite::EcdsaP256Sha256)
+            .expect("key")
+            .0;
     let csr = lienthong_pki::create_csr(&rogue_key, "rogue").expect("csr");
     let rogue_certificate = federation
         .authority
-        .issue(&ca, csr.as_bytes(), lienthong_pki::Profile::Auth, "VN/GOV/000101/rogue", &Default::default())
+        .issue(
+            &ca,
+            csr.as_bytes(),
+            lienthong_pki::Profile::Auth,
+            "VN/GOV/000101/rogue",
+            &Default::default(),
+        )
         .await
         .expect("a certificate from the right CA, but never registered");
-    let rogue = raw_peer(&federation, std::sync::Arc::new(rogue_key), rogue_certificate.der.clone());
-    let (_, description, signature) = signed_get(&keys, CLIENT_SUBSYSTEM, "/001099012345", "raw-rogue").await;
+    let rogue = raw_peer(
+        &federation,
+        std::sync::Arc::new(rogue_key),
+        rogue_certificate.der.clone(),
+    );
+    let (_, description, signature) =
+        signed_get(&keys, CLIENT_SUBSYSTEM, "/001099012345", "raw-rogue").await;
     let refused = send_raw(&federation, &rogue, &keys, &path, &description, &signature).await;
     assert!(refused.is_err(), "the TLS handshake must fail: {refused:?}");
     assert_eq!(served(), before + 1);
 
     // A sign certificate the OCSP responder reports revoked.
-    let sign = lienthong_pki::CertificateInfo::from_der(&keys.sign_certificate).expect("certificate");
+    let sign =
+        lienthong_pki::CertificateInfo::from_der(&keys.sign_certificate).expect("certificate");
     federation
         .authority
-        .revoke(&sign.serial_hex(), Some(lienthong_pki::RevocationReason::KeyCompromise), std::time::SystemTime::now())
+        .revoke(
+            &sign.serial_hex(),
+            Some(lienthong_pki::RevocationReason::KeyCompromise),
+            std::time::SystemTime::now(),
+        )
         .await
         .expect("revoke");
     federation.gateways[0].refresh_certificate_statuses().await;
     let before = served();
     let (status, headers, body) = get(&format!("{service}/001099012345"), CLIENT_SUBSYSTEM).await;
-    assert_eq!((status, error_type(&headers).as_str()), (500, "Server.ServerProxy.CertValidation"), "{body}");
+    assert_eq!(
+        (status, error_type(&headers).as_str()),
+        (500, "Server.ServerProxy.CertValidation"),
+        "{body}"
+    );
     assert!(body.contains("revoked"), "{body}");
     assert_eq!(served(), before);
 
@@ -140,13 +238,21 @@ async fn granted_exchange_and_every_refusal() {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("time")
         .as_secs() as i64;
-    federation.registry.publish(now - 598).await.expect("publish");
+    federation
+        .registry
+        .publish(now - 598)
+        .await
+        .expect("publish");
     for gateway in &federation.gateways {
         gateway.conf().refresh(now).await.expect("refresh");
     }
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     let (status, headers, body) = get(&format!("{service}/001099012345"), CLIENT_SUBSYSTEM).await;
-    assert_eq!((status, error_type(&headers).as_str()), (500, "Server.ClientProxy.OutdatedGlobalConf"), "{body}");
+    assert_eq!(
+        (status, error_type(&headers).as_str()),
+        (500, "Server.ClientProxy.OutdatedGlobalConf"),
+        "{body}"
+    );
     assert!(body.contains("expired"), "{body}");
     assert_eq!(served(), before);
     federation.stop().await;
@@ -157,7 +263,10 @@ async fn metaservices_answer_as_specified() {
     let dir = tempfile::tempdir().expect("dir");
     let federation = federation(&dir).await;
     let gateway = federation.endpoint("client_gateway_url");
-    let provider = format!("{gateway}{}", federation.endpoint("provider_subsystem_path"));
+    let provider = format!(
+        "{gateway}{}",
+        federation.endpoint("provider_subsystem_path")
+    );
     let http = reqwest::Client::new();
 
     let json: serde_json::Value = http
@@ -173,26 +282,57 @@ async fn metaservices_answer_as_specified() {
     for id in ["000101", "000202", "citizen-registry", "case-management"] {
         assert!(listed.contains(id), "{id} listed: {listed}");
     }
-    let xml = http.get(format!("{gateway}/listClients")).send().await.expect("send");
-    assert!(xml.headers()["content-type"].to_str().expect("type").contains("xml"));
+    let xml = http
+        .get(format!("{gateway}/listClients"))
+        .send()
+        .await
+        .expect("send");
+    assert!(
+        xml.headers()["content-type"]
+            .to_str()
+            .expect("type")
+            .contains("xml")
+    );
     assert!(xml.text().await.expect("body").contains("clientList"));
 
     let (status, _, body) = get(&format!("{provider}/listMethods"), CLIENT_SUBSYSTEM).await;
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains("\"persons\"") && body.contains("\"digest\""), "{body}");
+    assert!(
+        body.contains("\"persons\"") && body.contains("\"digest\""),
+        "{body}"
+    );
     let (status, _, allowed) = get(&format!("{provider}/allowedMethods"), CLIENT_SUBSYSTEM).await;
     assert_eq!(status, 200);
     assert!(allowed.contains("\"persons\""), "{allowed}");
-    let (status, _, none) = get(&format!("{provider}/allowedMethods"), UNAUTHORIZED_SUBSYSTEM).await;
+    let (status, _, none) = get(
+        &format!("{provider}/allowedMethods"),
+        UNAUTHORIZED_SUBSYSTEM,
+    )
+    .await;
     assert_eq!(status, 200);
-    assert!(!none.contains("\"persons\""), "nothing is allowed to the unauthorized client: {none}");
+    assert!(
+        !none.contains("\"persons\""),
+        "nothing is allowed to the unauthorized client: {none}"
+    );
     let (status, headers, body) = get(&format!("{provider}/getOpenAPI"), CLIENT_SUBSYSTEM).await;
     assert_eq!(status, 400, "missing serviceCode: {body}");
     assert!(!error_type(&headers).is_empty(), "X-Road-Error on the 400");
     assert!(serde_json::from_str::<serde_json::Value>(&body).expect("JSON")["type"].is_string());
-    let (status, _, body) = get(&format!("{provider}/getOpenAPI?serviceCode=no-such"), CLIENT_SUBSYSTEM).await;
+    let (status, _, body) = get(
+        &format!("{provider}/getOpenAPI?serviceCode=no-such"),
+        CLIENT_SUBSYSTEM,
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
-    let (status, headers, _) = get(&format!("{gateway}/r1/VN/GOV/000202/citi%20zen/listMethods"), CLIENT_SUBSYSTEM).await;
-    assert_eq!((status, error_type(&headers).as_str()), (400, "Client.InvalidRequest"), "invalid identifier");
+    let (status, headers, _) = get(
+        &format!("{gateway}/r1/VN/GOV/000202/citi%20zen/listMethods"),
+        CLIENT_SUBSYSTEM,
+    )
+    .await;
+    assert_eq!(
+        (status, error_type(&headers).as_str()),
+        (400, "Client.InvalidRequest"),
+        "invalid identifier"
+    );
     federation.stop().await;
 }

@@ -42,11 +42,18 @@ async fn fifty_megabytes_pass_through_both_gateways_with_bounded_memory() {
     for i in 0..SIZE / CHUNK {
         expected.update(&[(i % 251) as u8; CHUNK]);
     }
-    let expected: String = expected.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let expected: String = expected
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     let before = peak_rss_kib();
 
     // The body is generated as a stream, so the test itself never holds it either.
-    let chunks = stream::iter((0..SIZE / CHUNK).map(|i| Ok::<_, std::io::Error>(vec![(i % 251) as u8; CHUNK])));
+    let chunks = stream::iter(
+        (0..SIZE / CHUNK).map(|i| Ok::<_, std::io::Error>(vec![(i % 251) as u8; CHUNK])),
+    );
     let started = std::time::Instant::now();
     let response = reqwest::Client::new()
         .post(&url)
@@ -60,8 +67,15 @@ async fn fifty_megabytes_pass_through_both_gateways_with_bounded_memory() {
     let answer: serde_json::Value = response.json().await.expect("JSON answer");
     let elapsed = started.elapsed();
     assert_eq!(status, 200, "{answer}");
-    assert_eq!(answer["length"], SIZE as u64, "the provider received every byte");
-    assert_eq!(answer["sha256"], expected.as_str(), "and exactly those bytes");
+    assert_eq!(
+        answer["length"], SIZE as u64,
+        "the provider received every byte"
+    );
+    assert_eq!(
+        answer["sha256"],
+        expected.as_str(),
+        "and exactly those bytes"
+    );
     let after = peak_rss_kib();
     let growth_mib = (after.saturating_sub(before)) as f64 / 1024.0;
     println!(

@@ -72,7 +72,9 @@ where
         };
         length += chunk.len() as u64;
         if length > limits.max_bytes {
-            return Err(BodyError::TooLarge { limit: limits.max_bytes });
+            return Err(BodyError::TooLarge {
+                limit: limits.max_bytes,
+            });
         }
         hasher.update(&chunk);
         match &mut file {
@@ -109,7 +111,9 @@ impl Spooled {
     /// A body to send: the bytes, or a 64 KiB-chunked stream from the file.
     pub fn into_body(self) -> GatewayBody {
         match self {
-            Self::Memory(bytes) => Full::new(bytes).map_err(|never| match never {}).boxed_unsync(),
+            Self::Memory(bytes) => Full::new(bytes)
+                .map_err(|never| match never {})
+                .boxed_unsync(),
             Self::File(file) => {
                 let reader = tokio::fs::File::from_std(file);
                 let stream = tokio_util::io::ReaderStream::with_capacity(reader, 64 * 1024);
@@ -141,7 +145,9 @@ impl Spooled {
 
 /// A body from bytes.
 pub fn full(bytes: impl Into<Bytes>) -> GatewayBody {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// An empty body.
@@ -182,14 +188,20 @@ mod tests {
 
     #[tokio::test]
     async fn small_stays_in_memory_large_is_spooled_and_streams_back() {
-        let small = collect(full(vec![1u8; 100]), &limits(1024, 1 << 20)).await.expect("small");
+        let small = collect(full(vec![1u8; 100]), &limits(1024, 1 << 20))
+            .await
+            .expect("small");
         assert!(small.body.in_memory().is_some());
         assert_eq!(small.length, 100);
         let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
-        let large = collect(full(data.clone()), &limits(1024, 1 << 20)).await.expect("large");
+        let large = collect(full(data.clone()), &limits(1024, 1 << 20))
+            .await
+            .expect("large");
         assert!(large.body.in_memory().is_none(), "spooled");
         assert_eq!(large.sha256, crate::message::digest(&data));
-        let again = collect(large.body.into_body(), &limits(usize::MAX, 1 << 20)).await.expect("re-read");
+        let again = collect(large.body.into_body(), &limits(usize::MAX, 1 << 20))
+            .await
+            .expect("re-read");
         assert_eq!(again.sha256, crate::message::digest(&data));
         assert_eq!(again.length, data.len() as u64);
     }

@@ -4,13 +4,13 @@
 //! (failing over between the provider's gateways), verifies the signed answer and that it
 //! answers *this* request, and returns it with the X-Road response headers.
 
+use crate::XRoadError;
 use crate::body::{GatewayBody, collect};
 use crate::config::Connection;
 use crate::gateway::{Gateway, unix_now, unix_now_ms};
 use crate::message::{RequestHeader, ResponseHeader, digest};
 use crate::proxy_common::*;
 use crate::trust::{TrustView, tls_name};
-use crate::XRoadError;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hyper::body::Incoming;
@@ -30,7 +30,11 @@ pub struct LocalConnection {
 }
 
 /// Serve one request from a local client.
-pub async fn handle(gateway: Arc<Gateway>, request: Request<Incoming>, connection: LocalConnection) -> Response<GatewayBody> {
+pub async fn handle(
+    gateway: Arc<Gateway>,
+    request: Request<Incoming>,
+    connection: LocalConnection,
+) -> Response<GatewayBody> {
     let message_id = last_header(request.headers(), "x-road-id")
         .map(str::to_owned)
         .unwrap_or_else(random_id);
@@ -46,7 +50,10 @@ pub async fn handle(gateway: Arc<Gateway>, request: Request<Incoming>, connectio
     }
 }
 
-fn list_clients(gateway: &Gateway, request: &Request<Incoming>) -> Result<Response<GatewayBody>, XRoadError> {
+fn list_clients(
+    gateway: &Gateway,
+    request: &Request<Incoming>,
+) -> Result<Response<GatewayBody>, XRoadError> {
     let conf = gateway
         .conf
         .usable(unix_now())
@@ -57,10 +64,17 @@ fn list_clients(gateway: &Gateway, request: &Request<Incoming>) -> Result<Respon
             .find(|(k, _)| *k == "xRoadInstance")
             .map(|(_, v)| v.to_owned())
     });
-    let json = crate::meta::wants_json(request.headers().get(hyper::header::ACCEPT).and_then(|v| v.to_str().ok()));
+    let json = crate::meta::wants_json(
+        request
+            .headers()
+            .get(hyper::header::ACCEPT)
+            .and_then(|v| v.to_str().ok()),
+    );
     let answer = crate::meta::list_clients(&conf.conf, instance.as_deref(), json);
     let mut response = Response::new(crate::body::full(answer.body));
-    response.headers_mut().insert(CONTENT_TYPE, header_value(answer.content_type));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, header_value(answer.content_type));
     Ok(response)
 }
 
@@ -74,11 +88,21 @@ async fn exchange(
     let (parts, body) = request.into_parts();
     let path = parse_r1(parts.uri.path())?;
     let client: ClientId = last_header(&parts.headers, "x-road-client")
-        .ok_or_else(|| XRoadError::client("InvalidClientIdentifier", "the X-Road-Client header is required"))?
+        .ok_or_else(|| {
+            XRoadError::client(
+                "InvalidClientIdentifier",
+                "the X-Road-Client header is required",
+            )
+        })?
         .parse()
-        .map_err(|e| XRoadError::client("InvalidClientIdentifier", format!("X-Road-Client: {e}")))?;
+        .map_err(|e| {
+            XRoadError::client("InvalidClientIdentifier", format!("X-Road-Client: {e}"))
+        })?;
     if message_id.len() > 255 || message_id.chars().any(|c| c.is_control()) {
-        return Err(XRoadError::client("InvalidRequest", "X-Road-Id must be at most 255 printable characters"));
+        return Err(XRoadError::client(
+            "InvalidRequest",
+            "X-Road-Id must be at most 255 printable characters",
+        ));
     }
     let conf = gateway
         .conf
@@ -89,13 +113,17 @@ async fn exchange(
         .get()
         .ok_or_else(|| XRoadError::client_proxy("OutdatedGlobalConf", "no global configuration"))?;
     check_local_client(gateway, &view, &client, connection)?;
-    let member = gateway
-        .members
-        .get(client.member())
-        .ok_or_else(|| XRoadError::client("InvalidClientIdentifier", format!("this gateway does not act for {}", client.member())))?;
+    let member = gateway.members.get(client.member()).ok_or_else(|| {
+        XRoadError::client(
+            "InvalidClientIdentifier",
+            format!("this gateway does not act for {}", client.member()),
+        )
+    })?;
 
     let collected = collect(body, &gateway.limits).await.map_err(|e| match e {
-        crate::body::BodyError::TooLarge { .. } => XRoadError::client("InvalidRequest", e.to_string()),
+        crate::body::BodyError::TooLarge { .. } => {
+            XRoadError::client("InvalidRequest", e.to_string())
+        }
         other => XRoadError::client_proxy("InternalError", other.to_string()),
     })?;
     let header = RequestHeader {
@@ -106,14 +134,24 @@ async fn exchange(
         path: path.rest.clone(),
         query: parts.uri.query().unwrap_or("").to_owned(),
         time_ms: time_in,
-        user_id: last_header(&parts.headers, "x-road-userid").unwrap_or("").to_owned(),
-        issue: last_header(&parts.headers, "x-road-issue").unwrap_or("").to_owned(),
-        represented_party: last_header(&parts.headers, "x-road-represented-party").unwrap_or("").to_owned(),
-        content_type: last_header(&parts.headers, "content-type").unwrap_or("").to_owned(),
+        user_id: last_header(&parts.headers, "x-road-userid")
+            .unwrap_or("")
+            .to_owned(),
+        issue: last_header(&parts.headers, "x-road-issue")
+            .unwrap_or("")
+            .to_owned(),
+        represented_party: last_header(&parts.headers, "x-road-represented-party")
+            .unwrap_or("")
+            .to_owned(),
+        content_type: last_header(&parts.headers, "content-type")
+            .unwrap_or("")
+            .to_owned(),
         body_sha256: collected.sha256,
         body_length: collected.length,
     };
-    let encoded = header.encode().map_err(|e| XRoadError::client("InvalidRequest", e.to_string()))?;
+    let encoded = header
+        .encode()
+        .map_err(|e| XRoadError::client("InvalidRequest", e.to_string()))?;
     let request_hash = digest(&encoded);
     let signature = member
         .signer
@@ -126,7 +164,12 @@ async fn exchange(
         .read()
         .ok()
         .and_then(|v| v.clone())
-        .ok_or_else(|| XRoadError::client_proxy("CertValidation", "no fresh OCSP response for the member's sign certificate yet"))?;
+        .ok_or_else(|| {
+            XRoadError::client_proxy(
+                "CertValidation",
+                "no fresh OCSP response for the member's sign certificate yet",
+            )
+        })?;
 
     // Provider gateways, pinned by X-Road-Security-Server if given, healthy first.
     let mut candidates = view.gateways_serving(path.service.provider());
@@ -136,7 +179,10 @@ async fn exchange(
     if candidates.is_empty() {
         return Err(XRoadError::client_proxy(
             "UnknownMember",
-            format!("no gateway in the global configuration serves {}", path.service.provider()),
+            format!(
+                "no gateway in the global configuration serves {}",
+                path.service.provider()
+            ),
         ));
     }
     let candidates = gateway.order_by_health(candidates);
@@ -153,7 +199,11 @@ async fn exchange(
         let uri = format!(
             "https://{}{}",
             tls_name(&peer.id),
-            parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/")
+            parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/")
         );
         let mut outgoing = Request::builder()
             .method(parts.method.clone())
@@ -168,7 +218,16 @@ async fn exchange(
         headers.insert(H_OCSP, ocsp.clone());
         match gateway.peer_client.request(outgoing).await {
             Ok(response) => {
-                return finish(gateway, &view, &conf.conf.policy, response, &header, request_hash, message_id).await;
+                return finish(
+                    gateway,
+                    &view,
+                    &conf.conf.policy,
+                    response,
+                    &header,
+                    request_hash,
+                    message_id,
+                )
+                .await;
             }
             Err(error) if error.is_connect() => {
                 tracing::warn!(peer = %peer.id, error = %error, "provider gateway unreachable; trying the next one");
@@ -177,22 +236,39 @@ async fn exchange(
             }
             Err(error) => {
                 // The request may have reached the provider: never resend it.
-                return Err(XRoadError::client_proxy("NetworkError", format!("exchange with {} failed: {error}", peer.id)));
+                return Err(XRoadError::client_proxy(
+                    "NetworkError",
+                    format!("exchange with {} failed: {error}", peer.id),
+                ));
             }
         }
     }
     Err(XRoadError::client_proxy(
         "NetworkError",
-        format!("no provider gateway could be reached ({})", last_error.unwrap_or_default()),
+        format!(
+            "no provider gateway could be reached ({})",
+            last_error.unwrap_or_default()
+        ),
     ))
 }
 
-fn check_local_client(gateway: &Gateway, view: &TrustView, client: &ClientId, connection: &LocalConnection) -> Result<(), XRoadError> {
+fn check_local_client(
+    gateway: &Gateway,
+    view: &TrustView,
+    client: &ClientId,
+    connection: &LocalConnection,
+) -> Result<(), XRoadError> {
     if !view.is_registered(client) {
-        return Err(XRoadError::client("InvalidClientIdentifier", format!("{client} is not registered in the federation")));
+        return Err(XRoadError::client(
+            "InvalidClientIdentifier",
+            format!("{client} is not registered in the federation"),
+        ));
     }
     if !view.serves(gateway.server_id(), client) {
-        return Err(XRoadError::client("InvalidClientIdentifier", format!("{client} is not a client of this gateway")));
+        return Err(XRoadError::client(
+            "InvalidClientIdentifier",
+            format!("{client} is not a client of this gateway"),
+        ));
     }
     if let ClientId::Subsystem(subsystem) = client
         && let Some(settings) = gateway.subsystems.get(subsystem)
@@ -233,13 +309,24 @@ async fn finish(
                 .await
                 .map_err(|e| XRoadError::client_proxy("NetworkError", e.to_string()))?;
             let mut out = Response::from_parts(parts, collected.body.into_body());
-            out.headers_mut().insert("x-road-id", header_value(message_id));
+            out.headers_mut()
+                .insert("x-road-id", header_value(message_id));
             return Ok(out);
         }
-        return Err(XRoadError::client_proxy("InvalidSignatureValue", "the provider's answer is not signed"));
+        return Err(XRoadError::client_proxy(
+            "InvalidSignatureValue",
+            "the provider's answer is not signed",
+        ));
     };
-    let bad = |why: String| XRoadError::client_proxy("InvalidSignatureValue", format!("the provider's answer was refused: {why}"));
-    let encoded = STANDARD.decode(signed).map_err(|_| bad("response description is not base64".into()))?;
+    let bad = |why: String| {
+        XRoadError::client_proxy(
+            "InvalidSignatureValue",
+            format!("the provider's answer was refused: {why}"),
+        )
+    };
+    let encoded = STANDARD
+        .decode(signed)
+        .map_err(|_| bad("response description is not base64".into()))?;
     let header = ResponseHeader::decode(&encoded).map_err(|e| bad(e.to_string()))?;
     if header.request_hash != request_hash || header.message_id != request.message_id {
         return Err(bad("it does not answer this request".into()));
@@ -253,9 +340,18 @@ async fn finish(
         .ok_or_else(|| bad("no signer certificate".into()))?;
     let provider_member = request.service.provider().member();
     if certificate.identity != Some(FederationIdentity::Member(provider_member.clone())) {
-        return Err(bad(format!("signed by a certificate not of {provider_member}")));
+        return Err(bad(format!(
+            "signed by a certificate not of {provider_member}"
+        )));
     }
-    check_certificate(gateway, view, policy, &certificate, last_header(&parts.headers, H_OCSP)).map_err(bad)?;
+    check_certificate(
+        gateway,
+        view,
+        policy,
+        &certificate,
+        last_header(&parts.headers, H_OCSP),
+    )
+    .map_err(bad)?;
     let signature = last_header(&parts.headers, H_SIGNATURE)
         .and_then(|s| lienthong_crypto::BatchSignature::from_text(s).ok())
         .ok_or_else(|| bad("no or malformed signature".into()))?;
@@ -273,7 +369,10 @@ async fn finish(
     let headers = &mut parts.headers;
     headers.insert("x-road-id", header_value(message_id));
     headers.insert("x-road-request-id", header_value(&random_id()));
-    headers.insert("x-road-request-hash", header_value(&STANDARD.encode(request_hash)));
+    headers.insert(
+        "x-road-request-hash",
+        header_value(&STANDARD.encode(request_hash)),
+    );
     headers.insert("x-road-client", header_value(&request.client.to_string()));
     headers.insert("x-road-service", header_value(&request.service.to_string()));
     Ok(Response::from_parts(parts, collected.body.into_body()))
@@ -289,12 +388,16 @@ pub(crate) fn check_certificate(
     staple: Option<&str>,
 ) -> Result<(), String> {
     let now = unix_now();
-    let issuer = view.issuer_of(certificate).ok_or("its certificate was not issued by an approved CA")?;
+    let issuer = view
+        .issuer_of(certificate)
+        .ok_or("its certificate was not issued by an approved CA")?;
     if now < certificate.not_before || now > certificate.not_after {
         return Err("its certificate is not valid now".into());
     }
     if let Some(crypto) = lienthong_crypto::CryptoPolicy::by_name(&policy.crypto_policy) {
-        crypto.check_key(&certificate.public_key).map_err(|e| e.to_string())?;
+        crypto
+            .check_key(&certificate.public_key)
+            .map_err(|e| e.to_string())?;
     }
     let staple = staple
         .and_then(|s| STANDARD.decode(s).ok())
@@ -305,7 +408,9 @@ pub(crate) fn check_certificate(
         .check_staple(&staple, certificate, &issuer.certificate, freshness, now)?
     {
         VerifiedStatus::Good { .. } => Ok(()),
-        VerifiedStatus::Revoked { time, .. } => Err(format!("its certificate was revoked at {time}")),
+        VerifiedStatus::Revoked { time, .. } => {
+            Err(format!("its certificate was revoked at {time}"))
+        }
         VerifiedStatus::Unknown => Err("the OCSP responder does not know its certificate".into()),
     }
 }

@@ -143,8 +143,10 @@ pub struct Config {
 impl Config {
     /// Read and validate a file.
     pub fn load(path: &Path) -> Result<Self, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        let raw: RawConfig = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        let raw: RawConfig =
+            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
         Self::from_raw(raw, path.parent().unwrap_or(Path::new(".")))
     }
 
@@ -173,18 +175,28 @@ impl Config {
             return Err("at least one [[member]] is required".into());
         }
         if conf_poll_seconds == 0 || memory_body_bytes == 0 || max_body_bytes == 0 {
-            return Err("conf_poll_seconds, memory_body_bytes and max_body_bytes must be positive".into());
+            return Err(
+                "conf_poll_seconds, memory_body_bytes and max_body_bytes must be positive".into(),
+            );
         }
         for subsystem in &subsystems {
             if !members.iter().any(|m| &m.id == subsystem.id.member()) {
-                return Err(format!("subsystem {} belongs to no configured [[member]]", subsystem.id));
+                return Err(format!(
+                    "subsystem {} belongs to no configured [[member]]",
+                    subsystem.id
+                ));
             }
             if subsystem.connection != Connection::Http && client_tls_listen.is_none() {
-                return Err(format!("subsystem {} needs client_tls_listen for {:?}", subsystem.id, subsystem.connection));
+                return Err(format!(
+                    "subsystem {} needs client_tls_listen for {:?}",
+                    subsystem.id, subsystem.connection
+                ));
             }
         }
         let database_url = match database_url.strip_prefix("sqlite://") {
-            Some(path) if Path::new(path).is_relative() => format!("sqlite://{}", base.join(path).display()),
+            Some(path) if Path::new(path).is_relative() => {
+                format!("sqlite://{}", base.join(path).display())
+            }
             _ => database_url,
         };
         Ok(Self {
@@ -199,7 +211,10 @@ impl Config {
             client_tls_listen,
             peer_listen,
             admin_listen,
-            admin_token_sha256: admin_token_sha256.into_iter().map(|h| h.to_ascii_lowercase()).collect(),
+            admin_token_sha256: admin_token_sha256
+                .into_iter()
+                .map(|h| h.to_ascii_lowercase())
+                .collect(),
             max_body_bytes,
             memory_body_bytes,
             conf_poll: Duration::from_secs(conf_poll_seconds),
@@ -216,7 +231,11 @@ impl Config {
                 .map(|s| SubsystemConfig {
                     id: s.id,
                     connection: s.connection,
-                    client_certificates: s.client_certificates.into_iter().map(|h| h.to_ascii_lowercase()).collect(),
+                    client_certificates: s
+                        .client_certificates
+                        .into_iter()
+                        .map(|h| h.to_ascii_lowercase())
+                        .collect(),
                 })
                 .collect(),
         })

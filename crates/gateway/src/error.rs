@@ -24,11 +24,19 @@ impl XRoadError {
     }
     /// A client-side gateway error (500): `Server.ClientProxy.{code}`.
     pub fn client_proxy(code: &str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, format!("Server.ClientProxy.{code}"), message)
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Server.ClientProxy.{code}"),
+            message,
+        )
     }
     /// A provider-side gateway error (500): `Server.ServerProxy.{code}`.
     pub fn server_proxy(code: &str, message: impl Into<String>) -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, format!("Server.ServerProxy.{code}"), message)
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("Server.ServerProxy.{code}"),
+            message,
+        )
     }
 
     fn new(status: StatusCode, kind: String, message: impl Into<String>) -> Self {

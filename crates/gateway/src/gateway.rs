@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 /// Messages whose time differs from ours by more than this are refused.
-pub const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
+pub(crate) const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 /// How often our own certificates' OCSP responses are refreshed.
 const STATUS_REFRESH: Duration = Duration::from_secs(60);
 /// A gateway that failed to connect is avoided for this long.
@@ -93,25 +93,37 @@ impl Gateway {
     pub async fn start(config: Config, keys: GatewayKeys) -> Result<Arc<Self>, StartError> {
         let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
         let read_certificate = |path: &std::path::Path| -> Result<CertificateInfo, StartError> {
-            let pem = std::fs::read(path).map_err(|e| StartError::Config(format!("cannot read {}: {e}", path.display())))?;
-            Ok(CertificateInfo::from_der(&lienthong_pki::parse_certificate_pem(&pem)?)?)
+            let pem = std::fs::read(path)
+                .map_err(|e| StartError::Config(format!("cannot read {}: {e}", path.display())))?;
+            Ok(CertificateInfo::from_der(
+                &lienthong_pki::parse_certificate_pem(&pem)?,
+            )?)
         };
         let auth_certificate = read_certificate(&config.auth_certificate)?;
         if &auth_certificate.public_key != keys.auth.public_key() {
-            return Err(StartError::Config("the auth key does not match the auth certificate".into()));
+            return Err(StartError::Config(
+                "the auth key does not match the auth certificate".into(),
+            ));
         }
         let mut members = HashMap::new();
         for member in &config.members {
-            let signer = keys
-                .members
-                .get(&member.id)
-                .ok_or_else(|| StartError::Config(format!("no sign key unlocked for {}", member.id)))?;
+            let signer = keys.members.get(&member.id).ok_or_else(|| {
+                StartError::Config(format!("no sign key unlocked for {}", member.id))
+            })?;
             let certificate = read_certificate(&member.sign_certificate)?;
             if &certificate.public_key != signer.public_key() {
-                return Err(StartError::Config(format!("the sign key of {} does not match its certificate", member.id)));
+                return Err(StartError::Config(format!(
+                    "the sign key of {} does not match its certificate",
+                    member.id
+                )));
             }
-            if certificate.identity != Some(lienthong_pki::FederationIdentity::Member(member.id.clone())) {
-                return Err(StartError::Config(format!("the sign certificate of {} names another member", member.id)));
+            if certificate.identity
+                != Some(lienthong_pki::FederationIdentity::Member(member.id.clone()))
+            {
+                return Err(StartError::Config(format!(
+                    "the sign certificate of {} names another member",
+                    member.id
+                )));
             }
             let certificate_header = HeaderValue::from_str(&STANDARD.encode(&certificate.der))
                 .map_err(|e| StartError::Config(e.to_string()))?;
@@ -126,13 +138,25 @@ impl Gateway {
                 }),
             );
         }
-        let anchor_bytes = std::fs::read(&config.anchor)
-            .map_err(|e| StartError::Config(format!("cannot read the anchor {}: {e}", config.anchor.display())))?;
-        let anchor = serde_json::from_slice(&anchor_bytes)
-            .map_err(|e| StartError::Config(format!("the anchor {} is malformed: {e}", config.anchor.display())))?;
-        std::fs::create_dir_all(&config.state_dir)
-            .map_err(|e| StartError::Config(format!("cannot create {}: {e}", config.state_dir.display())))?;
-        let conf = Arc::new(ConfClient::new(anchor, config.state_dir.join("globalconf.json"))?);
+        let anchor_bytes = std::fs::read(&config.anchor).map_err(|e| {
+            StartError::Config(format!(
+                "cannot read the anchor {}: {e}",
+                config.anchor.display()
+            ))
+        })?;
+        let anchor = serde_json::from_slice(&anchor_bytes).map_err(|e| {
+            StartError::Config(format!(
+                "the anchor {} is malformed: {e}",
+                config.anchor.display()
+            ))
+        })?;
+        std::fs::create_dir_all(&config.state_dir).map_err(|e| {
+            StartError::Config(format!("cannot create {}: {e}", config.state_dir.display()))
+        })?;
+        let conf = Arc::new(ConfClient::new(
+            anchor,
+            config.state_dir.join("globalconf.json"),
+        )?);
         if let Err(error) = conf.refresh(unix_now()).await {
             tracing::warn!(%error, "cannot download the global configuration at start; using the last good copy if any");
         }
@@ -141,11 +165,18 @@ impl Gateway {
             trust.set(TrustView::new(current));
         }
         let store = Store::open(&config.database_url).await?;
-        let catalog = Arc::new(ServiceCatalog::load(store.clone()).await.map_err(|e| StartError::Config(e.to_string()))?);
+        let catalog = Arc::new(
+            ServiceCatalog::load(store.clone())
+                .await
+                .map_err(|e| StartError::Config(e.to_string()))?,
+        );
         let identity = AuthIdentity::new(auth_certificate.der.clone(), keys.auth.clone());
         let peer_client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
-            .build(PeerConnector::new(crate::tls::client_config(identity.clone(), trust.clone())?, trust.clone()));
+            .build(PeerConnector::new(
+                crate::tls::client_config(identity.clone(), trust.clone())?,
+                trust.clone(),
+            ));
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Duration::from_secs(5)));
@@ -156,7 +187,11 @@ impl Gateway {
             spool_dir: Some(config.state_dir.clone()),
         };
         let gateway = Arc::new(Self {
-            subsystems: config.subsystems.iter().map(|s| (s.id.clone(), s.clone())).collect(),
+            subsystems: config
+                .subsystems
+                .iter()
+                .map(|s| (s.id.clone(), s.clone()))
+                .collect(),
             config,
             conf,
             trust,
@@ -219,7 +254,13 @@ impl Gateway {
         let mut stop = shutdown.clone();
         tokio::spawn(async move {
             let mut updates = gateway.conf.subscribe();
-            let poll = gateway.conf.clone().run(gateway.config.conf_poll, async move { stopped(&mut stop).await });
+            let poll = gateway
+                .conf
+                .clone()
+                .run(
+                    gateway.config.conf_poll,
+                    async move { stopped(&mut stop).await },
+                );
             tokio::pin!(poll);
             loop {
                 tokio::select! {
@@ -261,7 +302,9 @@ impl Gateway {
             Some(issuer) => match self.ocsp.fetch(certificate, issuer, freshness, now).await {
                 Ok((der, VerifiedStatus::Good { .. })) => self.identity.set_ocsp(der.to_vec()),
                 Ok((_, status)) => tracing::error!(?status, "our auth certificate is not good"),
-                Err(error) => tracing::warn!(%error, "cannot refresh the OCSP response of our auth certificate"),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot refresh the OCSP response of our auth certificate")
+                }
             },
             None => tracing::error!("our auth certificate was not issued by an approved CA"),
         }
@@ -270,22 +313,34 @@ impl Gateway {
                 tracing::error!(member = %member.id, "the sign certificate was not issued by an approved CA");
                 continue;
             };
-            match self.ocsp.fetch(&member.certificate, issuer, freshness, now).await {
+            match self
+                .ocsp
+                .fetch(&member.certificate, issuer, freshness, now)
+                .await
+            {
                 Ok((der, status)) => {
                     if !matches!(status, VerifiedStatus::Good { .. }) {
                         tracing::error!(member = %member.id, ?status, "sign certificate is not good");
                     }
-                    if let (Ok(value), Ok(mut slot)) = (HeaderValue::from_str(&STANDARD.encode(der.as_slice())), member.ocsp_header.write()) {
+                    if let (Ok(value), Ok(mut slot)) = (
+                        HeaderValue::from_str(&STANDARD.encode(der.as_slice())),
+                        member.ocsp_header.write(),
+                    ) {
                         *slot = Some(value);
                     }
                 }
-                Err(error) => tracing::warn!(member = %member.id, %error, "cannot refresh the OCSP response of a sign certificate"),
+                Err(error) => {
+                    tracing::warn!(member = %member.id, %error, "cannot refresh the OCSP response of a sign certificate")
+                }
             }
         }
     }
 
     /// Candidate gateways, healthy ones first.
-    pub(crate) fn order_by_health<'a>(&self, mut gateways: Vec<&'a lienthong_model::conf::Gateway>) -> Vec<&'a lienthong_model::conf::Gateway> {
+    pub(crate) fn order_by_health<'a>(
+        &self,
+        mut gateways: Vec<&'a lienthong_model::conf::Gateway>,
+    ) -> Vec<&'a lienthong_model::conf::Gateway> {
         if let Ok(unhealthy) = self.unhealthy.lock() {
             let now = Instant::now();
             gateways.sort_by_key(|g| unhealthy.get(&g.id).is_some_and(|until| *until > now));

@@ -25,10 +25,14 @@ pub mod trust;
 
 pub use error::XRoadError;
 pub use gateway::{Gateway, GatewayKeys, MemberKey, StartError};
-pub use proxy_common::parse_r1;
+
 pub use server::{Listeners, run};
 
 /// The admin API's state for a running gateway.
 pub(crate) fn admin_state(gateway: &std::sync::Arc<Gateway>) -> admin::AdminState {
-    admin::AdminState::new(gateway.store().clone(), gateway.catalog().clone(), gateway.config().admin_token_sha256.clone())
+    admin::AdminState::new(
+        gateway.store().clone(),
+        gateway.catalog().clone(),
+        gateway.config().admin_token_sha256.clone(),
+    )
 }

@@ -94,8 +94,14 @@ impl RequestHeader {
         let mut fields = Fields::new(bytes, REQUEST_TAG)?;
         let header = Self {
             message_id: fields.next("id")?.to_owned(),
-            client: fields.next("client")?.parse().map_err(|e| MessageError(format!("client: {e}")))?,
-            service: fields.next("service")?.parse().map_err(|e| MessageError(format!("service: {e}")))?,
+            client: fields
+                .next("client")?
+                .parse()
+                .map_err(|e| MessageError(format!("client: {e}")))?,
+            service: fields
+                .next("service")?
+                .parse()
+                .map_err(|e| MessageError(format!("service: {e}")))?,
             method: fields.next("method")?.to_owned(),
             path: fields.next("path")?.to_owned(),
             query: fields.next("query")?.to_owned(),
@@ -160,7 +166,9 @@ fn encode(tag: &str, fields: &[(&str, String)]) -> Result<Vec<u8>, MessageError>
     out.push('\n');
     for (name, value) in fields {
         if value.contains(['\n', '\r']) || value.len() > 4096 {
-            return Err(MessageError(format!("{name} contains a line break or is too long")));
+            return Err(MessageError(format!(
+                "{name} contains a line break or is too long"
+            )));
         }
         out.push_str(name);
         out.push_str(": ");
@@ -279,7 +287,10 @@ mod tests {
         }
         let mut injected = sample();
         injected.user_id = "x\nmethod: POST".into();
-        assert!(injected.encode().is_err(), "line breaks cannot forge fields");
+        assert!(
+            injected.encode().is_err(),
+            "line breaks cannot forge fields"
+        );
     }
 
     proptest::proptest! {

@@ -1,8 +1,8 @@
 //! Certificate status: fetching OCSP responses for our own certificates (to staple them)
 //! and for peers' certificates, caching them, and checking stapled ones cheaply.
 
-use crate::trust::TrustedCa;
 use crate::XRoadError;
+use crate::trust::TrustedCa;
 use lienthong_crypto::HashAlgorithm;
 use lienthong_pki::{CertificateInfo, VerifiedStatus, verify_ocsp_response};
 use std::collections::HashMap;
@@ -22,7 +22,7 @@ struct Entry {
 /// Fetched and verified OCSP responses, by certificate hash; and verified staples, by
 /// the hash of certificate and staple together.
 #[derive(Debug)]
-pub struct OcspCache {
+pub(crate) struct OcspCache {
     http: reqwest::Client,
     fetched: Mutex<HashMap<[u8; 32], Entry>>,
     staples: Mutex<HashMap<[u8; 32], (VerifiedStatus, i64)>>,
@@ -36,7 +36,7 @@ impl Default for OcspCache {
 
 impl OcspCache {
     /// An empty cache.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -50,7 +50,7 @@ impl OcspCache {
     /// A verified OCSP response for `certificate`, fresh within `freshness` seconds:
     /// from the cache if it is younger than half of that, otherwise fetched from the
     /// issuer's OCSP URLs (in order).
-    pub async fn response_for(
+    pub(crate) async fn response_for(
         &self,
         certificate: &CertificateInfo,
         issuer: &TrustedCa,
@@ -67,7 +67,7 @@ impl OcspCache {
     }
 
     /// Fetch a new response from the responder (bypassing the cache) and remember it.
-    pub async fn fetch(
+    pub(crate) async fn fetch(
         &self,
         certificate: &CertificateInfo,
         issuer: &TrustedCa,
@@ -75,8 +75,13 @@ impl OcspCache {
         now: i64,
     ) -> Result<(Arc<Vec<u8>>, VerifiedStatus), XRoadError> {
         let key = digest(&certificate.der);
-        let request = lienthong_pki::ocsp_request(&issuer.certificate, &certificate.serial, HashAlgorithm::Sha256, None)
-            .map_err(|e| XRoadError::server_proxy("InternalError", e.to_string()))?;
+        let request = lienthong_pki::ocsp_request(
+            &issuer.certificate,
+            &certificate.serial,
+            HashAlgorithm::Sha256,
+            None,
+        )
+        .map_err(|e| XRoadError::server_proxy("InternalError", e.to_string()))?;
         let mut last = String::from("the CA lists no OCSP responder");
         for url in &issuer.ocsp_urls {
             let reply = self
@@ -87,7 +92,11 @@ impl OcspCache {
                 .send()
                 .await;
             let body = match reply {
-                Ok(r) if r.status().is_success() => r.bytes().await.map(|b| b.to_vec()).map_err(|e| e.to_string()),
+                Ok(r) if r.status().is_success() => r
+                    .bytes()
+                    .await
+                    .map(|b| b.to_vec())
+                    .map_err(|e| e.to_string()),
                 Ok(r) => Err(format!("HTTP {}", r.status())),
                 Err(e) => Err(e.to_string()),
             };
@@ -122,12 +131,15 @@ impl OcspCache {
         }
         Err(XRoadError::server_proxy(
             "CertValidation",
-            format!("cannot obtain a fresh OCSP response for certificate {}: {last}", certificate.serial_hex()),
+            format!(
+                "cannot obtain a fresh OCSP response for certificate {}: {last}",
+                certificate.serial_hex()
+            ),
         ))
     }
 
     /// Check a stapled response; verified staples are remembered (until they go stale).
-    pub fn check_staple(
+    pub(crate) fn check_staple(
         &self,
         staple: &[u8],
         certificate: &CertificateInfo,
@@ -138,12 +150,14 @@ impl OcspCache {
         let mut material = certificate.der.clone();
         material.extend_from_slice(staple);
         let key = digest(&material);
-        if let Some((status, this_update)) = self.staples.lock().ok().and_then(|m| m.get(&key).copied())
+        if let Some((status, this_update)) =
+            self.staples.lock().ok().and_then(|m| m.get(&key).copied())
             && now - this_update <= freshness
         {
             return Ok(status);
         }
-        let status = verify_ocsp_response(staple, certificate, issuer, now, freshness).map_err(|e| e.to_string())?;
+        let status = verify_ocsp_response(staple, certificate, issuer, now, freshness)
+            .map_err(|e| e.to_string())?;
         let this_update = match status {
             VerifiedStatus::Good { this_update } => this_update,
             _ => now,

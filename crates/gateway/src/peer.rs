@@ -60,7 +60,10 @@ impl tower_service::Service<Uri> for PeerConnector {
         let trust = self.trust.clone();
         Box::pin(async move {
             let failed = |m: String| std::io::Error::new(std::io::ErrorKind::NotFound, m);
-            let name = uri.host().ok_or_else(|| failed("no host in URI".into()))?.to_owned();
+            let name = uri
+                .host()
+                .ok_or_else(|| failed("no host in URI".into()))?
+                .to_owned();
             let address = trust
                 .get()
                 .and_then(|view| view.gateway_by_tls_name(&name).map(|g| g.address.clone()))
@@ -68,13 +71,19 @@ impl tower_service::Service<Uri> for PeerConnector {
             let connect = async {
                 let tcp = TcpStream::connect(&address).await?;
                 tcp.set_nodelay(true)?;
-                let server_name = ServerName::try_from(name.clone())
-                    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))?;
+                let server_name = ServerName::try_from(name.clone()).map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string())
+                })?;
                 tls.connect(server_name, tcp).await
             };
             let stream = tokio::time::timeout(CONNECT_TIMEOUT, connect)
                 .await
-                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, format!("connecting to {address} timed out")))??;
+                .map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("connecting to {address} timed out"),
+                    )
+                })??;
             Ok(PeerStream(TokioIo::new(stream)))
         })
     }
@@ -92,13 +101,21 @@ impl Connection for PeerStream {
 }
 
 impl hyper::rt::Read for PeerStream {
-    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: hyper::rt::ReadBufCursor<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: hyper::rt::ReadBufCursor<'_>,
+    ) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.0).poll_read(cx, buf)
     }
 }
 
 impl hyper::rt::Write for PeerStream {
-    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.0).poll_write(cx, buf)
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

@@ -7,27 +7,27 @@ use lienthong_model::{MemberId, ServiceId, SubsystemId};
 use percent_encoding::percent_decode_str;
 
 /// The signed request description (base64).
-pub const H_REQUEST: &str = "x-lienthong-request";
+pub(crate) const H_REQUEST: &str = "x-lienthong-request";
 /// The signed response description (base64).
-pub const H_RESPONSE: &str = "x-lienthong-response";
+pub(crate) const H_RESPONSE: &str = "x-lienthong-response";
 /// The batch signature over the description.
-pub const H_SIGNATURE: &str = "x-lienthong-signature";
+pub(crate) const H_SIGNATURE: &str = "x-lienthong-signature";
 /// The signer's `sign` certificate (base64 DER).
-pub const H_CERTIFICATE: &str = "x-lienthong-certificate";
+pub(crate) const H_CERTIFICATE: &str = "x-lienthong-certificate";
 /// A fresh OCSP response for that certificate (base64 DER).
-pub const H_OCSP: &str = "x-lienthong-ocsp";
+pub(crate) const H_OCSP: &str = "x-lienthong-ocsp";
 
 /// A parsed `/r1/{instance}/{class}/{member}/{subsystem}/{service}[/rest]` path.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct R1Path {
-    pub service: ServiceId,
+pub(crate) struct R1Path {
+    pub(crate) service: ServiceId,
     /// Everything after the service code, exactly as received (may be empty).
-    pub rest: String,
+    pub(crate) rest: String,
 }
 
 /// Parse the path of an X-Road REST request; each identifier part is percent-decoded on
 /// its own (pr-rest), the rest of the path is kept as received.
-pub fn parse_r1(path: &str) -> Result<R1Path, XRoadError> {
+pub(crate) fn parse_r1(path: &str) -> Result<R1Path, XRoadError> {
     let invalid = |why: String| XRoadError::client("InvalidRequest", why);
     let tail = path
         .strip_prefix("/r1/")
@@ -58,7 +58,7 @@ pub fn parse_r1(path: &str) -> Result<R1Path, XRoadError> {
 /// `Host`, `User-Agent`, `Server`, `Content-Length` (recomputed), our own inter-gateway
 /// headers and the X-Road headers the gateways set themselves. (`X-Road-Error` is removed
 /// where it could be forged: from local requests and from provider systems' answers.)
-pub fn strip_headers(headers: &mut HeaderMap) {
+pub(crate) fn strip_headers(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(hyper::header::CONNECTION)
         .iter()
@@ -96,17 +96,21 @@ pub fn strip_headers(headers: &mut HeaderMap) {
 }
 
 /// The last value of a header (X-Road: the last one wins), as text.
-pub fn last_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers.get_all(name).iter().last().and_then(|v| v.to_str().ok())
+pub(crate) fn last_header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(name)
+        .iter()
+        .next_back()
+        .and_then(|v| v.to_str().ok())
 }
 
 /// A header value from text that is known to be header-safe (base64, identifiers).
-pub fn header_value(text: &str) -> HeaderValue {
+pub(crate) fn header_value(text: &str) -> HeaderValue {
     HeaderValue::from_str(text).unwrap_or_else(|_| HeaderValue::from_static("invalid"))
 }
 
 /// A fresh random identifier (128 bits, hex).
-pub fn random_id() -> String {
+pub(crate) fn random_id() -> String {
     let mut bytes = [0u8; 16];
     let _ = lienthong_crypto::fill_random(&mut bytes);
     crate::trust::hex(&bytes)
@@ -119,14 +123,23 @@ mod tests {
     #[test]
     fn r1_paths() {
         let p = parse_r1("/r1/VN/GOV/000123/citizen-registry/persons/123/address").expect("parse");
-        assert_eq!(p.service.to_string(), "VN/GOV/000123/citizen-registry/persons");
+        assert_eq!(
+            p.service.to_string(),
+            "VN/GOV/000123/citizen-registry/persons"
+        );
         assert_eq!(p.rest, "/123/address");
         let p = parse_r1("/r1/VN/GOV/1/sub/svc").expect("parse");
         assert_eq!(p.rest, "");
         let p = parse_r1("/r1/VN/GOV/1%2B2/sub/svc/").expect("parse");
         assert_eq!(p.service.provider().member().code(), "1+2");
         assert_eq!(p.rest, "/");
-        for bad in ["/r2/VN/GOV/1/sub/svc", "/r1/VN/GOV/1/sub", "/r1/VN//1/sub/svc", "/r1/VN/GOV/1/s b/svc", "/r1/VN/GOV/1/sub/s%FFvc"] {
+        for bad in [
+            "/r2/VN/GOV/1/sub/svc",
+            "/r1/VN/GOV/1/sub",
+            "/r1/VN//1/sub/svc",
+            "/r1/VN/GOV/1/s b/svc",
+            "/r1/VN/GOV/1/sub/s%FFvc",
+        ] {
             assert!(parse_r1(bad).is_err(), "{bad}");
         }
     }

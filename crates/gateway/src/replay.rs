@@ -7,14 +7,14 @@ use std::sync::Mutex;
 
 /// Seen messages within the window.
 #[derive(Debug)]
-pub struct ReplayGuard {
+pub(crate) struct ReplayGuard {
     window_ms: i64,
     seen: Mutex<HashMap<[u8; 32], i64>>,
 }
 
 impl ReplayGuard {
     /// A guard accepting message times within `window_ms` of now.
-    pub fn new(window_ms: i64) -> Self {
+    pub(crate) fn new(window_ms: i64) -> Self {
         Self {
             window_ms,
             seen: Mutex::new(HashMap::new()),
@@ -22,7 +22,13 @@ impl ReplayGuard {
     }
 
     /// Accept a message once. `Err` says why not.
-    pub fn check(&self, message_id: &str, signature: &str, message_time_ms: i64, now_ms: i64) -> Result<(), &'static str> {
+    pub(crate) fn check(
+        &self,
+        message_id: &str,
+        signature: &str,
+        message_time_ms: i64,
+        now_ms: i64,
+    ) -> Result<(), &'static str> {
         if (now_ms - message_time_ms).abs() > self.window_ms {
             return Err("message time is outside the accepted clock skew");
         }

@@ -25,7 +25,11 @@ pub struct Listeners {
 
 /// Serve until `shutdown` resolves; then stop accepting, finish in-flight exchanges (for
 /// at most 30 s) and return.
-pub async fn run(gateway: Arc<Gateway>, listeners: Listeners, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn run(
+    gateway: Arc<Gateway>,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     gateway.spawn_background(stop_rx.clone());
     let graceful = Arc::new(GracefulShutdown::new());
@@ -49,9 +53,15 @@ pub async fn run(gateway: Arc<Gateway>, listeners: Listeners, shutdown: impl Fut
             let gateway = gateway.clone();
             let service = service_fn(move |request| {
                 let gateway = gateway.clone();
-                async move { Ok::<_, std::convert::Infallible>(client_proxy::handle(gateway, request, LocalConnection::default()).await) }
+                async move {
+                    Ok::<_, std::convert::Infallible>(
+                        client_proxy::handle(gateway, request, LocalConnection::default()).await,
+                    )
+                }
             });
-            let connection = auto::Builder::new(TokioExecutor::new()).serve_connection_with_upgrades(TokioIo::new(stream), service).into_owned();
+            let connection = auto::Builder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(TokioIo::new(stream), service)
+                .into_owned();
             let watched = graceful.watch(connection);
             tokio::spawn(async move {
                 let _ = watched.await;
@@ -66,14 +76,17 @@ pub async fn run(gateway: Arc<Gateway>, listeners: Listeners, shutdown: impl Fut
             let acceptor = acceptor.clone();
             let graceful = graceful.clone();
             tokio::spawn(async move {
-                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
-                    Ok(Ok(tls)) => tls,
-                    Ok(Err(error)) => {
-                        tracing::warn!(%error, "peer TLS handshake refused");
-                        return;
-                    }
-                    Err(_) => return,
-                };
+                let tls =
+                    match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                        .await
+                    {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(error)) => {
+                            tracing::warn!(%error, "peer TLS handshake refused");
+                            return;
+                        }
+                        Err(_) => return,
+                    };
                 let Some(peer) = authenticate_peer(&gateway, &tls).await else {
                     return;
                 };
@@ -81,10 +94,16 @@ pub async fn run(gateway: Arc<Gateway>, listeners: Listeners, shutdown: impl Fut
                 let service = service_fn(move |request| {
                     let gateway = gateway.clone();
                     let peer = peer.clone();
-                    async move { Ok::<_, std::convert::Infallible>(server_proxy::handle(gateway, peer, request).await) }
+                    async move {
+                        Ok::<_, std::convert::Infallible>(
+                            server_proxy::handle(gateway, peer, request).await,
+                        )
+                    }
                 });
                 let builder = auto::Builder::new(TokioExecutor::new());
-                let connection = builder.serve_connection(TokioIo::new(tls), service).into_owned();
+                let connection = builder
+                    .serve_connection(TokioIo::new(tls), service)
+                    .into_owned();
                 let _ = graceful.watch(connection).await;
             });
         }
@@ -99,7 +118,10 @@ pub async fn run(gateway: Arc<Gateway>, listeners: Listeners, shutdown: impl Fut
     let _ = tokio::join!(client_loop, peer_loop);
     let _ = admin.await;
     let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
-    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+        .await
+        .is_err()
+    {
         tracing::warn!("some exchanges did not finish within 30 s");
     }
     Ok(())
@@ -131,14 +153,27 @@ fn accept_loop(
 
 /// After the handshake: which gateway is this (its certificate was already checked
 /// against the configuration), and is its auth certificate's status good and fresh?
-async fn authenticate_peer(gateway: &Gateway, tls: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>) -> Option<Peer> {
-    let der = tls.get_ref().1.peer_certificates()?.first()?.as_ref().to_vec();
+async fn authenticate_peer(
+    gateway: &Gateway,
+    tls: &tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+) -> Option<Peer> {
+    let der = tls
+        .get_ref()
+        .1
+        .peer_certificates()?
+        .first()?
+        .as_ref()
+        .to_vec();
     let view = gateway.trust.get()?;
     let server = view.gateway_by_certificate(&der)?.id.clone();
     let certificate = lienthong_pki::CertificateInfo::from_der(&der).ok()?;
     let issuer = view.issuer_of(&certificate)?;
     let freshness = i64::try_from(view.conf.conf.policy.ocsp_freshness_seconds).unwrap_or(3600);
-    match gateway.ocsp.response_for(&certificate, issuer, freshness, unix_now()).await {
+    match gateway
+        .ocsp
+        .response_for(&certificate, issuer, freshness, unix_now())
+        .await
+    {
         Ok((_, lienthong_pki::VerifiedStatus::Good { .. })) => Some(Peer { server }),
         Ok((_, status)) => {
             tracing::warn!(peer = %server, ?status, sha256 = %hex(&certificate.sha256()), "refused a peer gateway: auth certificate not good");

@@ -4,12 +4,12 @@
 //! the access right, and that the body matches its signed digest; then it calls the
 //! service, signs the answer with the provider member's key and returns it.
 
+use crate::XRoadError;
 use crate::body::{GatewayBody, collect};
 use crate::client_proxy::check_certificate;
 use crate::gateway::{Gateway, unix_now, unix_now_ms};
 use crate::message::{RequestHeader, ResponseHeader, digest};
 use crate::proxy_common::*;
-use crate::XRoadError;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hyper::body::Incoming;
@@ -28,7 +28,11 @@ pub struct Peer {
 }
 
 /// Serve one request from a peer gateway.
-pub async fn handle(gateway: Arc<Gateway>, peer: Arc<Peer>, request: Request<Incoming>) -> Response<GatewayBody> {
+pub async fn handle(
+    gateway: Arc<Gateway>,
+    peer: Arc<Peer>,
+    request: Request<Incoming>,
+) -> Response<GatewayBody> {
     let message_id = last_header(request.headers(), H_REQUEST)
         .and_then(|h| STANDARD.decode(h).ok())
         .and_then(|bytes| RequestHeader::decode(&bytes).ok())
@@ -42,7 +46,11 @@ pub async fn handle(gateway: Arc<Gateway>, peer: Arc<Peer>, request: Request<Inc
     }
 }
 
-async fn serve(gateway: &Gateway, peer: &Peer, request: Request<Incoming>) -> Result<Response<GatewayBody>, XRoadError> {
+async fn serve(
+    gateway: &Gateway,
+    peer: &Peer,
+    request: Request<Incoming>,
+) -> Result<Response<GatewayBody>, XRoadError> {
     let conf = gateway
         .conf
         .usable(unix_now())
@@ -66,7 +74,9 @@ async fn serve(gateway: &Gateway, peer: &Peer, request: Request<Incoming>) -> Re
         || header.path != path.rest
         || header.query != parts.uri.query().unwrap_or("")
     {
-        return Err(signature_error("the request differs from what was signed".into()));
+        return Err(signature_error(
+            "the request differs from what was signed".into(),
+        ));
     }
 
     // 2. The peer gateway must be one that serves the client.
@@ -83,13 +93,23 @@ async fn serve(gateway: &Gateway, peer: &Peer, request: Request<Incoming>) -> Re
         .and_then(|der| CertificateInfo::from_der(&der).ok())
         .ok_or_else(|| signature_error("no signer certificate".into()))?;
     if certificate.identity != Some(FederationIdentity::Member(header.client.member().clone())) {
-        return Err(signature_error(format!("the signing certificate is not {}'s", header.client.member())));
+        return Err(signature_error(format!(
+            "the signing certificate is not {}'s",
+            header.client.member()
+        )));
     }
-    check_certificate(gateway, &view, &conf.conf.policy, &certificate, last_header(&parts.headers, H_OCSP))
-        .map_err(|why| XRoadError::server_proxy("CertValidation", format!("the client's {why}")))?;
+    check_certificate(
+        gateway,
+        &view,
+        &conf.conf.policy,
+        &certificate,
+        last_header(&parts.headers, H_OCSP),
+    )
+    .map_err(|why| XRoadError::server_proxy("CertValidation", format!("the client's {why}")))?;
 
     // 4. The signature.
-    let signature_text = last_header(&parts.headers, H_SIGNATURE).ok_or_else(|| signature_error("no signature".into()))?;
+    let signature_text = last_header(&parts.headers, H_SIGNATURE)
+        .ok_or_else(|| signature_error("no signature".into()))?;
     let signature = lienthong_crypto::BatchSignature::from_text(signature_text)
         .map_err(|e| signature_error(format!("malformed signature: {e}")))?;
     let request_hash = digest(&encoded);
@@ -101,18 +121,31 @@ async fn serve(gateway: &Gateway, peer: &Peer, request: Request<Incoming>) -> Re
     // 5. Clock and replay.
     gateway
         .replay
-        .check(&header.message_id, signature_text, header.time_ms, unix_now_ms())
+        .check(
+            &header.message_id,
+            signature_text,
+            header.time_ms,
+            unix_now_ms(),
+        )
         .map_err(|why| XRoadError::server_proxy("ReplayedMessage", why))?;
 
     // 6. The service and the access right (deny by default).
     let provider = header.service.provider();
     if !view.serves(gateway.server_id(), &ClientId::Subsystem(provider.clone())) {
-        return Err(XRoadError::server_proxy("UnknownService", format!("{provider} is not served by this gateway")));
+        return Err(XRoadError::server_proxy(
+            "UnknownService",
+            format!("{provider} is not served by this gateway"),
+        ));
     }
     let provider_key = gateway
         .members
         .get(provider.member())
-        .ok_or_else(|| XRoadError::server_proxy("UnknownService", format!("this gateway holds no key of {}", provider.member())))?
+        .ok_or_else(|| {
+            XRoadError::server_proxy(
+                "UnknownService",
+                format!("this gateway holds no key of {}", provider.member()),
+            )
+        })?
         .clone();
     let is_meta = crate::meta::METASERVICES.contains(&header.service.code());
     let service = if is_meta {
@@ -121,45 +154,86 @@ async fn serve(gateway: &Gateway, peer: &Peer, request: Request<Incoming>) -> Re
         let service = gateway
             .catalog
             .service(provider, header.service.code())
-            .ok_or_else(|| XRoadError::server_proxy("UnknownService", format!("unknown service {}", header.service)))?;
-        if !gateway
-            .catalog
-            .is_allowed(&header.client, &service, parts.method.as_str(), &path.rest_or_root(), &conf.conf)
-        {
+            .ok_or_else(|| {
+                XRoadError::server_proxy(
+                    "UnknownService",
+                    format!("unknown service {}", header.service),
+                )
+            })?;
+        if !gateway.catalog.is_allowed(
+            &header.client,
+            &service,
+            parts.method.as_str(),
+            &path.rest_or_root(),
+            &conf.conf,
+        ) {
             return Err(XRoadError::server_proxy(
                 "AccessDenied",
-                format!("{} may not use {} {} of {}", header.client, parts.method, path.rest_or_root(), header.service),
+                format!(
+                    "{} may not use {} {} of {}",
+                    header.client,
+                    parts.method,
+                    path.rest_or_root(),
+                    header.service
+                ),
             ));
         }
         Some(service)
     };
 
     // 7. The body must be the one that was signed, before anything is forwarded.
-    let collected = collect(body, &gateway.limits).await.map_err(|e| invalid(e.to_string()))?;
+    let collected = collect(body, &gateway.limits)
+        .await
+        .map_err(|e| invalid(e.to_string()))?;
     if collected.sha256 != header.body_sha256 || collected.length != header.body_length {
-        return Err(signature_error("the body does not match the signed digest".into()));
+        return Err(signature_error(
+            "the body does not match the signed digest".into(),
+        ));
     }
 
     // 8. The service (or a metaservice) answers.
     let (status, mut response_headers, response_body) = match service {
         None => {
-            let (status, content_type, body) = metaservice(gateway, &header, &parts.uri, &conf.conf);
+            let (status, content_type, body) =
+                metaservice(gateway, &header, &parts.uri, &conf.conf);
             let mut headers = hyper::HeaderMap::new();
             headers.insert(CONTENT_TYPE, header_value(content_type));
             if status.is_client_error() {
-                headers.insert("x-road-error", header_value(&serde_json::from_slice::<serde_json::Value>(&body).ok().and_then(|v| v["type"].as_str().map(str::to_owned)).unwrap_or_default()));
+                headers.insert(
+                    "x-road-error",
+                    header_value(
+                        &serde_json::from_slice::<serde_json::Value>(&body)
+                            .ok()
+                            .and_then(|v| v["type"].as_str().map(str::to_owned))
+                            .unwrap_or_default(),
+                    ),
+                );
             }
-            (status, headers, crate::body::Collected { sha256: digest(&body), length: body.len() as u64, body: crate::body::Spooled::Memory(body.into()) })
+            (
+                status,
+                headers,
+                crate::body::Collected {
+                    sha256: digest(&body),
+                    length: body.len() as u64,
+                    body: crate::body::Spooled::Memory(body.into()),
+                },
+            )
         }
         Some(service) => {
             let target: Uri = format!(
                 "{}{}{}",
                 service.base_url.trim_end_matches('/'),
                 path.rest,
-                parts.uri.query().map(|q| format!("?{q}")).unwrap_or_default()
+                parts
+                    .uri
+                    .query()
+                    .map(|q| format!("?{q}"))
+                    .unwrap_or_default()
             )
             .parse()
-            .map_err(|_| XRoadError::server_proxy("ServiceFailed", "the service URL is invalid".to_owned()))?;
+            .map_err(|_| {
+                XRoadError::server_proxy("ServiceFailed", "the service URL is invalid".to_owned())
+            })?;
             let mut forward = Request::builder()
                 .method(parts.method.clone())
                 .uri(target)
@@ -174,8 +248,18 @@ async fn serve(gateway: &Gateway, peer: &Peer, request: Request<Incoming>) -> Re
             let timeout = Duration::from_millis(service.timeout_ms.max(1));
             let answer = tokio::time::timeout(timeout, gateway.backend_client.request(forward))
                 .await
-                .map_err(|_| XRoadError::server_proxy("ServiceFailed", format!("{} did not answer within {timeout:?}", header.service)))?
-                .map_err(|e| XRoadError::server_proxy("ServiceFailed", format!("{} could not be reached: {e}", header.service)))?;
+                .map_err(|_| {
+                    XRoadError::server_proxy(
+                        "ServiceFailed",
+                        format!("{} did not answer within {timeout:?}", header.service),
+                    )
+                })?
+                .map_err(|e| {
+                    XRoadError::server_proxy(
+                        "ServiceFailed",
+                        format!("{} could not be reached: {e}", header.service),
+                    )
+                })?;
             let (answer_parts, answer_body) = answer.into_parts();
             let collected = collect(answer_body, &gateway.limits)
                 .await
@@ -214,8 +298,16 @@ async fn serve(gateway: &Gateway, peer: &Peer, request: Request<Incoming>) -> Re
         .read()
         .ok()
         .and_then(|v| v.clone())
-        .ok_or_else(|| XRoadError::server_proxy("CertValidation", "no fresh OCSP response for the provider's sign certificate"))?;
-    response_headers.insert(H_RESPONSE, header_value(&STANDARD.encode(&encoded_response)));
+        .ok_or_else(|| {
+            XRoadError::server_proxy(
+                "CertValidation",
+                "no fresh OCSP response for the provider's sign certificate",
+            )
+        })?;
+    response_headers.insert(
+        H_RESPONSE,
+        header_value(&STANDARD.encode(&encoded_response)),
+    );
     response_headers.insert(H_SIGNATURE, header_value(&response_signature.to_text()));
     response_headers.insert(H_CERTIFICATE, provider_key.certificate_header.clone());
     response_headers.insert(H_OCSP, ocsp);
@@ -234,13 +326,22 @@ fn metaservice(
     let provider = header.service.provider();
     let result = match header.service.code() {
         "listMethods" => Ok(crate::meta::list_methods(&gateway.catalog, provider)),
-        "allowedMethods" => Ok(crate::meta::allowed_methods(&gateway.catalog, provider, &header.client, conf)),
+        "allowedMethods" => Ok(crate::meta::allowed_methods(
+            &gateway.catalog,
+            provider,
+            &header.client,
+            conf,
+        )),
         _ => {
             let service_code = uri.query().and_then(|q| {
                 q.split('&')
                     .filter_map(|kv| kv.split_once('='))
                     .find(|(k, _)| *k == "serviceCode")
-                    .map(|(_, v)| percent_encoding::percent_decode_str(v).decode_utf8_lossy().into_owned())
+                    .map(|(_, v)| {
+                        percent_encoding::percent_decode_str(v)
+                            .decode_utf8_lossy()
+                            .into_owned()
+                    })
             });
             crate::meta::get_openapi(&gateway.catalog, provider, service_code.as_deref())
         }
@@ -250,14 +351,22 @@ fn metaservice(
         Err(error) => {
             let mut body = error.body();
             body.detail = header.message_id.clone();
-            (error.status(), "application/json", serde_json::to_vec(&body).unwrap_or_default())
+            (
+                error.status(),
+                "application/json",
+                serde_json::to_vec(&body).unwrap_or_default(),
+            )
         }
     }
 }
 
 impl R1Path {
     /// The rest of the path as access rights see it: `/` when empty.
-    pub fn rest_or_root(&self) -> String {
-        if self.rest.is_empty() { "/".into() } else { self.rest.clone() }
+    pub(crate) fn rest_or_root(&self) -> String {
+        if self.rest.is_empty() {
+            "/".into()
+        } else {
+            self.rest.clone()
+        }
     }
 }

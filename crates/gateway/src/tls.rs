@@ -26,7 +26,10 @@ pub struct AuthIdentity(Arc<RwLock<Arc<CertifiedKey>>>);
 impl AuthIdentity {
     /// An identity from the auth certificate (DER) and its key.
     pub fn new(certificate: Vec<u8>, key: Arc<dyn Signer>) -> Self {
-        let certified = CertifiedKey::new(vec![CertificateDer::from(certificate)], Arc::new(TlsKey(key)));
+        let certified = CertifiedKey::new(
+            vec![CertificateDer::from(certificate)],
+            Arc::new(TlsKey(key)),
+        );
         Self(Arc::new(RwLock::new(Arc::new(certified))))
     }
 
@@ -109,15 +112,22 @@ pub fn provider() -> Arc<CryptoProvider> {
 
 /// Check a peer certificate against the trust view: listed for a gateway, issued by an
 /// approved CA, within validity. Returns the parsed certificate and the issuer.
-fn check_peer(trust: &TrustCell, end_entity: &[u8], now: i64) -> Result<(CertificateInfo, CertificateInfo), Error> {
-    let view = trust
-        .get()
-        .ok_or_else(|| Error::General("no global configuration: cannot authenticate peers".into()))?;
+fn check_peer(
+    trust: &TrustCell,
+    end_entity: &[u8],
+    now: i64,
+) -> Result<(CertificateInfo, CertificateInfo), Error> {
+    let view = trust.get().ok_or_else(|| {
+        Error::General("no global configuration: cannot authenticate peers".into())
+    })?;
     if view.gateway_by_certificate(end_entity).is_none() {
         tracing::warn!(sha256 = %hex(&lienthong_crypto::HashAlgorithm::Sha256.digest(end_entity)), "refused a peer whose auth certificate the global configuration does not list");
-        return Err(Error::InvalidCertificate(CertificateError::ApplicationVerificationFailure));
+        return Err(Error::InvalidCertificate(
+            CertificateError::ApplicationVerificationFailure,
+        ));
     }
-    let certificate = CertificateInfo::from_der(end_entity).map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
+    let certificate = CertificateInfo::from_der(end_entity)
+        .map_err(|_| Error::InvalidCertificate(CertificateError::BadEncoding))?;
     let issuer = view
         .issuer_of(&certificate)
         .ok_or(Error::InvalidCertificate(CertificateError::UnknownIssuer))?;
@@ -162,16 +172,38 @@ impl ClientCertVerifier for PeerClientVerifier {
         Ok(ClientCertVerified::assertion())
     }
 
-    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
@@ -205,7 +237,10 @@ impl ServerCertVerifier for PeerServerVerifier {
     ) -> Result<ServerCertVerified, Error> {
         let now = now.as_secs() as i64;
         let (certificate, issuer) = check_peer(&self.trust, end_entity, now)?;
-        let view = self.trust.get().ok_or_else(|| Error::General("no configuration".into()))?;
+        let view = self
+            .trust
+            .get()
+            .ok_or_else(|| Error::General("no configuration".into()))?;
         let expected = match server_name {
             ServerName::DnsName(name) => view.gateway_by_tls_name(name.as_ref()),
             _ => None,
@@ -215,32 +250,72 @@ impl ServerCertVerifier for PeerServerVerifier {
             return Err(Error::InvalidCertificate(CertificateError::NotValidForName));
         }
         if ocsp_response.is_empty() {
-            return Err(Error::General(format!("gateway {} stapled no OCSP response", expected.id)));
+            return Err(Error::General(format!(
+                "gateway {} stapled no OCSP response",
+                expected.id
+            )));
         }
         let freshness = i64::try_from(view.conf.conf.policy.ocsp_freshness_seconds).unwrap_or(3600);
-        match lienthong_pki::verify_ocsp_response(ocsp_response, &certificate, &issuer, now, freshness) {
+        match lienthong_pki::verify_ocsp_response(
+            ocsp_response,
+            &certificate,
+            &issuer,
+            now,
+            freshness,
+        ) {
             Ok(VerifiedStatus::Good { .. }) => Ok(ServerCertVerified::assertion()),
-            Ok(VerifiedStatus::Revoked { .. }) => Err(Error::InvalidCertificate(CertificateError::Revoked)),
-            Ok(VerifiedStatus::Unknown) => Err(Error::InvalidCertificate(CertificateError::UnknownRevocationStatus)),
-            Err(e) => Err(Error::General(format!("stapled OCSP response refused: {e}"))),
+            Ok(VerifiedStatus::Revoked { .. }) => {
+                Err(Error::InvalidCertificate(CertificateError::Revoked))
+            }
+            Ok(VerifiedStatus::Unknown) => Err(Error::InvalidCertificate(
+                CertificateError::UnknownRevocationStatus,
+            )),
+            Err(e) => Err(Error::General(format!(
+                "stapled OCSP response refused: {e}"
+            ))),
         }
     }
 
-    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
-    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 
 /// The server configuration of the gateway-to-gateway listener.
-pub fn server_config(identity: AuthIdentity, trust: TrustCell) -> Result<Arc<rustls::ServerConfig>, Error> {
+pub fn server_config(
+    identity: AuthIdentity,
+    trust: TrustCell,
+) -> Result<Arc<rustls::ServerConfig>, Error> {
     let mut config = rustls::ServerConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
         .with_client_cert_verifier(Arc::new(PeerClientVerifier::new(trust)))
@@ -250,7 +325,10 @@ pub fn server_config(identity: AuthIdentity, trust: TrustCell) -> Result<Arc<rus
 }
 
 /// The client configuration for dialling other gateways.
-pub fn client_config(identity: AuthIdentity, trust: TrustCell) -> Result<Arc<rustls::ClientConfig>, Error> {
+pub fn client_config(
+    identity: AuthIdentity,
+    trust: TrustCell,
+) -> Result<Arc<rustls::ClientConfig>, Error> {
     // `dangerous()` is rustls's name for "a custom verifier"; ours is stricter than WebPKI:
     // it pins the exact certificates the signed global configuration lists.
     let mut config = rustls::ClientConfig::builder_with_provider(provider())

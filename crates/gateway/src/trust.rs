@@ -68,19 +68,25 @@ impl TrustView {
     /// The gateway whose registered auth certificate has this DER encoding.
     pub fn gateway_by_certificate(&self, der: &[u8]) -> Option<&Gateway> {
         let hash = hex(&lienthong_crypto::HashAlgorithm::Sha256.digest(der));
-        self.by_auth_hash.get(&hash).map(|&i| &self.conf.conf.gateways[i])
+        self.by_auth_hash
+            .get(&hash)
+            .map(|&i| &self.conf.conf.gateways[i])
     }
 
     /// The gateway a TLS server name (from [`tls_name`]) stands for.
     pub fn gateway_by_tls_name(&self, name: &str) -> Option<&Gateway> {
-        self.by_label.get(name).map(|&i| &self.conf.conf.gateways[i])
+        self.by_label
+            .get(name)
+            .map(|&i| &self.conf.conf.gateways[i])
     }
 
     /// The approved CA that issued `certificate` (signature checked), if any.
     pub fn issuer_of(&self, certificate: &CertificateInfo) -> Option<&TrustedCa> {
-        self.cas
-            .iter()
-            .find(|ca| certificate.verify_signed_by(&ca.certificate.public_key).is_ok())
+        self.cas.iter().find(|ca| {
+            certificate
+                .verify_signed_by(&ca.certificate.public_key)
+                .is_ok()
+        })
     }
 
     /// Gateways that serve `provider` (directly or as its member), in configuration order.
@@ -109,7 +115,9 @@ impl TrustView {
     pub fn is_registered(&self, client: &ClientId) -> bool {
         self.conf.conf.members.iter().any(|m| match client {
             ClientId::Member(id) => &m.id == id,
-            ClientId::Subsystem(s) => &m.id == s.member() && m.subsystems.iter().any(|c| c == s.subsystem()),
+            ClientId::Subsystem(s) => {
+                &m.id == s.member() && m.subsystems.iter().any(|c| c == s.subsystem())
+            }
         })
     }
 }

@@ -1,9 +1,11 @@
 //! The certificate authority: a root certificate and its key, issuing certificates by profile.
 
-use crate::cert::{build, key_identifier, CertificateInfo, CertificateTemplate, IssuerRef, Profile};
-use crate::der_util::hex;
-use crate::name::{service_name, FederationIdentity};
 use crate::PkiError;
+use crate::cert::{
+    CertificateInfo, CertificateTemplate, IssuerRef, Profile, build, key_identifier,
+};
+use crate::der_util::hex;
+use crate::name::{FederationIdentity, service_name};
 use lienthong_crypto::{CryptoPolicy, PublicKey, Signer};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -139,10 +141,13 @@ impl CertificateAuthority {
         self.policy.check_key(request.public_key)?;
         let subject = match (request.profile, &request.identity) {
             (Profile::Auth, Some(identity @ FederationIdentity::Server(_)))
-            | (Profile::Sign, Some(identity @ FederationIdentity::Member(_))) => identity.subject()?,
+            | (Profile::Sign, Some(identity @ FederationIdentity::Member(_))) => {
+                identity.subject()?
+            }
             (Profile::Auth, _) => {
                 return Err(PkiError::Certificate(
-                    "an auth certificate needs a server identifier INSTANCE/CLASS/CODE/SERVERCODE".into(),
+                    "an auth certificate needs a server identifier INSTANCE/CLASS/CODE/SERVERCODE"
+                        .into(),
                 ));
             }
             (Profile::Sign, _) => {
@@ -151,7 +156,9 @@ impl CertificateAuthority {
                 ));
             }
             (Profile::RootCa, _) => {
-                return Err(PkiError::Certificate("a root CA is created, not issued".into()));
+                return Err(PkiError::Certificate(
+                    "a root CA is created, not issued".into(),
+                ));
             }
             (Profile::OcspSigning | Profile::TimeStamping, _) => {
                 service_name(&self.organisation, request.common_name)?
@@ -208,9 +215,14 @@ mod tests {
     fn root_is_self_signed_and_issues_both_profiles() {
         let ca = test_ca();
         let root_key = ca.certificate().public_key.clone();
-        ca.certificate().verify_signed_by(&root_key).expect("self-signed");
+        ca.certificate()
+            .verify_signed_by(&root_key)
+            .expect("self-signed");
         let now = SystemTime::now();
-        for (profile, id) in [(Profile::Sign, "VN/GOV/123"), (Profile::Auth, "VN/GOV/123/gw1")] {
+        for (profile, id) in [
+            (Profile::Sign, "VN/GOV/123"),
+            (Profile::Auth, "VN/GOV/123/gw1"),
+        ] {
             let (key, _) = SoftwareKey::generate(Suite::RsaPssSha256).expect("key");
             let identity = if profile == Profile::Sign {
                 FederationIdentity::Member(id.parse().expect("id"))

@@ -1,8 +1,8 @@
 //! Certificate profiles, building and signing certificates, and reading them back.
 
+use crate::PkiError;
 use crate::der_util::{first_inner_element, hex, unix_seconds};
 use crate::name::FederationIdentity;
-use crate::PkiError;
 use const_oid::AssociatedOid;
 use const_oid::db::rfc5280::{
     ID_AD_OCSP, ID_KP_CLIENT_AUTH, ID_KP_OCSP_SIGNING, ID_KP_SERVER_AUTH, ID_KP_TIME_STAMPING,
@@ -13,12 +13,12 @@ use lienthong_crypto::{HashAlgorithm, PublicKey, Signer, X509SignatureAlgorithm}
 use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
 use std::time::SystemTime;
 use x509_cert::certificate::{Certificate, TbsCertificate, Version};
+use x509_cert::ext::Extension;
 use x509_cert::ext::pkix::name::GeneralName;
 use x509_cert::ext::pkix::{
     AccessDescription, AuthorityInfoAccessSyntax, AuthorityKeyIdentifier, BasicConstraints,
     ExtendedKeyUsage, KeyUsage, KeyUsages, SubjectKeyIdentifier,
 };
-use x509_cert::ext::Extension;
 use x509_cert::name::Name;
 use x509_cert::serial_number::SerialNumber;
 use x509_cert::time::{Time, Validity};
@@ -115,9 +115,14 @@ pub(crate) fn key_identifier(public_key: &PublicKey) -> Vec<u8> {
 }
 
 /// Build, sign and DER-encode a certificate.
-pub(crate) fn build(template: &CertificateTemplate<'_>, issuer: &IssuerRef<'_>) -> Result<Vec<u8>, PkiError> {
+pub(crate) fn build(
+    template: &CertificateTemplate<'_>,
+    issuer: &IssuerRef<'_>,
+) -> Result<Vec<u8>, PkiError> {
     if template.not_after <= template.not_before {
-        return Err(PkiError::Validity("notAfter must be later than notBefore".into()));
+        return Err(PkiError::Validity(
+            "notAfter must be later than notBefore".into(),
+        ));
     }
     let time = |t: SystemTime| {
         Time::try_from(t).map_err(|e| PkiError::Validity(format!("time out of range: {e}")))
@@ -135,8 +140,10 @@ pub(crate) fn build(template: &CertificateTemplate<'_>, issuer: &IssuerRef<'_>) 
             not_after: time(template.not_after)?,
         },
         subject: template.subject.clone(),
-        subject_public_key_info: SubjectPublicKeyInfoOwned::from_der(template.public_key.spki_der())
-            .map_err(PkiError::encoding("public key"))?,
+        subject_public_key_info: SubjectPublicKeyInfoOwned::from_der(
+            template.public_key.spki_der(),
+        )
+        .map_err(PkiError::encoding("public key"))?,
         issuer_unique_id: None,
         subject_unique_id: None,
         extensions: Some(extensions(template, issuer)?),
@@ -146,12 +153,18 @@ pub(crate) fn build(template: &CertificateTemplate<'_>, issuer: &IssuerRef<'_>) 
     let certificate = Certificate {
         tbs_certificate: tbs,
         signature_algorithm,
-        signature: BitString::from_bytes(&signature.bytes).map_err(PkiError::encoding("signature"))?,
+        signature: BitString::from_bytes(&signature.bytes)
+            .map_err(PkiError::encoding("signature"))?,
     };
-    certificate.to_der().map_err(PkiError::encoding("certificate"))
+    certificate
+        .to_der()
+        .map_err(PkiError::encoding("certificate"))
 }
 
-fn extensions(template: &CertificateTemplate<'_>, issuer: &IssuerRef<'_>) -> Result<Vec<Extension>, PkiError> {
+fn extensions(
+    template: &CertificateTemplate<'_>,
+    issuer: &IssuerRef<'_>,
+) -> Result<Vec<Extension>, PkiError> {
     let profile = template.profile;
     let mut out = Vec::with_capacity(7);
     let is_ca = profile == Profile::RootCa;
@@ -168,7 +181,9 @@ fn extensions(template: &CertificateTemplate<'_>, issuer: &IssuerRef<'_>) -> Res
     }
     let subject_key_id = key_identifier(template.public_key);
     out.push(extension(
-        &SubjectKeyIdentifier(OctetString::new(subject_key_id).map_err(PkiError::encoding("key id"))?),
+        &SubjectKeyIdentifier(
+            OctetString::new(subject_key_id).map_err(PkiError::encoding("key id"))?,
+        ),
         false,
     )?);
     out.push(extension(
@@ -233,8 +248,8 @@ pub struct CertificateInfo {
 impl CertificateInfo {
     /// Parse a DER certificate.
     pub fn from_der(der: &[u8]) -> Result<Self, PkiError> {
-        let certificate =
-            Certificate::from_der(der).map_err(|e| PkiError::Certificate(format!("not a DER certificate: {e}")))?;
+        let certificate = Certificate::from_der(der)
+            .map_err(|e| PkiError::Certificate(format!("not a DER certificate: {e}")))?;
         let tbs = &certificate.tbs_certificate;
         let spki = tbs
             .subject_public_key_info
@@ -294,13 +309,14 @@ pub fn parse_certificate_pem(input: &[u8]) -> Result<Vec<u8>, PkiError> {
     let (label, der) = der::pem::decode_vec(input)
         .map_err(|e| PkiError::Certificate(format!("not a PEM certificate: {e}")))?;
     if label != "CERTIFICATE" {
-        return Err(PkiError::Certificate(format!("expected a CERTIFICATE, found {label}")));
+        return Err(PkiError::Certificate(format!(
+            "expected a CERTIFICATE, found {label}"
+        )));
     }
     Ok(der)
 }
 
 /// PEM-encode a DER certificate.
 pub fn pem_encode_certificate(der: &[u8]) -> String {
-    der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, der)
-        .unwrap_or_default()
+    der::pem::encode_string("CERTIFICATE", der::pem::LineEnding::LF, der).unwrap_or_default()
 }

@@ -3,8 +3,8 @@
 //! Only the key is taken from a CSR. Its subject and requested extensions are ignored: the
 //! CA builds the subject from the federation identifier it was told to certify.
 
-use crate::der_util::first_inner_element;
 use crate::PkiError;
+use crate::der_util::first_inner_element;
 use der::{Decode, Encode};
 use lienthong_crypto::{CryptoError, CryptoPolicy, PublicKey, X509SignatureAlgorithm};
 use x509_cert::request::CertReq;
@@ -71,7 +71,10 @@ pub fn verify_csr(input: &[u8], policy: &CryptoPolicy) -> Result<VerifiedCsr, Pk
 
 /// Build a PEM CSR for `signer`'s key (subject `CN=common_name`), as a gateway does before
 /// asking the federation CA for a certificate.
-pub fn create_csr(signer: &dyn lienthong_crypto::Signer, common_name: &str) -> Result<String, PkiError> {
+pub fn create_csr(
+    signer: &dyn lienthong_crypto::Signer,
+    common_name: &str,
+) -> Result<String, PkiError> {
     use der::asn1::{BitString, SetOfVec};
     use spki::{AlgorithmIdentifierOwned, SubjectPublicKeyInfoOwned};
     use x509_cert::request::{CertReqInfo, Version};
@@ -89,11 +92,16 @@ pub fn create_csr(signer: &dyn lienthong_crypto::Signer, common_name: &str) -> R
         info,
         algorithm: AlgorithmIdentifierOwned::from_der(signer.suite().algorithm_identifier_der())
             .map_err(PkiError::encoding("signature algorithm"))?,
-        signature: BitString::from_bytes(&signature.bytes).map_err(PkiError::encoding("signature"))?,
+        signature: BitString::from_bytes(&signature.bytes)
+            .map_err(PkiError::encoding("signature"))?,
     };
     let der = request.to_der().map_err(PkiError::encoding("CSR"))?;
-    der::pem::encode_string("CERTIFICATE REQUEST", der::pem::LineEnding::LF, &der)
-        .map_err(|e| PkiError::Encoding { what: "CSR PEM", source: e.into() })
+    der::pem::encode_string("CERTIFICATE REQUEST", der::pem::LineEnding::LF, &der).map_err(|e| {
+        PkiError::Encoding {
+            what: "CSR PEM",
+            source: e.into(),
+        }
+    })
 }
 
 #[cfg(test)]
@@ -108,7 +116,10 @@ mod tests {
             let pem = create_csr(&key, "gw1").expect("csr");
             let result = verify_csr(pem.as_bytes(), &CryptoPolicy::international());
             let verified = result.expect("verifies");
-            assert_eq!(&verified.public_key, lienthong_crypto::Signer::public_key(&key));
+            assert_eq!(
+                &verified.public_key,
+                lienthong_crypto::Signer::public_key(&key)
+            );
             let vn = verify_csr(pem.as_bytes(), &CryptoPolicy::vn());
             assert_eq!(vn.is_ok(), suite != Suite::Ed25519, "{suite}");
         }
@@ -126,7 +137,11 @@ mod tests {
             verify_csr(&der, &CryptoPolicy::vn()),
             Err(PkiError::CsrSignature)
         ));
-        for garbage in [&b""[..], b"\x30\x00", b"-----BEGIN CERTIFICATE REQUEST-----\nAAA\n-----END CERTIFICATE REQUEST-----\n"] {
+        for garbage in [
+            &b""[..],
+            b"\x30\x00",
+            b"-----BEGIN CERTIFICATE REQUEST-----\nAAA\n-----END CERTIFICATE REQUEST-----\n",
+        ] {
             assert!(verify_csr(garbage, &CryptoPolicy::vn()).is_err());
         }
     }

@@ -12,10 +12,13 @@ pub(crate) fn first_inner_element(der: &[u8]) -> der::Result<&[u8]> {
     let header = Header::decode(&mut reader)?;
     let total = (header.encoded_len()? + header.length)?;
     let len = usize::try_from(total)?;
-    contents.get(..len).ok_or_else(|| der::ErrorKind::Incomplete {
-        expected_len: total,
-        actual_len: der::Length::try_from(contents.len()).unwrap_or(der::Length::ZERO),
-    }.into())
+    contents.get(..len).ok_or_else(|| {
+        der::ErrorKind::Incomplete {
+            expected_len: total,
+            actual_len: der::Length::try_from(contents.len()).unwrap_or(der::Length::ZERO),
+        }
+        .into()
+    })
 }
 
 /// A positive DER INTEGER from unsigned big-endian bytes.
@@ -51,17 +54,35 @@ mod tests {
 
     #[test]
     fn positive_int_adds_a_sign_byte_only_when_needed() {
-        assert_eq!(positive_int(&[0x80]).and_then(|i| i.to_der()).ok(), Some(vec![2, 2, 0, 0x80]));
-        assert_eq!(positive_int(&[0, 0, 5]).and_then(|i| i.to_der()).ok(), Some(vec![2, 1, 5]));
-        assert_eq!(positive_int(&[]).and_then(|i| i.to_der()).ok(), Some(vec![2, 1, 0]));
+        assert_eq!(
+            positive_int(&[0x80]).and_then(|i| i.to_der()).ok(),
+            Some(vec![2, 2, 0, 0x80])
+        );
+        assert_eq!(
+            positive_int(&[0, 0, 5]).and_then(|i| i.to_der()).ok(),
+            Some(vec![2, 1, 5])
+        );
+        assert_eq!(
+            positive_int(&[]).and_then(|i| i.to_der()).ok(),
+            Some(vec![2, 1, 0])
+        );
     }
 
     #[test]
     fn first_inner_element_rejects_garbage_without_panicking() {
-        for input in [&b""[..], b"\x30", b"\x30\x02\x30\x05", b"\x04\x00", &[0x30, 0x80]] {
+        for input in [
+            &b""[..],
+            b"\x30",
+            b"\x30\x02\x30\x05",
+            b"\x04\x00",
+            &[0x30, 0x80],
+        ] {
             assert!(first_inner_element(input).is_err());
         }
-        assert!(first_inner_element(&[0x30, 0x03, 0x02, 0x05, 0x07]).is_err(), "truncated inner");
+        assert!(
+            first_inner_element(&[0x30, 0x03, 0x02, 0x05, 0x07]).is_err(),
+            "truncated inner"
+        );
         assert_eq!(
             first_inner_element(&[0x30, 0x05, 0x02, 0x01, 0x07, 0x05, 0x00]).ok(),
             Some(&[0x02, 0x01, 0x07][..])

@@ -10,7 +10,9 @@ pub enum PkiError {
     #[error("malformed certificate signing request: {0}")]
     MalformedCsr(String),
     /// The CSR's signature does not verify with its own key (no proof of possession).
-    #[error("certificate signing request signature does not verify: the requester has not proved possession of the key")]
+    #[error(
+        "certificate signing request signature does not verify: the requester has not proved possession of the key"
+    )]
     CsrSignature,
     /// The key or algorithm is forbidden by the crypto policy.
     #[error("refused by crypto policy: {0}")]

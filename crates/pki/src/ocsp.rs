@@ -5,8 +5,8 @@
 //! refreshed (X-Road's responders work that way); a request with a nonce gets a fresh
 //! response echoing it.
 
-use crate::cert::CertificateInfo;
 use crate::PkiError;
+use crate::cert::CertificateInfo;
 use const_oid::db::rfc6960::ID_PKIX_OCSP_NONCE;
 use der::asn1::{BitString, OctetString};
 use der::{Decode, Encode};
@@ -15,8 +15,8 @@ use spki::AlgorithmIdentifierOwned;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 use x509_cert::certificate::Certificate;
-use x509_cert::ext::pkix::CrlReason;
 use x509_cert::ext::Extension;
+use x509_cert::ext::pkix::CrlReason;
 use x509_ocsp::{
     BasicOcspResponse, CertId, CertStatus, OcspGeneralizedTime, OcspRequest, OcspResponse,
     ResponderId, ResponseData, RevokedInfo, SingleResponse, Version,
@@ -132,10 +132,14 @@ pub fn ocsp_request(
             oid: hash.oid(),
             parameters: None,
         },
-        issuer_name_hash: OctetString::new(hash.digest(&name_der)).map_err(encoding("name hash"))?,
-        issuer_key_hash: OctetString::new(hash.digest(issuer.public_key.subject_public_key_bytes()))
-            .map_err(encoding("key hash"))?,
-        serial_number: x509_cert::serial_number::SerialNumber::new(serial).map_err(encoding("serial"))?,
+        issuer_name_hash: OctetString::new(hash.digest(&name_der))
+            .map_err(encoding("name hash"))?,
+        issuer_key_hash: OctetString::new(
+            hash.digest(issuer.public_key.subject_public_key_bytes()),
+        )
+        .map_err(encoding("key hash"))?,
+        serial_number: x509_cert::serial_number::SerialNumber::new(serial)
+            .map_err(encoding("serial"))?,
     };
     let request_extensions = match nonce {
         Some(nonce) => Some(vec![Extension {
@@ -243,7 +247,8 @@ impl OcspResponder {
         now: SystemTime,
         state_of: impl Fn(&[u8]) -> CertificateState,
     ) -> Result<OcspReply, OcspResponse> {
-        let request = OcspRequest::from_der(request_der).map_err(|_| OcspResponse::malformed_request())?;
+        let request =
+            OcspRequest::from_der(request_der).map_err(|_| OcspResponse::malformed_request())?;
         let list = &request.tbs_request.request_list;
         if list.is_empty() || list.len() > MAX_CERTIFICATES_PER_REQUEST {
             return Err(OcspResponse::malformed_request());
@@ -271,7 +276,8 @@ impl OcspResponder {
                 CertificateState::Good => CertStatus::good(),
                 CertificateState::Unknown => CertStatus::unknown(),
                 CertificateState::Revoked { time: at, reason } => {
-                    let at = SystemTime::UNIX_EPOCH + Duration::from_secs(u64::try_from(at).unwrap_or(0));
+                    let at = SystemTime::UNIX_EPOCH
+                        + Duration::from_secs(u64::try_from(at).unwrap_or(0));
                     CertStatus::revoked(RevokedInfo {
                         revocation_time: time(at)?,
                         revocation_reason: reason.map(RevocationReason::to_crl_reason),
@@ -296,7 +302,8 @@ impl OcspResponder {
         let tbs = ResponseData {
             version: Version::V1,
             responder_id: ResponderId::ByKey(
-                OctetString::new(self.responder_key_hash.clone()).map_err(|_| OcspResponse::internal_error())?,
+                OctetString::new(self.responder_key_hash.clone())
+                    .map_err(|_| OcspResponse::internal_error())?,
             ),
             produced_at: this_update,
             responses,
@@ -333,7 +340,9 @@ impl OcspResponder {
     }
 
     fn sign(&self, tbs: ResponseData) -> Result<Vec<u8>, PkiError> {
-        let tbs_der = tbs.to_der().map_err(PkiError::encoding("OCSP response data"))?;
+        let tbs_der = tbs
+            .to_der()
+            .map_err(PkiError::encoding("OCSP response data"))?;
         let signature = self.signer.sign(&tbs_der)?;
         let basic = BasicOcspResponse {
             tbs_response_data: tbs,
@@ -341,7 +350,8 @@ impl OcspResponder {
                 self.signer.suite().algorithm_identifier_der(),
             )
             .map_err(PkiError::encoding("signature algorithm"))?,
-            signature: BitString::from_bytes(&signature.bytes).map_err(PkiError::encoding("signature"))?,
+            signature: BitString::from_bytes(&signature.bytes)
+                .map_err(PkiError::encoding("signature"))?,
             certs: Some(vec![self.responder_certificate.clone()]),
         };
         OcspResponse::successful(basic)

@@ -1,9 +1,9 @@
 //! Checking an OCSP response as a relying party (a gateway checking a peer's certificate).
 
+use crate::PkiError;
 use crate::cert::CertificateInfo;
 use crate::der_util::{first_inner_element, unix_seconds};
 use crate::ocsp::RevocationReason;
-use crate::PkiError;
 use const_oid::db::rfc5280::ID_KP_OCSP_SIGNING;
 use der::{Decode, Encode};
 use lienthong_crypto::{HashAlgorithm, X509SignatureAlgorithm};
@@ -37,23 +37,36 @@ pub fn verify_ocsp_response(
     max_age_seconds: i64,
 ) -> Result<VerifiedStatus, PkiError> {
     let bad = |why: &str| PkiError::Certificate(format!("OCSP response: {why}"));
-    let response = OcspResponse::from_der(response_der).map_err(|_| bad("not a DER OCSPResponse"))?;
+    let response =
+        OcspResponse::from_der(response_der).map_err(|_| bad("not a DER OCSPResponse"))?;
     if response.response_status != OcspResponseStatus::Successful {
-        return Err(bad(&format!("responder answered {:?}", response.response_status)));
+        return Err(bad(&format!(
+            "responder answered {:?}",
+            response.response_status
+        )));
     }
-    let bytes = response.response_bytes.ok_or_else(|| bad("no response bytes"))?;
+    let bytes = response
+        .response_bytes
+        .ok_or_else(|| bad("no response bytes"))?;
     let basic_der = bytes.response.as_bytes();
-    let basic = BasicOcspResponse::from_der(basic_der).map_err(|_| bad("not a BasicOCSPResponse"))?;
+    let basic =
+        BasicOcspResponse::from_der(basic_der).map_err(|_| bad("not a BasicOCSPResponse"))?;
     let tbs = first_inner_element(basic_der).map_err(|_| bad("cannot find the signed part"))?;
     let algorithm_der = basic
         .signature_algorithm
         .to_der()
         .map_err(PkiError::encoding("signature algorithm"))?;
     let algorithm = X509SignatureAlgorithm::from_algorithm_identifier_der(&algorithm_der)?;
-    let signature = basic.signature.as_bytes().ok_or_else(|| bad("signature is not whole bytes"))?;
+    let signature = basic
+        .signature
+        .as_bytes()
+        .ok_or_else(|| bad("signature is not whole bytes"))?;
 
     // Who signed: the issuer itself, or a delegated responder certificate it issued.
-    let signed_by_issuer = issuer.public_key.verify_x509(algorithm, tbs, signature).is_ok();
+    let signed_by_issuer = issuer
+        .public_key
+        .verify_x509(algorithm, tbs, signature)
+        .is_ok();
     if !signed_by_issuer {
         let delegated = basic.certs.iter().flatten().find_map(|responder| {
             let der = responder.to_der().ok()?;
@@ -62,7 +75,12 @@ pub fn verify_ocsp_response(
                 && has_ocsp_signing(&info)
                 && info.not_before <= now
                 && now <= info.not_after;
-            (authorised && info.public_key.verify_x509(algorithm, tbs, signature).is_ok()).then_some(())
+            (authorised
+                && info
+                    .public_key
+                    .verify_x509(algorithm, tbs, signature)
+                    .is_ok())
+            .then_some(())
         });
         if delegated.is_none() {
             return Err(bad("not signed by the issuer or an authorised responder"));
@@ -87,7 +105,9 @@ pub fn verify_ocsp_response(
             id.serial_number.as_bytes() == certificate.serial.as_slice()
                 && id.issuer_name_hash.as_bytes() == hash.digest(&issuer_name).as_slice()
                 && id.issuer_key_hash.as_bytes()
-                    == hash.digest(issuer.public_key.subject_public_key_bytes()).as_slice()
+                    == hash
+                        .digest(issuer.public_key.subject_public_key_bytes())
+                        .as_slice()
         })
         .ok_or_else(|| bad("does not cover this certificate"))?;
     let this_update = unix_seconds(single.this_update.0.to_system_time());

@@ -2,9 +2,9 @@
 //! SignedData over a TSTInfo, with the ESSCertIDv2 of the TSA certificate in the signed
 //! attributes (RFC 5816) — or reject with the protocol's own failure code.
 
+use crate::PkiError;
 use crate::cert::CertificateInfo;
 use crate::der_util::positive_int;
-use crate::PkiError;
 use cms::cert::{CertificateChoices, IssuerAndSerialNumber};
 use cms::content_info::{CmsVersion, ContentInfo};
 use cms::signed_data::{
@@ -130,7 +130,11 @@ pub struct TimestampRequest {
 
 impl TimestampRequest {
     /// A request to timestamp a digest the caller computed itself (batch timestamping).
-    pub fn for_digest(hash: HashAlgorithm, digest: &[u8], cert_req: bool) -> Result<Self, PkiError> {
+    pub fn for_digest(
+        hash: HashAlgorithm,
+        digest: &[u8],
+        cert_req: bool,
+    ) -> Result<Self, PkiError> {
         Ok(Self {
             imprint: MessageImprint {
                 hash_algorithm: spki::AlgorithmIdentifier {
@@ -165,18 +169,24 @@ pub struct TimeStampAuthority {
 
 impl TimeStampAuthority {
     /// A TSA signing with `signer` under `certificate` and the policy OID `policy`.
-    pub fn new(certificate: &CertificateInfo, signer: Arc<dyn Signer>, policy: &str) -> Result<Self, PkiError> {
+    pub fn new(
+        certificate: &CertificateInfo,
+        signer: Arc<dyn Signer>,
+        policy: &str,
+    ) -> Result<Self, PkiError> {
         if certificate.public_key != *signer.public_key() {
             return Err(PkiError::Certificate(
                 "the TSA key does not match its certificate".into(),
             ));
         }
-        let policy = ObjectIdentifier::new(policy)
-            .map_err(|e| PkiError::Certificate(format!("TSA policy {policy:?} is not an OID: {e}")))?;
+        let policy = ObjectIdentifier::new(policy).map_err(|e| {
+            PkiError::Certificate(format!("TSA policy {policy:?} is not an OID: {e}"))
+        })?;
         let tbs = &certificate.certificate.tbs_certificate;
         let signing_certificate = SigningCertificateV2 {
             certs: vec![EssCertIdV2 {
-                cert_hash: OctetString::new(certificate.sha256()).map_err(PkiError::encoding("ESS"))?,
+                cert_hash: OctetString::new(certificate.sha256())
+                    .map_err(PkiError::encoding("ESS"))?,
                 issuer_serial: IssuerSerial {
                     issuer: vec![GeneralName::DirectoryName(tbs.issuer.clone())],
                     serial_number: tbs.serial_number.clone(),
@@ -184,7 +194,9 @@ impl TimeStampAuthority {
             }],
         };
         Ok(Self {
-            ess_cert_id: signing_certificate.to_der().map_err(PkiError::encoding("ESS"))?,
+            ess_cert_id: signing_certificate
+                .to_der()
+                .map_err(PkiError::encoding("ESS"))?,
             certificate: certificate.clone(),
             signer,
             policy,
@@ -203,7 +215,12 @@ impl TimeStampAuthority {
             return Err(TsaRejection::BadRequest);
         }
         let hash = HashAlgorithm::from_oid(&request.message_imprint.hash_algorithm.oid)
-            .filter(|h| matches!(h, HashAlgorithm::Sha256 | HashAlgorithm::Sha384 | HashAlgorithm::Sha512))
+            .filter(|h| {
+                matches!(
+                    h,
+                    HashAlgorithm::Sha256 | HashAlgorithm::Sha384 | HashAlgorithm::Sha512
+                )
+            })
             .ok_or(TsaRejection::BadAlg)?;
         if request.message_imprint.hashed_message.as_bytes().len() != hash.output_len() {
             return Err(TsaRejection::BadDataFormat);
@@ -250,7 +267,12 @@ impl TimeStampAuthority {
     }
 
     /// Grant a token for an accepted request: the DER `TimeStampResp` with status granted.
-    pub fn grant(&self, request: &TimestampRequest, serial: u64, now: SystemTime) -> Result<Vec<u8>, PkiError> {
+    pub fn grant(
+        &self,
+        request: &TimestampRequest,
+        serial: u64,
+        now: SystemTime,
+    ) -> Result<Vec<u8>, PkiError> {
         let token = self.token(request, serial, now)?;
         TimeStampResp {
             status: PkiStatusInfo {
@@ -265,13 +287,23 @@ impl TimeStampAuthority {
     }
 
     /// The token alone (a CMS `ContentInfo`), DER-encoded.
-    pub fn token_der(&self, request: &TimestampRequest, serial: u64, now: SystemTime) -> Result<Vec<u8>, PkiError> {
+    pub fn token_der(
+        &self,
+        request: &TimestampRequest,
+        serial: u64,
+        now: SystemTime,
+    ) -> Result<Vec<u8>, PkiError> {
         self.token(request, serial, now)?
             .to_der()
             .map_err(PkiError::encoding("token"))
     }
 
-    fn token(&self, request: &TimestampRequest, serial: u64, now: SystemTime) -> Result<ContentInfo, PkiError> {
+    fn token(
+        &self,
+        request: &TimestampRequest,
+        serial: u64,
+        now: SystemTime,
+    ) -> Result<ContentInfo, PkiError> {
         let encoding = PkiError::encoding;
         let tst_info = TstInfo {
             version: TspVersion::V1,
@@ -299,10 +331,14 @@ impl TimeStampAuthority {
             })
         };
         let signed_attributes = SetOfVec::try_from(vec![
-            attribute(ID_CONTENT_TYPE, Any::encode_from(&ID_CT_TST_INFO).map_err(encoding("contentType"))?)?,
+            attribute(
+                ID_CONTENT_TYPE,
+                Any::encode_from(&ID_CT_TST_INFO).map_err(encoding("contentType"))?,
+            )?,
             attribute(
                 ID_MESSAGE_DIGEST,
-                Any::new(Tag::OctetString, digest_algorithm.digest(&tst_der)).map_err(encoding("messageDigest"))?,
+                Any::new(Tag::OctetString, digest_algorithm.digest(&tst_der))
+                    .map_err(encoding("messageDigest"))?,
             )?,
             attribute(
                 ID_SIGNING_CERTIFICATE_V2,
@@ -311,9 +347,11 @@ impl TimeStampAuthority {
         ])
         .map_err(encoding("signed attributes"))?;
         // The signature covers the DER of the attributes as a SET OF (RFC 5652 5.4).
-        let signature = self
-            .signer
-            .sign(&signed_attributes.to_der().map_err(encoding("signed attributes"))?)?;
+        let signature = self.signer.sign(
+            &signed_attributes
+                .to_der()
+                .map_err(encoding("signed attributes"))?,
+        )?;
         let tbs = &self.certificate.certificate.tbs_certificate;
         let digest_algorithm_id = AlgorithmIdentifierOwned {
             oid: digest_algorithm.oid(),
@@ -327,8 +365,10 @@ impl TimeStampAuthority {
             }),
             digest_alg: digest_algorithm_id.clone(),
             signed_attrs: Some(signed_attributes),
-            signature_algorithm: AlgorithmIdentifierOwned::from_der(suite.algorithm_identifier_der())
-                .map_err(encoding("signature algorithm"))?,
+            signature_algorithm: AlgorithmIdentifierOwned::from_der(
+                suite.algorithm_identifier_der(),
+            )
+            .map_err(encoding("signature algorithm"))?,
             signature: OctetString::new(signature.bytes).map_err(encoding("signature"))?,
             unsigned_attrs: None,
         };
@@ -344,14 +384,17 @@ impl TimeStampAuthority {
         };
         let signed_data = SignedData {
             version: CmsVersion::V3,
-            digest_algorithms: SetOfVec::try_from(vec![digest_algorithm_id]).map_err(encoding("digest algorithms"))?,
+            digest_algorithms: SetOfVec::try_from(vec![digest_algorithm_id])
+                .map_err(encoding("digest algorithms"))?,
             encap_content_info: EncapsulatedContentInfo {
                 econtent_type: ID_CT_TST_INFO,
                 econtent: Some(Any::new(Tag::OctetString, tst_der).map_err(encoding("eContent"))?),
             },
             certificates,
             crls: None,
-            signer_infos: SignerInfos(SetOfVec::try_from(vec![signer_info]).map_err(encoding("signer infos"))?),
+            signer_infos: SignerInfos(
+                SetOfVec::try_from(vec![signer_info]).map_err(encoding("signer infos"))?,
+            ),
         };
         Ok(ContentInfo {
             content_type: ID_SIGNED_DATA,

@@ -7,6 +7,7 @@
 //! - `POST /digest` -> `{"length", "sha256"}` of the body, read as a stream (large uploads)
 //! - `GET /payload?bytes=N` -> N bytes of JSON-ish filler (benchmarks)
 //! - `GET /health`
+//!
 //! Every answer also reports the `X-Road-Client` and `X-Road-Id` the gateway passed on.
 
 use axum::Router;
@@ -33,13 +34,23 @@ pub fn router() -> Router {
         .route("/digest", post(digest))
         .route("/payload", get(payload))
         .route("/health", get(|| async { "ok" }))
-        .fallback(|| async { (StatusCode::NOT_FOUND, axum::Json(json!({"error": "no such resource"}))) })
+        .fallback(|| async {
+            (
+                StatusCode::NOT_FOUND,
+                axum::Json(json!({"error": "no such resource"})),
+            )
+        })
         .layer(axum::middleware::from_fn(count))
 }
 
 /// Serve until `shutdown` resolves.
-pub async fn run(listener: TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, router()).with_graceful_shutdown(shutdown).await
+pub async fn run(
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router())
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 async fn count(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
@@ -49,7 +60,12 @@ async fn count(request: axum::extract::Request, next: axum::middleware::Next) ->
 
 const PEOPLE: [(&str, &str, &str, &str); 3] = [
     ("001099012345", "Nguyễn Văn An", "1990-04-12", "Hà Nội"),
-    ("079088054321", "Trần Thị Bình", "1988-11-02", "Thành phố Hồ Chí Minh"),
+    (
+        "079088054321",
+        "Trần Thị Bình",
+        "1988-11-02",
+        "Thành phố Hồ Chí Minh",
+    ),
     ("048095011111", "Lê Minh Châu", "1995-01-30", "Đà Nẵng"),
 ];
 
@@ -58,19 +74,33 @@ fn as_json((id, name, born, city): (&str, &str, &str, &str)) -> Value {
 }
 
 fn seen(headers: &HeaderMap) -> Value {
-    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let get = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
     json!({"x_road_client": get("x-road-client"), "x_road_id": get("x-road-id")})
 }
 
 async fn person(Path(id): Path<String>, headers: HeaderMap) -> Response {
     match PEOPLE.iter().find(|p| p.0 == id) {
-        Some(p) => axum::Json(json!({"person": as_json(*p), "request": seen(&headers)})).into_response(),
-        None => (StatusCode::NOT_FOUND, axum::Json(json!({"error": "no such person", "id": id}))).into_response(),
+        Some(p) => {
+            axum::Json(json!({"person": as_json(*p), "request": seen(&headers)})).into_response()
+        }
+        None => (
+            StatusCode::NOT_FOUND,
+            axum::Json(json!({"error": "no such person", "id": id})),
+        )
+            .into_response(),
     }
 }
 
 async fn search(Query(query): Query<HashMap<String, String>>, headers: HeaderMap) -> Response {
-    let needle = query.get("name").map(|n| n.to_lowercase()).unwrap_or_default();
+    let needle = query
+        .get("name")
+        .map(|n| n.to_lowercase())
+        .unwrap_or_default();
     let found: Vec<Value> = PEOPLE
         .iter()
         .filter(|p| p.1.to_lowercase().contains(&needle))
@@ -81,8 +111,16 @@ async fn search(Query(query): Query<HashMap<String, String>>, headers: HeaderMap
 
 async fn store(headers: HeaderMap, body: axum::body::Bytes) -> Response {
     match serde_json::from_slice::<Value>(&body) {
-        Ok(value) => (StatusCode::CREATED, axum::Json(json!({"stored": true, "person": value, "request": seen(&headers)}))).into_response(),
-        Err(e) => (StatusCode::BAD_REQUEST, axum::Json(json!({"error": e.to_string()}))).into_response(),
+        Ok(value) => (
+            StatusCode::CREATED,
+            axum::Json(json!({"stored": true, "person": value, "request": seen(&headers)})),
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            axum::Json(json!({"error": e.to_string()})),
+        )
+            .into_response(),
     }
 }
 
@@ -99,12 +137,21 @@ async fn digest(body: Body) -> Response {
             Err(e) => return (StatusCode::BAD_REQUEST, e.to_string()).into_response(),
         }
     }
-    let hex: String = context.finish().as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let hex: String = context
+        .finish()
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     axum::Json(json!({"length": length, "sha256": hex})).into_response()
 }
 
 async fn payload(Query(query): Query<HashMap<String, String>>) -> Response {
-    let bytes: usize = query.get("bytes").and_then(|b| b.parse().ok()).unwrap_or(100).min(64 * 1024 * 1024);
+    let bytes: usize = query
+        .get("bytes")
+        .and_then(|b| b.parse().ok())
+        .unwrap_or(100)
+        .min(64 * 1024 * 1024);
     let mut body = String::with_capacity(bytes);
     body.push_str("{\"data\":\"");
     while body.len() + 2 < bytes {

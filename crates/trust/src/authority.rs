@@ -138,14 +138,20 @@ pub struct Authority {
 
 impl Authority {
     /// Create the root CA, the OCSP-signing and TSA keys and certificates in `dir`.
-    pub async fn init(dir: &Path, options: &InitOptions, passphrase: &[u8]) -> Result<Self, TrustError> {
+    pub async fn init(
+        dir: &Path,
+        options: &InitOptions,
+        passphrase: &[u8],
+    ) -> Result<Self, TrustError> {
         let files = PkiFiles::new(dir);
         let directory_error = |problem: String| TrustError::Directory {
             dir: dir.display().to_string(),
             problem,
         };
         if files.root_pem().exists() || files.dir.join("pki.db").exists() {
-            return Err(directory_error("already initialised; refusing to overwrite".into()));
+            return Err(directory_error(
+                "already initialised; refusing to overwrite".into(),
+            ));
         }
         options
             .policy
@@ -176,12 +182,26 @@ impl Authority {
         let settings_json = serde_json::to_string(&settings)
             .map_err(|e| TrustError::Invalid(format!("cannot encode settings: {e}")))?;
         store.pki().put_setting(SETTINGS, &settings_json).await?;
-        let authority = Self { files, store, settings };
+        let authority = Self {
+            files,
+            store,
+            settings,
+        };
         authority.record(ca.certificate(), Profile::RootCa).await?;
         write_pem(&authority.files.root_pem(), &ca.certificate().der)?;
         for (name, profile, common_name, path) in [
-            (OCSP_KEY, Profile::OcspSigning, "OCSP Responder", authority.files.ocsp_pem()),
-            (TSA_KEY, Profile::TimeStamping, "Time Stamping Authority", authority.files.tsa_pem()),
+            (
+                OCSP_KEY,
+                Profile::OcspSigning,
+                "OCSP Responder",
+                authority.files.ocsp_pem(),
+            ),
+            (
+                TSA_KEY,
+                Profile::TimeStamping,
+                "Time Stamping Authority",
+                authority.files.tsa_pem(),
+            ),
         ] {
             let key = keys.generate(name, options.suite, passphrase)?;
             let certificate = ca.issue(&IssueRequest {
@@ -191,7 +211,8 @@ impl Authority {
                 public_key: lienthong_crypto::Signer::public_key(&key),
                 serial: &Serial::random()?,
                 not_before: now - backdate,
-                not_after: now + Duration::from_secs(options.service_days.min(options.root_days) * DAY),
+                not_after: now
+                    + Duration::from_secs(options.service_days.min(options.root_days) * DAY),
                 ocsp_url: None,
             })?;
             authority.record(&certificate, profile).await?;
@@ -211,13 +232,22 @@ impl Authority {
             });
         }
         let store = Store::open(&files.store_url()).await?;
-        let settings_json = store.pki().setting(SETTINGS).await?.ok_or_else(|| TrustError::Directory {
-            dir: dir.display().to_string(),
-            problem: "the store has no PKI settings".into(),
-        })?;
+        let settings_json =
+            store
+                .pki()
+                .setting(SETTINGS)
+                .await?
+                .ok_or_else(|| TrustError::Directory {
+                    dir: dir.display().to_string(),
+                    problem: "the store has no PKI settings".into(),
+                })?;
         let settings: Settings = serde_json::from_str(&settings_json)
             .map_err(|e| TrustError::Invalid(format!("stored PKI settings are unreadable: {e}")))?;
-        Ok(Self { files, store, settings })
+        Ok(Self {
+            files,
+            store,
+            settings,
+        })
     }
 
     /// The directory layout.
@@ -232,8 +262,9 @@ impl Authority {
 
     /// The crypto policy fixed at init.
     pub fn policy(&self) -> Result<CryptoPolicy, TrustError> {
-        CryptoPolicy::by_name(&self.settings.policy)
-            .ok_or_else(|| TrustError::Invalid(format!("unknown crypto policy {:?}", self.settings.policy)))
+        CryptoPolicy::by_name(&self.settings.policy).ok_or_else(|| {
+            TrustError::Invalid(format!("unknown crypto policy {:?}", self.settings.policy))
+        })
     }
 
     pub(crate) fn settings(&self) -> &Settings {
@@ -243,7 +274,9 @@ impl Authority {
     /// Read a certificate PEM from the directory.
     pub fn certificate(&self, path: &Path) -> Result<CertificateInfo, TrustError> {
         let pem = std::fs::read(path).map_err(TrustError::io("read", path))?;
-        Ok(CertificateInfo::from_der(&lienthong_pki::parse_certificate_pem(&pem)?)?)
+        Ok(CertificateInfo::from_der(
+            &lienthong_pki::parse_certificate_pem(&pem)?,
+        )?)
     }
 
     /// Unlock the root key and return the CA.
@@ -278,8 +311,12 @@ impl Authority {
         options: &IssueOptions,
     ) -> Result<CertificateInfo, TrustError> {
         let identity = match profile {
-            Profile::Sign => FederationIdentity::Member(id.parse().map_err(lienthong_pki::PkiError::from)?),
-            Profile::Auth => FederationIdentity::Server(id.parse().map_err(lienthong_pki::PkiError::from)?),
+            Profile::Sign => {
+                FederationIdentity::Member(id.parse().map_err(lienthong_pki::PkiError::from)?)
+            }
+            Profile::Auth => {
+                FederationIdentity::Server(id.parse().map_err(lienthong_pki::PkiError::from)?)
+            }
             other => {
                 return Err(TrustError::Invalid(format!(
                     "profile {} is not issued from a CSR; use auth or sign",
@@ -288,7 +325,9 @@ impl Authority {
             }
         };
         if options.days == 0 {
-            return Err(TrustError::Invalid("validity must be at least one day".into()));
+            return Err(TrustError::Invalid(
+                "validity must be at least one day".into(),
+            ));
         }
         let verified = verify_csr(csr, ca.policy())?;
         let now = SystemTime::now();
@@ -328,7 +367,11 @@ impl Authority {
         Ok(outcome)
     }
 
-    async fn record(&self, certificate: &CertificateInfo, profile: Profile) -> Result<(), TrustError> {
+    async fn record(
+        &self,
+        certificate: &CertificateInfo,
+        profile: Profile,
+    ) -> Result<(), TrustError> {
         self.store
             .pki()
             .insert_certificate(&CertificateRecord {

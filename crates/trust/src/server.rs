@@ -7,16 +7,18 @@
 //! Bodies over 64 KiB get 413. Protocol errors use each protocol's own status
 //! (malformedRequest, rejection with badRequest/badAlg/...), never an HTTP 500.
 
-use crate::authority::{Authority, REVOCATION_EPOCH};
 use crate::TrustError;
+use crate::authority::{Authority, REVOCATION_EPOCH};
+use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::Router;
 use base64::Engine as _;
-use lienthong_pki::{CertificateState, OcspResponder, RevocationReason, TimeStampAuthority, TsaRejection};
+use lienthong_pki::{
+    CertificateState, OcspResponder, RevocationReason, TimeStampAuthority, TsaRejection,
+};
 use lienthong_store::Store;
 use std::collections::HashMap;
 use std::future::Future;
@@ -86,7 +88,10 @@ impl TrustServices {
         let now = SystemTime::now();
         let Some(serials) = OcspResponder::requested_serials(request) else {
             // Let the responder produce the protocol's malformedRequest answer.
-            return self.responder.respond(request, now, |_| CertificateState::Unknown).der;
+            return self
+                .responder
+                .respond(request, now, |_| CertificateState::Unknown)
+                .der;
         };
         let epoch = match self.store.pki().counter(REVOCATION_EPOCH).await {
             Ok(epoch) => epoch,
@@ -105,7 +110,10 @@ impl TrustServices {
                 Ok(Some(record)) => match record.revocation {
                     Some(revocation) => CertificateState::Revoked {
                         time: revocation.time,
-                        reason: revocation.reason.as_deref().and_then(RevocationReason::from_name),
+                        reason: revocation
+                            .reason
+                            .as_deref()
+                            .and_then(RevocationReason::from_name),
                     },
                     None => CertificateState::Good,
                 },
@@ -118,7 +126,10 @@ impl TrustServices {
             states.insert(serial, state);
         }
         let reply = self.responder.respond(request, now, |serial| {
-            states.get(serial).copied().unwrap_or(CertificateState::Unknown)
+            states
+                .get(serial)
+                .copied()
+                .unwrap_or(CertificateState::Unknown)
         });
         if reply.cacheable {
             // Re-sign well before nextUpdate so relying parties always get a fresh answer.
@@ -186,7 +197,8 @@ impl TrustServices {
         }
         let serial = block.next;
         block.next += 1;
-        u64::try_from(serial).map_err(|_| TrustError::Invalid("TSA serial counter is negative".into()))
+        u64::try_from(serial)
+            .map_err(|_| TrustError::Invalid("TSA serial counter is negative".into()))
     }
 }
 
@@ -196,7 +208,15 @@ pub fn router(services: Arc<TrustServices>) -> Router {
         .route("/ocsp", post(ocsp_post))
         .route("/ocsp/{*encoded}", get(ocsp_get))
         .route("/tsa", post(tsa_post))
-        .route("/health", get(|| async { ([(header::CONTENT_TYPE, "application/json")], r#"{"status":"ok"}"#) }))
+        .route(
+            "/health",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "application/json")],
+                    r#"{"status":"ok"}"#,
+                )
+            }),
+        )
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(services)
 }
@@ -216,13 +236,22 @@ async fn ocsp_post(State(services): State<Arc<TrustServices>>, body: Bytes) -> R
     ocsp_response(services.ocsp(&body).await)
 }
 
-async fn ocsp_get(State(services): State<Arc<TrustServices>>, Path(encoded): Path<String>) -> Response {
+async fn ocsp_get(
+    State(services): State<Arc<TrustServices>>,
+    Path(encoded): Path<String>,
+) -> Response {
     // Appendix A.1: the URL-encoded base64 of the DER request. Path<String> has already
     // percent-decoded it; accept the URL-safe alphabet and missing padding too.
-    let cleaned: String = encoded.trim_matches('/').chars().filter(|c| !c.is_whitespace()).collect();
+    let cleaned: String = encoded
+        .trim_matches('/')
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
     let der = base64::engine::general_purpose::STANDARD
         .decode(&cleaned)
-        .or_else(|_| base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cleaned.trim_end_matches('=')))
+        .or_else(|_| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(cleaned.trim_end_matches('='))
+        })
         .unwrap_or_default();
     if der.len() > MAX_BODY {
         return StatusCode::PAYLOAD_TOO_LARGE.into_response();

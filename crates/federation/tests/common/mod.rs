@@ -62,11 +62,16 @@ pub fn client_gateway_keys(federation: &Federation) -> ClientGatewayKeys {
 pub type RawClient = hyper_util::client::legacy::Client<PeerConnector, GatewayBody>;
 
 /// A TLS client to other gateways with the given auth key and certificate.
-pub fn raw_peer(federation: &Federation, auth: Arc<dyn Signer>, auth_certificate: Vec<u8>) -> RawClient {
+pub fn raw_peer(
+    federation: &Federation,
+    auth: Arc<dyn Signer>,
+    auth_certificate: Vec<u8>,
+) -> RawClient {
     let trust = federation.gateways[0].trust().clone();
     let identity = AuthIdentity::new(auth_certificate, auth);
     let config = client_config(identity, trust.clone()).expect("TLS config");
-    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(PeerConnector::new(config, trust))
+    hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build(PeerConnector::new(config, trust))
 }
 
 /// A fresh OCSP response for a certificate, from the federation's responder.
@@ -76,7 +81,13 @@ pub async fn ocsp_for(federation: &Federation, certificate_der: &[u8]) -> Vec<u8
         .certificate(&federation.authority.files().root_pem())
         .expect("root");
     let certificate = CertificateInfo::from_der(certificate_der).expect("certificate");
-    let request = lienthong_pki::ocsp_request(&root, &certificate.serial, lienthong_crypto::HashAlgorithm::Sha256, None).expect("request");
+    let request = lienthong_pki::ocsp_request(
+        &root,
+        &certificate.serial,
+        lienthong_crypto::HashAlgorithm::Sha256,
+        None,
+    )
+    .expect("request");
     reqwest::Client::new()
         .post(federation.endpoint("ocsp_url"))
         .body(request)
@@ -91,8 +102,17 @@ pub async fn ocsp_for(federation: &Federation, certificate_der: &[u8]) -> Vec<u8
 
 /// A correctly signed gateway-to-gateway GET of `rest` of the demo service, from the
 /// given client; returns the description, its base64, and the signature text.
-pub async fn signed_get(keys: &ClientGatewayKeys, client: &str, rest: &str, message_id: &str) -> (RequestHeader, String, String) {
-    let service = format!("{}/{}", lienthong_federation::PROVIDER_SUBSYSTEM, lienthong_federation::SERVICE_CODE);
+pub async fn signed_get(
+    keys: &ClientGatewayKeys,
+    client: &str,
+    rest: &str,
+    message_id: &str,
+) -> (RequestHeader, String, String) {
+    let service = format!(
+        "{}/{}",
+        lienthong_federation::PROVIDER_SUBSYSTEM,
+        lienthong_federation::SERVICE_CODE
+    );
     let header = RequestHeader {
         message_id: message_id.to_owned(),
         client: client.parse().expect("client"),
@@ -123,18 +143,27 @@ pub async fn send_raw(
     description: &str,
     signature: &str,
 ) -> Result<(u16, hyper::HeaderMap, Bytes), String> {
-    let provider_gateway: lienthong_model::ServerId = format!("{}/gw1", lienthong_federation::PROVIDER_MEMBER).parse().expect("id");
+    let provider_gateway: lienthong_model::ServerId =
+        format!("{}/gw1", lienthong_federation::PROVIDER_MEMBER)
+            .parse()
+            .expect("id");
     let ocsp = ocsp_for(federation, &keys.sign_certificate).await;
     let request = hyper::Request::builder()
         .method("GET")
         .uri(format!("https://{}{path}", tls_name(&provider_gateway)))
         .header("x-lienthong-request", description)
         .header("x-lienthong-signature", signature)
-        .header("x-lienthong-certificate", STANDARD.encode(&keys.sign_certificate))
+        .header(
+            "x-lienthong-certificate",
+            STANDARD.encode(&keys.sign_certificate),
+        )
         .header("x-lienthong-ocsp", STANDARD.encode(ocsp))
         .body(full(Bytes::new()))
         .expect("request");
-    let response = client.request(request).await.map_err(|e| format!("{e:?}"))?;
+    let response = client
+        .request(request)
+        .await
+        .map_err(|e| format!("{e:?}"))?;
     let (parts, body) = response.into_parts();
     let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
     Ok((parts.status.as_u16(), parts.headers, body))
