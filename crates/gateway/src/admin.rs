@@ -97,7 +97,10 @@ pub fn router(state: AdminState) -> Router {
 
 /// Put `routes` behind the admin guard (bearer token, audit of every call) and the body
 /// limit. For routers added beside [`router`].
-pub fn protect<S: Clone + Send + Sync + 'static>(routes: Router<S>, state: &AdminState) -> Router<S> {
+pub fn protect<S: Clone + Send + Sync + 'static>(
+    routes: Router<S>,
+    state: &AdminState,
+) -> Router<S> {
     routes
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard))
         .layer(DefaultBodyLimit::max(MAX_BODY))
@@ -319,7 +322,7 @@ async fn authenticate(state: &AdminState, token: Option<&str>) -> Result<String,
         .ok_or_else(|| AdminError::Unauthorized("send Authorization: Bearer TOKEN".into()))?;
     let hash = hash_token(token);
     // Comparing hashes, not secrets: timing can reveal at most a prefix of a hash.
-    if state.token_sha256.iter().any(|h| *h == hash) {
+    if state.token_sha256.contains(&hash) {
         return Ok(format!("configured-token:{}", &hash[..12]));
     }
     let unknown = || AdminError::Unauthorized("unknown or revoked token".into());
@@ -378,7 +381,11 @@ async fn add_service(
 ) -> Result<Response, AdminError> {
     let target = format!("{}/{}", service.provider, service.code);
     let service = state.catalog.add_service(service).await?;
-    Ok(answer(StatusCode::CREATED, target, Service::clone(&service)))
+    Ok(answer(
+        StatusCode::CREATED,
+        target,
+        Service::clone(&service),
+    ))
 }
 
 async fn remove_service(
@@ -448,7 +455,11 @@ async fn add_local_group(
 ) -> Result<Response, AdminError> {
     let target = format!("{}/{}", group.owner, group.code);
     let group = state.catalog.add_local_group(group).await?;
-    Ok(answer(StatusCode::CREATED, target, LocalGroup::clone(&group)))
+    Ok(answer(
+        StatusCode::CREATED,
+        target,
+        LocalGroup::clone(&group),
+    ))
 }
 
 async fn add_local_group_member(

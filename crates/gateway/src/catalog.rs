@@ -16,8 +16,8 @@ pub mod glob;
 mod openapi;
 
 use lienthong_model::conf::GlobalConf;
-use lienthong_model::gateway::{Endpoint, Grant, GrantSubject, LocalGroup, Service};
 use lienthong_model::gateway::ValidationError;
+use lienthong_model::gateway::{Endpoint, Grant, GrantSubject, LocalGroup, Service};
 use lienthong_model::{ClientId, SubsystemId};
 use lienthong_store::{Store, StoreError, StoredObject};
 use serde::Serialize;
@@ -264,7 +264,8 @@ impl ServiceCatalog {
     /// Publish a service. With an OpenAPI document, its endpoints are derived from the
     /// document's paths (`{parameter}` → `*`); `endpoints` must then be empty or the same.
     pub async fn add_service(&self, mut service: Service) -> Result<Arc<Service>, CatalogError> {
-        if crate::meta::METASERVICES.contains(&service.code.as_str()) || service.code == "listClients"
+        if crate::meta::METASERVICES.contains(&service.code.as_str())
+            || service.code == "listClients"
         {
             return Err(CatalogError::BadRequest(format!(
                 "service code {:?} is reserved for a metaservice",
@@ -419,9 +420,9 @@ impl ServiceCatalog {
             .await
         {
             Ok(()) => Ok(()),
-            Err(StoreError::Duplicate { .. }) => {
-                Err(CatalogError::Conflict(format!("{what} {id} already exists")))
-            }
+            Err(StoreError::Duplicate { .. }) => Err(CatalogError::Conflict(format!(
+                "{what} {id} already exists"
+            ))),
             Err(other) => Err(other.into()),
         }
     }
@@ -464,7 +465,9 @@ impl Snapshot {
                 .and_then(|codes| codes.get_mut(service.code()))
             {
                 Some(entry) => entry.grants.push(grant),
-                None => tracing::warn!(%service, "ignoring a grant on a service that does not exist"),
+                None => {
+                    tracing::warn!(%service, "ignoring a grant on a service that does not exist")
+                }
             }
         }
         for group in groups.iter().filter_map(valid::<LocalGroup>) {
@@ -563,7 +566,10 @@ fn service_key(provider: &SubsystemId, code: &str) -> String {
 fn grant_key(grant: &Grant) -> String {
     match &grant.endpoint {
         None => format!("{} {}", grant.service, grant.subject),
-        Some(e) => format!("{} {} {} {}", grant.service, grant.subject, e.method, e.path),
+        Some(e) => format!(
+            "{} {} {} {}",
+            grant.service, grant.subject, e.method, e.path
+        ),
     }
 }
 

@@ -94,11 +94,7 @@ pub fn wants_json(accept: Option<&str>) -> bool {
 pub fn client_list(conf: &GlobalConf, instance: Option<&str>) -> ClientList {
     let instance = instance.unwrap_or(&conf.instance);
     let mut member = Vec::new();
-    for m in conf
-        .members
-        .iter()
-        .filter(|m| m.id.instance() == instance)
-    {
+    for m in conf.members.iter().filter(|m| m.id.instance() == instance) {
         let entry = |client: &ClientId| ClientEntry {
             id: XRoadIdentifier::from(client),
             name: m.name.clone(),

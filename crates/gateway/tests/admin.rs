@@ -49,7 +49,12 @@ impl Server {
         }
     }
 
-    fn request(&self, method: reqwest::Method, path: &str, token: Option<&str>) -> reqwest::RequestBuilder {
+    fn request(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> reqwest::RequestBuilder {
         let request = self.http.request(method, format!("{}{path}", self.url));
         match token {
             Some(token) => request.bearer_auth(token),
@@ -57,7 +62,12 @@ impl Server {
         }
     }
 
-    async fn send(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
         let mut request = self.request(method, path, Some(TOKEN));
         if let Some(body) = body {
             request = request.json(&body);
@@ -87,7 +97,10 @@ fn service() -> Value {
 fn assert_error(status: StatusCode, body: &Value, expected: StatusCode, kind: &str) {
     assert_eq!(status, expected, "{body}");
     assert_eq!(body["type"], kind, "{body}");
-    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{body}");
+    assert!(
+        body["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "{body}"
+    );
     assert!(body["detail"].is_string(), "{body}");
 }
 
@@ -110,7 +123,9 @@ async fn unauthenticated_calls_are_refused_and_audited() {
     assert_eq!(services, json!([]), "nothing was added");
 
     // A stored token works until it is revoked.
-    let stored = admin::create_token(&server.store, "operator", 1).await.expect("token");
+    let stored = admin::create_token(&server.store, "operator", 1)
+        .await
+        .expect("token");
     let status = server
         .request(Method::GET, "/api/v1/grants", Some(&stored))
         .send()
@@ -150,13 +165,18 @@ async fn unauthenticated_calls_are_refused_and_audited() {
     assert_eq!(refused.len(), 4, "{audit:#?}");
     for record in &refused {
         assert_eq!(record["actor"], "anonymous");
-        assert!(record["detail"].as_str().is_some_and(|d| d.starts_with("401")), "{record}");
+        assert!(
+            record["detail"]
+                .as_str()
+                .is_some_and(|d| d.starts_with("401")),
+            "{record}"
+        );
     }
     assert_eq!(refused[0]["action"], "POST /api/v1/services");
     assert!(
-        audit
-            .iter()
-            .any(|r| r["actor"] == "operator" && r["action"] == "GET /api/v1/grants" && r["result"] == "ok"),
+        audit.iter().any(|r| r["actor"] == "operator"
+            && r["action"] == "GET /api/v1/grants"
+            && r["result"] == "ok"),
         "{audit:#?}"
     );
 }
@@ -165,10 +185,14 @@ async fn unauthenticated_calls_are_refused_and_audited() {
 async fn services_grants_and_local_groups_round_trip() {
     let server = Server::start().await;
     use reqwest::Method;
-    let (status, created) = server.send(Method::POST, "/api/v1/services", Some(service())).await;
+    let (status, created) = server
+        .send(Method::POST, "/api/v1/services", Some(service()))
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     assert_eq!(created["backend_tls"]["verify_certificate"], true);
-    let (status, body) = server.send(Method::POST, "/api/v1/services", Some(service())).await;
+    let (status, body) = server
+        .send(Method::POST, "/api/v1/services", Some(service()))
+        .await;
     assert_error(status, &body, StatusCode::CONFLICT, "Conflict");
 
     let (status, group) = server
@@ -195,11 +219,15 @@ async fn services_grants_and_local_groups_round_trip() {
                "endpoint": {"method": "GET", "path": "/persons/*"}}),
     ];
     for grant in &grants {
-        let (status, body) = server.send(Method::POST, "/api/v1/grants", Some(grant.clone())).await;
+        let (status, body) = server
+            .send(Method::POST, "/api/v1/grants", Some(grant.clone()))
+            .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         assert_eq!(&body, grant);
     }
-    let (status, _) = server.send(Method::POST, "/api/v1/grants", Some(grants[0].clone())).await;
+    let (status, _) = server
+        .send(Method::POST, "/api/v1/grants", Some(grants[0].clone()))
+        .await;
     assert_eq!(status, StatusCode::OK, "granting again changes nothing");
 
     let (_, services) = server.send(Method::GET, "/api/v1/services", None).await;
@@ -208,17 +236,28 @@ async fn services_grants_and_local_groups_round_trip() {
     let (_, listed) = server.send(Method::GET, "/api/v1/grants", None).await;
     assert_eq!(listed.as_array().map(Vec::len), Some(2));
     for grant in &grants {
-        assert!(listed.as_array().is_some_and(|l| l.contains(grant)), "{listed}");
+        assert!(
+            listed.as_array().is_some_and(|l| l.contains(grant)),
+            "{listed}"
+        );
     }
     let (_, groups) = server.send(Method::GET, "/api/v1/local-groups", None).await;
     assert_eq!(groups[0]["code"], "auditors");
 
-    let (status, _) = server.send(Method::DELETE, "/api/v1/grants", Some(grants[0].clone())).await;
+    let (status, _) = server
+        .send(Method::DELETE, "/api/v1/grants", Some(grants[0].clone()))
+        .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, body) = server.send(Method::DELETE, "/api/v1/grants", Some(grants[0].clone())).await;
+    let (status, body) = server
+        .send(Method::DELETE, "/api/v1/grants", Some(grants[0].clone()))
+        .await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "NotFound");
     let (status, body) = server
-        .send(Method::DELETE, "/api/v1/services/VN/GOV/1/registry/persons", None)
+        .send(
+            Method::DELETE,
+            "/api/v1/services/VN/GOV/1/registry/persons",
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, listed) = server.send(Method::GET, "/api/v1/grants", None).await;
@@ -230,12 +269,21 @@ async fn services_grants_and_local_groups_round_trip() {
         .find(|r| r["action"] == "POST /api/v1/services" && r["result"] == "ok")
         .expect("audited");
     assert_eq!(added["target"], "VN/GOV/1/registry/persons");
-    assert!(added["actor"].as_str().is_some_and(|a| a.starts_with("configured-token:")));
+    assert!(
+        added["actor"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("configured-token:"))
+    );
     let conflict = audit
         .iter()
         .find(|r| r["action"] == "POST /api/v1/services" && r["result"] == "failed")
         .expect("failure audited");
-    assert!(conflict["detail"].as_str().is_some_and(|d| d.starts_with("409")), "{conflict}");
+    assert!(
+        conflict["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("409")),
+        "{conflict}"
+    );
 }
 
 #[tokio::test]
@@ -257,7 +305,10 @@ async fn bad_input_is_answered_with_json_errors() {
         ("/api/v1/services", bad_code),
         ("/api/v1/services", bad_url),
         ("/api/v1/grants", bad_grant),
-        ("/api/v1/local-groups", json!({"owner": "VN/GOV/1/registry", "code": "a b"})),
+        (
+            "/api/v1/local-groups",
+            json!({"owner": "VN/GOV/1/registry", "code": "a b"}),
+        ),
     ];
     for (path, body) in cases {
         let (status, answer) = server.send(Method::POST, path, Some(body.clone())).await;
@@ -266,11 +317,19 @@ async fn bad_input_is_answered_with_json_errors() {
     }
 
     let (status, body) = server
-        .send(Method::DELETE, "/api/v1/services/VN/GO%20V/1/registry/persons", None)
+        .send(
+            Method::DELETE,
+            "/api/v1/services/VN/GO%20V/1/registry/persons",
+            None,
+        )
         .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "BadRequest");
     let (status, body) = server
-        .send(Method::POST, "/api/v1/local-groups/VN/GOV/1/registry/nobody/members", Some(json!({"client": "VN/GOV/2"})))
+        .send(
+            Method::POST,
+            "/api/v1/local-groups/VN/GOV/1/registry/nobody/members",
+            Some(json!({"client": "VN/GOV/2"})),
+        )
         .await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "NotFound");
 
@@ -282,7 +341,12 @@ async fn bad_input_is_answered_with_json_errors() {
         .await
         .expect("send");
     let status = response.status();
-    assert_error(status, &response.json().await.expect("json"), StatusCode::BAD_REQUEST, "BadRequest");
+    assert_error(
+        status,
+        &response.json().await.expect("json"),
+        StatusCode::BAD_REQUEST,
+        "BadRequest",
+    );
     let response = server
         .request(Method::POST, "/api/v1/services", Some(TOKEN))
         .body(service().to_string())
@@ -290,14 +354,28 @@ async fn bad_input_is_answered_with_json_errors() {
         .await
         .expect("send");
     let status = response.status();
-    assert_error(status, &response.json().await.expect("json"), StatusCode::BAD_REQUEST, "BadRequest");
+    assert_error(
+        status,
+        &response.json().await.expect("json"),
+        StatusCode::BAD_REQUEST,
+        "BadRequest",
+    );
 
     let mut huge = service();
     huge["openapi"] = json!("x".repeat(admin::MAX_BODY + 1));
-    let (status, body) = server.send(Method::POST, "/api/v1/services", Some(huge)).await;
-    assert_error(status, &body, StatusCode::PAYLOAD_TOO_LARGE, "PayloadTooLarge");
+    let (status, body) = server
+        .send(Method::POST, "/api/v1/services", Some(huge))
+        .await;
+    assert_error(
+        status,
+        &body,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "PayloadTooLarge",
+    );
 
-    let (status, body) = server.send(Method::GET, "/api/v1/audit?after=x", None).await;
+    let (status, body) = server
+        .send(Method::GET, "/api/v1/audit?after=x", None)
+        .await;
     assert_error(status, &body, StatusCode::BAD_REQUEST, "BadRequest");
     let (status, body) = server.send(Method::GET, "/api/v1/nothing-here", None).await;
     assert_error(status, &body, StatusCode::NOT_FOUND, "NotFound");
@@ -307,14 +385,21 @@ async fn bad_input_is_answered_with_json_errors() {
         .await
         .expect("send");
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
-    let (status, _) = server.send(Method::PUT, "/api/v1/services", Some(service())).await;
+    let (status, _) = server
+        .send(Method::PUT, "/api/v1/services", Some(service()))
+        .await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
 
     let audit = server.audit().await;
     let failed = audit.iter().filter(|r| r["result"] == "failed").count();
     assert_eq!(failed, 14, "every failure is audited: {audit:#?}");
-    assert!(audit.iter().any(|r| r["action"] == "GET /api/v1/nothing-here" && r["result"] == "refused"));
-    assert!(audit.iter().any(|r| r["action"] == "PUT /api/v1/services" && r["detail"].as_str().is_some_and(|d| d.starts_with("405"))));
+    assert!(
+        audit
+            .iter()
+            .any(|r| r["action"] == "GET /api/v1/nothing-here" && r["result"] == "refused")
+    );
+    assert!(audit.iter().any(|r| r["action"] == "PUT /api/v1/services"
+        && r["detail"].as_str().is_some_and(|d| d.starts_with("405"))));
     let (_, services) = server.send(Method::GET, "/api/v1/services", None).await;
     assert_eq!(services, json!([]));
 }

@@ -19,7 +19,10 @@ async fn fixture() -> Fixture {
     let url = format!("sqlite://{}", dir.path().join("gateway.db").display());
     let store = Store::open(&url).await.expect("open store");
     let catalog = ServiceCatalog::load(store).await.expect("load catalog");
-    catalog.add_service(service("persons")).await.expect("add service");
+    catalog
+        .add_service(service("persons"))
+        .await
+        .expect("add service");
     Fixture {
         _dir: dir,
         url,
@@ -91,21 +94,47 @@ fn allowed(catalog: &ServiceCatalog, who: &str, method: &str, path: &str) -> boo
 async fn deny_by_default() {
     let f = fixture().await;
     assert!(!allowed(&f.catalog, "VN/GOV/2/police", "GET", "/"));
-    assert!(!allowed(&f.catalog, "VN/GOV/1/registry", "GET", "/"), "not even the provider");
+    assert!(
+        !allowed(&f.catalog, "VN/GOV/1/registry", "GET", "/"),
+        "not even the provider"
+    );
     assert!(f.catalog.service(&provider(), "nope").is_none());
     let police = client("VN/GOV/2/police");
-    assert!(f.catalog.allowed_endpoints(&police, &provider(), &conf()).is_empty());
+    assert!(
+        f.catalog
+            .allowed_endpoints(&police, &provider(), &conf())
+            .is_empty()
+    );
 }
 
 #[tokio::test]
 async fn grant_to_a_subsystem() {
     let f = fixture().await;
     let subject = GrantSubject::client(client("VN/GOV/2/police"));
-    assert!(f.catalog.grant(grant(subject.clone(), None)).await.expect("grant"));
-    assert!(!f.catalog.grant(grant(subject, None)).await.expect("again"), "idempotent");
-    assert!(allowed(&f.catalog, "VN/GOV/2/police", "DELETE", "/persons/1/anything"));
-    assert!(!allowed(&f.catalog, "VN/GOV/2/traffic", "GET", "/"), "another subsystem");
-    assert!(!allowed(&f.catalog, "VN/GOV/2", "GET", "/"), "its member as a client");
+    assert!(
+        f.catalog
+            .grant(grant(subject.clone(), None))
+            .await
+            .expect("grant")
+    );
+    assert!(
+        !f.catalog.grant(grant(subject, None)).await.expect("again"),
+        "idempotent"
+    );
+    assert!(allowed(
+        &f.catalog,
+        "VN/GOV/2/police",
+        "DELETE",
+        "/persons/1/anything"
+    ));
+    assert!(
+        !allowed(&f.catalog, "VN/GOV/2/traffic", "GET", "/"),
+        "another subsystem"
+    );
+    assert!(
+        !allowed(&f.catalog, "VN/GOV/2", "GET", "/"),
+        "its member as a client"
+    );
 }
 
 #[tokio::test]
@@ -119,7 +148,13 @@ async fn grant_through_a_global_group() {
     let service = f.catalog.service(&provider(), "persons").expect("service");
     let mut without = conf();
     without.global_groups[0].members.clear();
-    assert!(!f.catalog.is_allowed(&client("VN/GOV/3/tax"), &service, "GET", "/persons", &without));
+    assert!(!f.catalog.is_allowed(
+        &client("VN/GOV/3/tax"),
+        &service,
+        "GET",
+        "/persons",
+        &without
+    ));
 }
 
 #[tokio::test]
@@ -172,7 +207,11 @@ async fn grant_through_a_local_group() {
 async fn endpoint_grants_match_method_and_path_patterns() {
     let f = fixture().await;
     let police = GrantSubject::client(client("VN/GOV/2/police"));
-    for endpoint in [("GET", "/persons/*"), ("*", "/vehicles/**"), ("POST", "/persons/*/notes")] {
+    for endpoint in [
+        ("GET", "/persons/*"),
+        ("*", "/vehicles/**"),
+        ("POST", "/persons/*/notes"),
+    ] {
         f.catalog
             .grant(grant(police.clone(), Some(endpoint)))
             .await
@@ -196,13 +235,25 @@ async fn endpoint_grants_match_method_and_path_patterns() {
             "{method} {path}"
         );
     }
-    assert!(!allowed(&f.catalog, "VN/GOV/2/traffic", "GET", "/persons/123"));
+    assert!(!allowed(
+        &f.catalog,
+        "VN/GOV/2/traffic",
+        "GET",
+        "/persons/123"
+    ));
     let open = f
         .catalog
         .allowed_endpoints(&client("VN/GOV/2/police"), &provider(), &conf());
     assert_eq!(open.len(), 1);
-    let paths: Vec<_> = open[0].1.iter().map(|e| format!("{} {}", e.method, e.path)).collect();
-    assert_eq!(paths, ["GET /persons/*", "POST /persons/*/notes", "* /vehicles/**"]);
+    let paths: Vec<_> = open[0]
+        .1
+        .iter()
+        .map(|e| format!("{} {}", e.method, e.path))
+        .collect();
+    assert_eq!(
+        paths,
+        ["GET /persons/*", "POST /persons/*/notes", "* /vehicles/**"]
+    );
 }
 
 #[tokio::test]
@@ -214,9 +265,20 @@ async fn revocation_takes_effect_at_once() {
     f.catalog.grant(whole.clone()).await.expect("grant");
     f.catalog.grant(one.clone()).await.expect("grant");
     assert!(f.catalog.revoke(&whole).await.expect("revoke"));
-    assert!(!f.catalog.revoke(&whole).await.expect("again"), "already gone");
-    assert!(!allowed(&f.catalog, "VN/GOV/2/police", "DELETE", "/persons/1"));
-    assert!(allowed(&f.catalog, "VN/GOV/2/police", "GET", "/persons/1"), "the other grant stays");
+    assert!(
+        !f.catalog.revoke(&whole).await.expect("again"),
+        "already gone"
+    );
+    assert!(!allowed(
+        &f.catalog,
+        "VN/GOV/2/police",
+        "DELETE",
+        "/persons/1"
+    ));
+    assert!(
+        allowed(&f.catalog, "VN/GOV/2/police", "GET", "/persons/1"),
+        "the other grant stays"
+    );
     assert!(f.catalog.revoke(&one).await.expect("revoke"));
     assert!(!allowed(&f.catalog, "VN/GOV/2/police", "GET", "/persons/1"));
     assert!(f.catalog.grants().is_empty());
@@ -229,12 +291,25 @@ async fn removing_a_service_removes_its_grants() {
         .grant(grant(GrantSubject::client(client("VN/GOV/2/police")), None))
         .await
         .expect("grant");
-    f.catalog.remove_service(&provider(), "persons").await.expect("remove");
+    f.catalog
+        .remove_service(&provider(), "persons")
+        .await
+        .expect("remove");
     assert!(f.catalog.service(&provider(), "persons").is_none());
     assert!(f.catalog.grants().is_empty());
-    f.catalog.add_service(service("persons")).await.expect("re-add");
-    assert!(!allowed(&f.catalog, "VN/GOV/2/police", "GET", "/"), "old grant stays gone");
-    let missing = f.catalog.remove_service(&provider(), "nope").await.expect_err("missing");
+    f.catalog
+        .add_service(service("persons"))
+        .await
+        .expect("re-add");
+    assert!(
+        !allowed(&f.catalog, "VN/GOV/2/police", "GET", "/"),
+        "old grant stays gone"
+    );
+    let missing = f
+        .catalog
+        .remove_service(&provider(), "nope")
+        .await
+        .expect_err("missing");
     assert!(matches!(missing, CatalogError::NotFound(_)));
 }
 
@@ -251,7 +326,10 @@ async fn everything_persists_across_a_reload() {
         .await
         .expect("group");
     f.catalog
-        .grant(grant(GrantSubject::LocalGroup("auditors".into()), Some(("GET", "/persons/*"))))
+        .grant(grant(
+            GrantSubject::LocalGroup("auditors".into()),
+            Some(("GET", "/persons/*")),
+        ))
         .await
         .expect("grant");
     let store = Store::open(&f.url).await.expect("reopen store");
@@ -260,7 +338,12 @@ async fn everything_persists_across_a_reload() {
     assert_eq!(reloaded.grants(), f.catalog.grants());
     assert_eq!(reloaded.local_groups(), f.catalog.local_groups());
     assert!(allowed(&reloaded, "VN/GOV/4/audit", "GET", "/persons/7"));
-    assert!(!allowed(&reloaded, "VN/GOV/4/audit", "GET", "/persons/7/photo"));
+    assert!(!allowed(
+        &reloaded,
+        "VN/GOV/4/audit",
+        "GET",
+        "/persons/7/photo"
+    ));
 }
 
 #[tokio::test]
@@ -295,7 +378,9 @@ async fn openapi_documents_define_the_endpoints() {
         ]
     );
     assert_eq!(
-        f.catalog.service(&provider(), "vehicles").map(|s| s.endpoints.len()),
+        f.catalog
+            .service(&provider(), "vehicles")
+            .map(|s| s.endpoints.len()),
         Some(5)
     );
 
@@ -309,27 +394,49 @@ async fn openapi_documents_define_the_endpoints() {
     ));
     let mut swagger = service("old");
     swagger.openapi = Some(json!({"swagger": "2.0", "paths": {}}).to_string());
-    assert!(matches!(f.catalog.add_service(swagger).await, Err(CatalogError::BadRequest(_))));
+    assert!(matches!(
+        f.catalog.add_service(swagger).await,
+        Err(CatalogError::BadRequest(_))
+    ));
 }
 
 #[tokio::test]
 async fn bad_services_and_grants_are_refused() {
     let f = fixture().await;
-    let duplicate = f.catalog.add_service(service("persons")).await.expect_err("duplicate");
-    assert!(matches!(duplicate, CatalogError::Conflict(_)), "{duplicate}");
+    let duplicate = f
+        .catalog
+        .add_service(service("persons"))
+        .await
+        .expect_err("duplicate");
+    assert!(
+        matches!(duplicate, CatalogError::Conflict(_)),
+        "{duplicate}"
+    );
     for code in ["listMethods", "allowedMethods", "getOpenAPI", "listClients"] {
         assert!(
-            matches!(f.catalog.add_service(service(code)).await, Err(CatalogError::BadRequest(_))),
+            matches!(
+                f.catalog.add_service(service(code)).await,
+                Err(CatalogError::BadRequest(_))
+            ),
             "{code} is reserved"
         );
     }
     let mut bad = service("bad code");
-    assert!(matches!(f.catalog.add_service(bad.clone()).await, Err(CatalogError::Invalid(_))));
+    assert!(matches!(
+        f.catalog.add_service(bad.clone()).await,
+        Err(CatalogError::Invalid(_))
+    ));
     bad.code = "ok".into();
     bad.base_url = "file:///etc/passwd".into();
-    assert!(matches!(f.catalog.add_service(bad).await, Err(CatalogError::Invalid(_))));
+    assert!(matches!(
+        f.catalog.add_service(bad).await,
+        Err(CatalogError::Invalid(_))
+    ));
     let mut unknown = grant(GrantSubject::client(client("VN/GOV/2/police")), None);
     unknown.service = "VN/GOV/1/registry/nope".parse().expect("id");
-    assert!(matches!(f.catalog.grant(unknown).await, Err(CatalogError::BadRequest(_))));
+    assert!(matches!(
+        f.catalog.grant(unknown).await,
+        Err(CatalogError::BadRequest(_))
+    ));
     assert_eq!(f.catalog.services().len(), 1);
 }

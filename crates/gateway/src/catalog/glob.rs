@@ -18,7 +18,9 @@ use lienthong_model::gateway::Endpoint;
 
 /// Does `endpoint` admit a request with this method and path?
 pub fn endpoint_matches(endpoint: &Endpoint, method: &str, path: &str) -> bool {
-    method_matches(&endpoint.method, method) && !is_ambiguous(path) && path_matches(&endpoint.path, path)
+    method_matches(&endpoint.method, method)
+        && !is_ambiguous(path)
+        && path_matches(&endpoint.path, path)
 }
 
 /// Does the method pattern (`*` or a method) admit `method`?

@@ -149,8 +149,8 @@ mod tests {
         assert!(parse("[]").is_err());
         let no_paths = parse(r#"{"openapi": "3.1.0"}"#).expect("minimal");
         assert!(endpoints(&no_paths).expect("none").is_empty());
-        let relative = parse(r#"{"openapi": "3.1.0", "paths": {"persons": {"get": {}}}}"#)
-            .expect("parse");
+        let relative =
+            parse(r#"{"openapi": "3.1.0", "paths": {"persons": {"get": {}}}}"#).expect("parse");
         assert!(endpoints(&relative).is_err());
     }
 

@@ -98,12 +98,7 @@ fn list_clients_xml_is_well_formed_and_follows_pr_meta() {
                         .try_get_attribute("ns1:objectType")
                         .expect("attribute")
                         .expect("objectType");
-                    object_types.push(
-                        attribute
-                            .unescape_value()
-                            .expect("value")
-                            .into_owned(),
-                    );
+                    object_types.push(attribute.unescape_value().expect("value").into_owned());
                 }
                 if name == "ns2:clientList" {
                     let namespace = start
@@ -141,10 +136,7 @@ fn list_clients_xml_is_well_formed_and_follows_pr_meta() {
         }
     }
     assert!(path.is_empty());
-    assert_eq!(
-        object_types,
-        ["MEMBER", "SUBSYSTEM", "SUBSYSTEM", "MEMBER"]
-    );
+    assert_eq!(object_types, ["MEMBER", "SUBSYSTEM", "SUBSYSTEM", "MEMBER"]);
     assert_eq!(subsystem_codes, ["persons", "vehicles"]);
     assert_eq!(names[0], "Bộ Công an & <Registry>", "escaped and restored");
     assert_eq!(names[3], "Tax");
