@@ -51,6 +51,10 @@ async fn bind(config: &Config) -> anyhow::Result<Listeners> {
     };
     Ok(Listeners {
         client: bind(config.client_listen).await?,
+        client_tls: match config.client_tls_listen {
+            Some(address) => Some(bind(address).await?),
+            None => None,
+        },
         peer: bind(config.peer_listen).await?,
         admin: bind(config.admin_listen).await?,
     })

@@ -25,6 +25,8 @@ pub const INSTANCE: &str = "VN";
 pub const CLIENT_MEMBER: &str = "VN/GOV/000101";
 pub const CLIENT_SUBSYSTEM: &str = "VN/GOV/000101/case-management";
 pub const UNAUTHORIZED_SUBSYSTEM: &str = "VN/GOV/000101/unauthorized-app";
+/// A local client that must connect over mutual TLS with its registered certificate.
+pub const MTLS_SUBSYSTEM: &str = "VN/GOV/000101/secure-app";
 pub const PROVIDER_MEMBER: &str = "VN/GOV/000202";
 pub const PROVIDER_SUBSYSTEM: &str = "VN/GOV/000202/citizen-registry";
 pub const SERVICE_CODE: &str = "persons";
@@ -33,7 +35,7 @@ const MARKER: &str = ".lienthong-demo";
 /// The identifiers the federation uses.
 pub mod ids {
     pub use super::{
-        CLIENT_MEMBER, CLIENT_SUBSYSTEM, PROVIDER_MEMBER, PROVIDER_SUBSYSTEM, SERVICE_CODE,
+        CLIENT_MEMBER, CLIENT_SUBSYSTEM, MTLS_SUBSYSTEM, PROVIDER_MEMBER, PROVIDER_SUBSYSTEM, SERVICE_CODE,
         UNAUTHORIZED_SUBSYSTEM,
     };
 }
@@ -94,6 +96,7 @@ struct Ports {
     central: TcpListener,
     sample: TcpListener,
     client_gw: [TcpListener; 3],
+    client_gw_tls: TcpListener,
     provider_gw: [TcpListener; 3],
 }
 
@@ -142,8 +145,10 @@ pub async fn start(options: Options) -> anyhow::Result<Federation> {
             listen(b, 7).await?,
             listen(b, 8).await?,
         ],
+        client_gw_tls: listen(b, 9).await?,
     };
     let pki_url = format!("http://{}", address(&ports.pki)?);
+    let client_tls_url = format!("https://{}", address(&ports.client_gw_tls)?);
     let central_url = format!("http://{}", address(&ports.central)?);
     let sample_url = format!("http://{}", address(&ports.sample)?);
     let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -242,7 +247,7 @@ pub async fn start(options: Options) -> anyhow::Result<Federation> {
         )
         .await?;
     }
-    for subsystem in [CLIENT_SUBSYSTEM, UNAUTHORIZED_SUBSYSTEM, PROVIDER_SUBSYSTEM] {
+    for subsystem in [CLIENT_SUBSYSTEM, UNAUTHORIZED_SUBSYSTEM, MTLS_SUBSYSTEM, PROVIDER_SUBSYSTEM] {
         let (member, code) = subsystem.rsplit_once('/').context("subsystem id")?;
         api(
             reqwest::Method::POST,
@@ -266,7 +271,7 @@ pub async fn start(options: Options) -> anyhow::Result<Federation> {
         (
             "gw-client",
             CLIENT_MEMBER,
-            vec![CLIENT_SUBSYSTEM, UNAUTHORIZED_SUBSYSTEM],
+            vec![CLIENT_SUBSYSTEM, UNAUTHORIZED_SUBSYSTEM, MTLS_SUBSYSTEM],
             ports.client_gw,
         ),
         (
@@ -342,8 +347,21 @@ pub async fn start(options: Options) -> anyhow::Result<Federation> {
             json!(null),
         )
         .await?;
+        let tls_listen = if name == "gw-client" {
+            format!("client_tls_listen = \"{}\"\n", address(&ports.client_gw_tls)?)
+        } else {
+            String::new()
+        };
+        let local_tls = if name == "gw-client" {
+            let certificate_hash = local_client_certificate(&gw_dir.join("local-client"))?;
+            format!(
+                "\n[[subsystem]]\nid = \"{MTLS_SUBSYSTEM}\"\nconnection = \"mtls\"\nclient_certificates = [\"{certificate_hash}\"]\n"
+            )
+        } else {
+            String::new()
+        };
         let config_text = format!(
-            "server_id = \"{server_id}\"\nanchor = \"../anchor.json\"\nstate_dir = \"state\"\ndatabase_url = \"sqlite://state/gateway.db\"\nkeystore = \"keys\"\nauth_key = \"auth\"\nauth_certificate = \"auth.pem\"\nclient_listen = \"{}\"\npeer_listen = \"{}\"\nadmin_listen = \"{}\"\nadmin_token_sha256 = [\"{admin_hash}\"]\nconf_poll_seconds = 10\n\n[[member]]\nid = \"{member}\"\nsign_key = \"sign\"\nsign_certificate = \"sign.pem\"\n",
+            "server_id = \"{server_id}\"\nanchor = \"../anchor.json\"\nstate_dir = \"state\"\ndatabase_url = \"sqlite://state/gateway.db\"\nkeystore = \"keys\"\nauth_key = \"auth\"\nauth_certificate = \"auth.pem\"\nclient_listen = \"{}\"\npeer_listen = \"{}\"\nadmin_listen = \"{}\"\nadmin_token_sha256 = [\"{admin_hash}\"]\nconf_poll_seconds = 10\n{tls_listen}\n[[member]]\nid = \"{member}\"\nsign_key = \"sign\"\nsign_certificate = \"sign.pem\"\n{local_tls}",
             address(&listeners[0])?,
             peer_address,
             address(&listeners[2])?,
@@ -360,11 +378,13 @@ pub async fn start(options: Options) -> anyhow::Result<Federation> {
     let mut admin_urls = Vec::new();
     let mut client_urls = Vec::new();
     let mut running = Vec::new();
+    let mut client_tls = Some(ports.client_gw_tls);
     for (gw_dir, listeners) in gateways {
         let config = lienthong_gateway::config::Config::load(&gw_dir.join("gateway.toml"))
             .map_err(anyhow::Error::msg)?;
         let keys = unlock(&config, &passphrase)?;
         let [client, peer, admin] = listeners;
+        let client_tls = if running.is_empty() { client_tls.take() } else { None };
         client_urls.push(format!("http://{}", address(&client)?));
         admin_urls.push(format!("http://{}", address(&admin)?));
         let gateway = lienthong_gateway::Gateway::start(config, keys).await?;
@@ -373,6 +393,7 @@ pub async fn start(options: Options) -> anyhow::Result<Federation> {
             gateway,
             lienthong_gateway::Listeners {
                 client,
+                client_tls,
                 peer,
                 admin,
             },
@@ -399,17 +420,19 @@ pub async fn start(options: Options) -> anyhow::Result<Federation> {
             "service registration failed: {}",
             response.text().await.unwrap_or_default()
         );
-        let response = http
-            .post(format!("{provider_admin}/api/v1/grants"))
-            .bearer_auth(&admin_token)
-            .json(&json!({"service": format!("{PROVIDER_SUBSYSTEM}/{code}"), "subject": {"subsystem": CLIENT_SUBSYSTEM}}))
-            .send()
-            .await?;
-        ensure!(
-            response.status().is_success(),
-            "access grant failed: {}",
-            response.text().await.unwrap_or_default()
-        );
+        for client in [CLIENT_SUBSYSTEM, MTLS_SUBSYSTEM] {
+            let response = http
+                .post(format!("{provider_admin}/api/v1/grants"))
+                .bearer_auth(&admin_token)
+                .json(&json!({"service": format!("{PROVIDER_SUBSYSTEM}/{code}"), "subject": {"subsystem": client}}))
+                .send()
+                .await?;
+            ensure!(
+                response.status().is_success(),
+                "access grant failed: {}",
+                response.text().await.unwrap_or_default()
+            );
+        }
     }
 
     // 7. endpoints.json and the ready-to-paste command.
@@ -431,6 +454,10 @@ pub async fn start(options: Options) -> anyhow::Result<Federation> {
         "client_gateway_admin_url": admin_urls[0],
         "provider_gateway_admin_url": admin_urls[1],
         "admin_token": admin_token,
+        "client_gateway_tls_url": client_tls_url,
+        "mtls_client_id": MTLS_SUBSYSTEM,
+        "mtls_client_certificate": dir.join("gw-client/local-client/client.pem"),
+        "mtls_client_key": dir.join("gw-client/local-client/client.key"),
         "registry_officer_token": officer,
     });
     std::fs::write(
@@ -569,4 +596,33 @@ fn unix_now() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// A self-signed certificate and key (PEM) for a local client system that connects over
+/// mutual TLS; returns the certificate's SHA-256 (hex), which the gateway registers.
+fn local_client_certificate(dir: &Path) -> anyhow::Result<String> {
+    std::fs::create_dir_all(dir)?;
+    let (key, pkcs8) = lienthong_crypto::SoftwareKey::generate(Suite::EcdsaP256Sha256)?;
+    let now = std::time::SystemTime::now();
+    let certificate = lienthong_pki::CertificateAuthority::create_root(
+        Arc::new(key),
+        "Lien thong demo client agency",
+        "secure-app local client",
+        &lienthong_pki::Serial::random()?,
+        now - Duration::from_secs(300),
+        now + Duration::from_secs(365 * 86_400),
+        lienthong_crypto::CryptoPolicy::vn(),
+    )?;
+    let der = &certificate.certificate().der;
+    std::fs::write(dir.join("client.pem"), lienthong_pki::pem_encode_certificate(der))?;
+    let key_pem = format!(
+        "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+        STANDARD.encode(&*pkcs8)
+    );
+    write_private(&dir.join("client.key"), key_pem.as_bytes())?;
+    Ok(lienthong_crypto::HashAlgorithm::Sha256
+        .digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }

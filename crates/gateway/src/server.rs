@@ -19,6 +19,8 @@ use tokio::net::TcpListener;
 #[derive(Debug)]
 pub struct Listeners {
     pub client: TcpListener,
+    /// HTTPS for local clients (optional).
+    pub client_tls: Option<TcpListener>,
     pub peer: TcpListener,
     pub admin: TcpListener,
 }
@@ -108,6 +110,40 @@ pub async fn run(
             });
         }
     });
+    let client_tls_loop = listeners.client_tls.map(|listener| {
+        let local_tls = crate::tls::local_server_config(gateway.identity.clone()).map(tokio_rustls::TlsAcceptor::from);
+        let gateway = gateway.clone();
+        let graceful = graceful.clone();
+        accept_loop(listener, stop_rx.clone(), move |stream| {
+            let Ok(acceptor) = local_tls.clone() else {
+                return;
+            };
+            let gateway = gateway.clone();
+            let graceful = graceful.clone();
+            tokio::spawn(async move {
+                let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await else {
+                    return;
+                };
+                let connection = LocalConnection {
+                    tls: true,
+                    client_certificate: tls
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| hex(&lienthong_crypto::HashAlgorithm::Sha256.digest(c.as_ref()))),
+                };
+                let service = service_fn(move |request| {
+                    let gateway = gateway.clone();
+                    let connection = connection.clone();
+                    async move { Ok::<_, std::convert::Infallible>(client_proxy::handle(gateway, request, connection).await) }
+                });
+                let builder = auto::Builder::new(TokioExecutor::new());
+                let connection = builder.serve_connection(TokioIo::new(tls), service).into_owned();
+                let _ = graceful.watch(connection).await;
+            });
+        })
+    });
     let mut stop = stop_rx.clone();
     tokio::select! {
         () = shutdown => {}
@@ -116,6 +152,9 @@ pub async fn run(
     tracing::info!("stopping: no new connections; finishing in-flight exchanges");
     let _ = stop_tx.send(true);
     let _ = tokio::join!(client_loop, peer_loop);
+    if let Some(handle) = client_tls_loop {
+        let _ = handle.await;
+    }
     let _ = admin.await;
     let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
     if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())

@@ -311,6 +311,57 @@ impl ServerCertVerifier for PeerServerVerifier {
     }
 }
 
+/// Local clients over HTTPS: a client certificate is optional at the TLS layer (its
+/// possession is proved by the handshake); whether a subsystem needs one, and which, is
+/// decided per request from the gateway's configuration.
+#[derive(Debug)]
+pub struct LocalClientVerifier {
+    provider: Arc<CryptoProvider>,
+}
+
+impl ClientCertVerifier for LocalClientVerifier {
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, Error> {
+        // Registered by hash per subsystem, not by a CA: checked after the handshake.
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn verify_tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> Result<HandshakeSignatureValid, Error> {
+        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The server configuration of the local clients' HTTPS listener (the gateway presents
+/// its auth certificate, issued by the federation CA).
+pub fn local_server_config(identity: AuthIdentity) -> Result<Arc<rustls::ServerConfig>, Error> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_client_cert_verifier(Arc::new(LocalClientVerifier { provider: provider() }))
+        .with_cert_resolver(Arc::new(identity));
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// The server configuration of the gateway-to-gateway listener.
 pub fn server_config(
     identity: AuthIdentity,
