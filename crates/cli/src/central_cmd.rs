@@ -208,25 +208,7 @@ pub(crate) async fn run(command: CentralCommand) -> anyhow::Result<()> {
             method,
             path,
             data,
-        } => {
-            let method: reqwest::Method = method.to_uppercase().parse().context("HTTP method")?;
-            let mut request = reqwest::Client::new()
-                .request(method, format!("{}{path}", url.trim_end_matches('/')))
-                .bearer_auth(token);
-            if let Some(data) = data {
-                request = request
-                    .header("content-type", "application/json")
-                    .body(data);
-            }
-            let response = request.send().await.context("call the registry")?;
-            let status = response.status();
-            let body = response.text().await.unwrap_or_default();
-            println!("{body}");
-            if !status.is_success() {
-                bail!("the registry answered {status}");
-            }
-            Ok(())
-        }
+        } => call(&url, &token, &method, &path, data).await,
         CentralCommand::Register {
             url,
             keystore,
@@ -265,6 +247,25 @@ pub(crate) async fn run(command: CentralCommand) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Call an admin API (the registry's or a gateway's) and print the JSON answer.
+pub(crate) async fn call(url: &str, token: &str, method: &str, path: &str, data: Option<String>) -> anyhow::Result<()> {
+    let method: reqwest::Method = method.to_uppercase().parse().context("HTTP method")?;
+    let mut request = reqwest::Client::new()
+        .request(method, format!("{}{path}", url.trim_end_matches('/')))
+        .bearer_auth(token);
+    if let Some(data) = data {
+        request = request.header("content-type", "application/json").body(data);
+    }
+    let response = request.send().await.context("call the admin API")?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    println!("{body}");
+    if !status.is_success() {
+        bail!("the server answered {status}");
+    }
+    Ok(())
 }
 
 fn write_anchor(registry: &Registry, config: &Config, out: &Path) -> anyhow::Result<()> {

@@ -17,10 +17,30 @@ pub(crate) enum GatewayCommand {
         #[arg(long)]
         check_config: bool,
     },
+    /// Call a gateway's admin API (services, access rights, local groups, audit), e.g.
+    /// `gateway call --url ADMIN_URL --token T POST /api/v1/grants --data '{...}'`.
+    Call {
+        /// The gateway's admin base URL.
+        #[arg(long, env = "LIENTHONG_GATEWAY_ADMIN_URL")]
+        url: String,
+        /// Bearer token.
+        #[arg(long, env = "LIENTHONG_TOKEN", hide_env_values = true)]
+        token: String,
+        /// HTTP method.
+        method: String,
+        /// Path, e.g. /api/v1/services.
+        path: String,
+        /// JSON body.
+        #[arg(long)]
+        data: Option<String>,
+    },
 }
 
 pub(crate) async fn run(command: GatewayCommand) -> anyhow::Result<()> {
     match command {
+        GatewayCommand::Call { url, token, method, path, data } => {
+            crate::central_cmd::call(&url, &token, &method, &path, data).await
+        }
         GatewayCommand::Serve {
             config,
             check_config,

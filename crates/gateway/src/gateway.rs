@@ -14,7 +14,6 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use hyper::header::HeaderValue;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use lienthong_conf::ConfClient;
 use lienthong_crypto::{BatchSigner, BatchVerifier, Signer};
@@ -64,7 +63,7 @@ pub struct Gateway {
     pub(crate) identity: AuthIdentity,
     pub(crate) auth_certificate: CertificateInfo,
     pub(crate) peer_client: Client<PeerConnector, GatewayBody>,
-    pub(crate) backend_client: Client<HttpConnector, GatewayBody>,
+    pub(crate) backends: crate::backend::BackendClients,
     pub(crate) limits: BodyLimits,
     pub(crate) verifier: BatchVerifier,
     pub(crate) replay: ReplayGuard,
@@ -177,10 +176,6 @@ impl Gateway {
                 crate::tls::client_config(identity.clone(), trust.clone())?,
                 trust.clone(),
             ));
-        let mut http = HttpConnector::new();
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(Duration::from_secs(5)));
-        let backend_client = Client::builder(TokioExecutor::new()).build(http);
         let limits = BodyLimits {
             max_bytes: config.max_body_bytes,
             memory_bytes: config.memory_body_bytes,
@@ -201,7 +196,7 @@ impl Gateway {
             identity,
             auth_certificate,
             peer_client,
-            backend_client,
+            backends: crate::backend::BackendClients::default(),
             limits,
             verifier: BatchVerifier::new(65_536),
             replay: ReplayGuard::new(CLOCK_SKEW_MS),

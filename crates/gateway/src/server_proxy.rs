@@ -241,12 +241,25 @@ async fn serve(
                 .map_err(|e| XRoadError::server_proxy("InternalError", e.to_string()))?;
             let mut headers = parts.headers.clone();
             strip_headers(&mut headers);
+            // What the provider sees is what was signed, not what the headers claim.
+            for (name, value) in [
+                ("x-road-userid", &header.user_id),
+                ("x-road-issue", &header.issue),
+                ("x-road-represented-party", &header.represented_party),
+                ("content-type", &header.content_type),
+            ] {
+                headers.remove(name);
+                if !value.is_empty() {
+                    headers.insert(name, header_value(value));
+                }
+            }
             headers.insert("x-road-client", header_value(&header.client.to_string()));
             headers.insert("x-road-service", header_value(&header.service.to_string()));
             headers.insert("x-road-id", header_value(&header.message_id));
             *forward.headers_mut() = headers;
             let timeout = Duration::from_millis(service.timeout_ms.max(1));
-            let answer = tokio::time::timeout(timeout, gateway.backend_client.request(forward))
+            let backend = gateway.backends.for_settings(&service.backend_tls)?;
+            let answer = tokio::time::timeout(timeout, backend.request(forward))
                 .await
                 .map_err(|_| {
                     XRoadError::server_proxy(
