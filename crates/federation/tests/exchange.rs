@@ -336,3 +336,72 @@ async fn metaservices_answer_as_specified() {
     );
     federation.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn client_side_fails_over_to_a_healthy_provider_gateway() {
+    let dir = tempfile::tempdir().expect("dir");
+    let federation = federation(&dir).await;
+    let service = format!(
+        "{}{}/001099012345",
+        federation.endpoint("client_gateway_url"),
+        federation.endpoint("service_path")
+    );
+    // A second gateway of the provider member, registered and approved, listed first in
+    // the configuration (ids sort "gw0" < "gw1") — but its address accepts no connection.
+    let dead = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("addr")
+    };
+    let ca = federation.authority.unlock_ca(&federation.passphrase).expect("CA");
+    let key = lienthong_crypto::SoftwareKey::generate(lienthong_crypto::Suite::EcdsaP256Sha256).expect("key").0;
+    let csr = lienthong_pki::create_csr(&key, "gw0").expect("csr");
+    let server = format!("{}/gw0", lienthong_federation::PROVIDER_MEMBER);
+    let certificate = federation
+        .authority
+        .issue(&ca, csr.as_bytes(), lienthong_pki::Profile::Auth, &server, &Default::default())
+        .await
+        .expect("certificate");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_secs() as i64;
+    let request = lienthong_model::registry::RegistrationRequest {
+        server: server.parse().expect("id"),
+        address: dead.to_string(),
+        auth_certificate: base64::engine::general_purpose::STANDARD.encode(&certificate.der),
+        clients: vec![PROVIDER_SUBSYSTEM.parse().expect("client")],
+        signed_at: now,
+    };
+    let signature = lienthong_crypto::Signer::sign(&key, &request.signing_bytes()).expect("sign").to_text();
+    let registration = federation
+        .registry
+        .submit_registration(lienthong_model::registry::SignedRegistration { request, signature }, now)
+        .await
+        .expect("registration");
+    federation.registry.decide_registration(&registration.id, true, "test").await.expect("approve");
+    federation.registry.publish(now).await.expect("publish");
+    let client_gateway = &federation.gateways[0];
+    client_gateway.conf().refresh(now).await.expect("refresh");
+    for _ in 0..100 {
+        if client_gateway.trust().get().is_some_and(|v| v.gateways_serving(&PROVIDER_SUBSYSTEM.parse().expect("id")).len() == 2) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+
+    for attempt in 0..3 {
+        let (status, _, body) = get(&service, CLIENT_SUBSYSTEM).await;
+        assert_eq!(status, 200, "attempt {attempt} failed over to the healthy gateway: {body}");
+    }
+    // Pinned to the dead gateway with X-Road-Security-Server: no silent detour.
+    let pinned = reqwest::Client::new()
+        .get(&service)
+        .header("X-Road-Client", CLIENT_SUBSYSTEM)
+        .header("X-Road-Security-Server", server)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(pinned.status(), 500);
+    assert_eq!(pinned.headers()["x-road-error"], "Server.ClientProxy.NetworkError");
+    federation.stop().await;
+}
