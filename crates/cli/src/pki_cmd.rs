@@ -165,7 +165,7 @@ pub(crate) async fn run(command: PkiCommand) -> anyhow::Result<()> {
                 .await
                 .with_context(|| {
                     format!(
-                        "issue a {} certificate for {id} from {}",
+                        "issue the {} certificate for {id} from {}",
                         profile.name(),
                         csr.display()
                     )

@@ -15,7 +15,7 @@ pub enum PkiError {
     )]
     CsrSignature,
     /// The key or algorithm is forbidden by the crypto policy.
-    #[error("refused by crypto policy: {0}")]
+    #[error(transparent)]
     Policy(#[from] PolicyViolation),
     /// A cryptographic operation failed.
     #[error(transparent)]
@@ -24,7 +24,7 @@ pub enum PkiError {
     #[error("invalid certificate: {0}")]
     Certificate(String),
     /// A federation identifier is malformed.
-    #[error("invalid identifier: {0}")]
+    #[error(transparent)]
     Identifier(#[from] lienthong_model::IdError),
     /// A value could not be DER-encoded (a bug or an absurd input such as a huge name).
     #[error("cannot encode {what}: {source}")]
