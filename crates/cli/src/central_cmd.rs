@@ -250,13 +250,21 @@ pub(crate) async fn run(command: CentralCommand) -> anyhow::Result<()> {
 }
 
 /// Call an admin API (the registry's or a gateway's) and print the JSON answer.
-pub(crate) async fn call(url: &str, token: &str, method: &str, path: &str, data: Option<String>) -> anyhow::Result<()> {
+pub(crate) async fn call(
+    url: &str,
+    token: &str,
+    method: &str,
+    path: &str,
+    data: Option<String>,
+) -> anyhow::Result<()> {
     let method: reqwest::Method = method.to_uppercase().parse().context("HTTP method")?;
     let mut request = reqwest::Client::new()
         .request(method, format!("{}{path}", url.trim_end_matches('/')))
         .bearer_auth(token);
     if let Some(data) = data {
-        request = request.header("content-type", "application/json").body(data);
+        request = request
+            .header("content-type", "application/json")
+            .body(data);
     }
     let response = request.send().await.context("call the admin API")?;
     let status = response.status();

@@ -38,9 +38,13 @@ pub(crate) enum GatewayCommand {
 
 pub(crate) async fn run(command: GatewayCommand) -> anyhow::Result<()> {
     match command {
-        GatewayCommand::Call { url, token, method, path, data } => {
-            crate::central_cmd::call(&url, &token, &method, &path, data).await
-        }
+        GatewayCommand::Call {
+            url,
+            token,
+            method,
+            path,
+            data,
+        } => crate::central_cmd::call(&url, &token, &method, &path, data).await,
         GatewayCommand::Serve {
             config,
             check_config,

@@ -35,8 +35,8 @@ const MARKER: &str = ".lienthong-demo";
 /// The identifiers the federation uses.
 pub mod ids {
     pub use super::{
-        CLIENT_MEMBER, CLIENT_SUBSYSTEM, MTLS_SUBSYSTEM, PROVIDER_MEMBER, PROVIDER_SUBSYSTEM, SERVICE_CODE,
-        UNAUTHORIZED_SUBSYSTEM,
+        CLIENT_MEMBER, CLIENT_SUBSYSTEM, MTLS_SUBSYSTEM, PROVIDER_MEMBER, PROVIDER_SUBSYSTEM,
+        SERVICE_CODE, UNAUTHORIZED_SUBSYSTEM,
     };
 }
 
@@ -247,7 +247,12 @@ pub async fn start(options: Options) -> anyhow::Result<Federation> {
         )
         .await?;
     }
-    for subsystem in [CLIENT_SUBSYSTEM, UNAUTHORIZED_SUBSYSTEM, MTLS_SUBSYSTEM, PROVIDER_SUBSYSTEM] {
+    for subsystem in [
+        CLIENT_SUBSYSTEM,
+        UNAUTHORIZED_SUBSYSTEM,
+        MTLS_SUBSYSTEM,
+        PROVIDER_SUBSYSTEM,
+    ] {
         let (member, code) = subsystem.rsplit_once('/').context("subsystem id")?;
         api(
             reqwest::Method::POST,
@@ -348,7 +353,10 @@ pub async fn start(options: Options) -> anyhow::Result<Federation> {
         )
         .await?;
         let tls_listen = if name == "gw-client" {
-            format!("client_tls_listen = \"{}\"\n", address(&ports.client_gw_tls)?)
+            format!(
+                "client_tls_listen = \"{}\"\n",
+                address(&ports.client_gw_tls)?
+            )
         } else {
             String::new()
         };
@@ -384,7 +392,11 @@ pub async fn start(options: Options) -> anyhow::Result<Federation> {
             .map_err(anyhow::Error::msg)?;
         let keys = unlock(&config, &passphrase)?;
         let [client, peer, admin] = listeners;
-        let client_tls = if running.is_empty() { client_tls.take() } else { None };
+        let client_tls = if running.is_empty() {
+            client_tls.take()
+        } else {
+            None
+        };
         client_urls.push(format!("http://{}", address(&client)?));
         admin_urls.push(format!("http://{}", address(&admin)?));
         let gateway = lienthong_gateway::Gateway::start(config, keys).await?;
@@ -614,7 +626,10 @@ fn local_client_certificate(dir: &Path) -> anyhow::Result<String> {
         lienthong_crypto::CryptoPolicy::vn(),
     )?;
     let der = &certificate.certificate().der;
-    std::fs::write(dir.join("client.pem"), lienthong_pki::pem_encode_certificate(der))?;
+    std::fs::write(
+        dir.join("client.pem"),
+        lienthong_pki::pem_encode_certificate(der),
+    )?;
     let key_pem = format!(
         "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
         STANDARD.encode(&*pkcs8)

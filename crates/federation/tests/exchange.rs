@@ -352,13 +352,24 @@ async fn client_side_fails_over_to_a_healthy_provider_gateway() {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.local_addr().expect("addr")
     };
-    let ca = federation.authority.unlock_ca(&federation.passphrase).expect("CA");
-    let key = lienthong_crypto::SoftwareKey::generate(lienthong_crypto::Suite::EcdsaP256Sha256).expect("key").0;
+    let ca = federation
+        .authority
+        .unlock_ca(&federation.passphrase)
+        .expect("CA");
+    let key = lienthong_crypto::SoftwareKey::generate(lienthong_crypto::Suite::EcdsaP256Sha256)
+        .expect("key")
+        .0;
     let csr = lienthong_pki::create_csr(&key, "gw0").expect("csr");
     let server = format!("{}/gw0", lienthong_federation::PROVIDER_MEMBER);
     let certificate = federation
         .authority
-        .issue(&ca, csr.as_bytes(), lienthong_pki::Profile::Auth, &server, &Default::default())
+        .issue(
+            &ca,
+            csr.as_bytes(),
+            lienthong_pki::Profile::Auth,
+            &server,
+            &Default::default(),
+        )
         .await
         .expect("certificate");
     let now = std::time::SystemTime::now()
@@ -372,18 +383,31 @@ async fn client_side_fails_over_to_a_healthy_provider_gateway() {
         clients: vec![PROVIDER_SUBSYSTEM.parse().expect("client")],
         signed_at: now,
     };
-    let signature = lienthong_crypto::Signer::sign(&key, &request.signing_bytes()).expect("sign").to_text();
+    let signature = lienthong_crypto::Signer::sign(&key, &request.signing_bytes())
+        .expect("sign")
+        .to_text();
     let registration = federation
         .registry
-        .submit_registration(lienthong_model::registry::SignedRegistration { request, signature }, now)
+        .submit_registration(
+            lienthong_model::registry::SignedRegistration { request, signature },
+            now,
+        )
         .await
         .expect("registration");
-    federation.registry.decide_registration(&registration.id, true, "test").await.expect("approve");
+    federation
+        .registry
+        .decide_registration(&registration.id, true, "test")
+        .await
+        .expect("approve");
     federation.registry.publish(now).await.expect("publish");
     let client_gateway = &federation.gateways[0];
     client_gateway.conf().refresh(now).await.expect("refresh");
     for _ in 0..100 {
-        if client_gateway.trust().get().is_some_and(|v| v.gateways_serving(&PROVIDER_SUBSYSTEM.parse().expect("id")).len() == 2) {
+        if client_gateway.trust().get().is_some_and(|v| {
+            v.gateways_serving(&PROVIDER_SUBSYSTEM.parse().expect("id"))
+                .len()
+                == 2
+        }) {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
@@ -391,7 +415,10 @@ async fn client_side_fails_over_to_a_healthy_provider_gateway() {
 
     for attempt in 0..3 {
         let (status, _, body) = get(&service, CLIENT_SUBSYSTEM).await;
-        assert_eq!(status, 200, "attempt {attempt} failed over to the healthy gateway: {body}");
+        assert_eq!(
+            status, 200,
+            "attempt {attempt} failed over to the healthy gateway: {body}"
+        );
     }
     // Pinned to the dead gateway with X-Road-Security-Server: no silent detour.
     let pinned = reqwest::Client::new()
@@ -402,6 +429,9 @@ async fn client_side_fails_over_to_a_healthy_provider_gateway() {
         .await
         .expect("send");
     assert_eq!(pinned.status(), 500);
-    assert_eq!(pinned.headers()["x-road-error"], "Server.ClientProxy.NetworkError");
+    assert_eq!(
+        pinned.headers()["x-road-error"],
+        "Server.ClientProxy.NetworkError"
+    );
     federation.stop().await;
 }

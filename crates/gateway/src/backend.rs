@@ -26,10 +26,9 @@ impl BackendClients {
     /// The client for a service's TLS settings (created on first use).
     pub(crate) fn for_settings(&self, tls: &BackendTls) -> Result<BackendClient, XRoadError> {
         let key = (tls.verify_certificate, tls.ca_certificate_pem.clone());
-        let mut clients = self
-            .clients
-            .lock()
-            .map_err(|_| XRoadError::server_proxy("InternalError", "backend client pool poisoned"))?;
+        let mut clients = self.clients.lock().map_err(|_| {
+            XRoadError::server_proxy("InternalError", "backend client pool poisoned")
+        })?;
         if let Some(client) = clients.get(&key) {
             return Ok(client.clone());
         }
@@ -40,7 +39,9 @@ impl BackendClients {
 }
 
 fn build(tls: &BackendTls) -> Result<BackendClient, XRoadError> {
-    let failed = |why: String| XRoadError::server_proxy("ServiceFailed", format!("backend TLS settings: {why}"));
+    let failed = |why: String| {
+        XRoadError::server_proxy("ServiceFailed", format!("backend TLS settings: {why}"))
+    };
     let provider = crate::tls::provider();
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -49,7 +50,8 @@ fn build(tls: &BackendTls) -> Result<BackendClient, XRoadError> {
         let mut roots = rustls::RootCertStore::empty();
         match &tls.ca_certificate_pem {
             Some(pem) => {
-                let der = lienthong_pki::parse_certificate_pem(pem.as_bytes()).map_err(|e| failed(e.to_string()))?;
+                let der = lienthong_pki::parse_certificate_pem(pem.as_bytes())
+                    .map_err(|e| failed(e.to_string()))?;
                 roots
                     .add(rustls::pki_types::CertificateDer::from(der))
                     .map_err(|e| failed(e.to_string()))?;
@@ -58,7 +60,9 @@ fn build(tls: &BackendTls) -> Result<BackendClient, XRoadError> {
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     } else {
-        tracing::warn!("DANGEROUS: a service's backend TLS certificate is not verified (verify_certificate = false)");
+        tracing::warn!(
+            "DANGEROUS: a service's backend TLS certificate is not verified (verify_certificate = false)"
+        );
         builder
             .dangerous()
             .with_custom_certificate_verifier(Arc::new(NoVerification(provider)))
@@ -92,10 +96,20 @@ impl rustls::client::danger::ServerCertVerifier for NoVerification {
     ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
         Ok(rustls::client::danger::ServerCertVerified::assertion())
     }
-    fn verify_tls12_signature(&self, m: &[u8], c: &rustls::pki_types::CertificateDer<'_>, d: &rustls::DigitallySignedStruct) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
     }
-    fn verify_tls13_signature(&self, m: &[u8], c: &rustls::pki_types::CertificateDer<'_>, d: &rustls::DigitallySignedStruct) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &rustls::pki_types::CertificateDer<'_>,
+        d: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
         rustls::crypto::verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {

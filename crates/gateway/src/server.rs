@@ -111,7 +111,8 @@ pub async fn run(
         }
     });
     let client_tls_loop = listeners.client_tls.map(|listener| {
-        let local_tls = crate::tls::local_server_config(gateway.identity.clone()).map(tokio_rustls::TlsAcceptor::from);
+        let local_tls = crate::tls::local_server_config(gateway.identity.clone())
+            .map(tokio_rustls::TlsAcceptor::from);
         let gateway = gateway.clone();
         let graceful = graceful.clone();
         accept_loop(listener, stop_rx.clone(), move |stream| {
@@ -121,7 +122,9 @@ pub async fn run(
             let gateway = gateway.clone();
             let graceful = graceful.clone();
             tokio::spawn(async move {
-                let Ok(Ok(tls)) = tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await else {
+                let Ok(Ok(tls)) =
+                    tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await
+                else {
                     return;
                 };
                 let connection = LocalConnection {
@@ -136,10 +139,16 @@ pub async fn run(
                 let service = service_fn(move |request| {
                     let gateway = gateway.clone();
                     let connection = connection.clone();
-                    async move { Ok::<_, std::convert::Infallible>(client_proxy::handle(gateway, request, connection).await) }
+                    async move {
+                        Ok::<_, std::convert::Infallible>(
+                            client_proxy::handle(gateway, request, connection).await,
+                        )
+                    }
                 });
                 let builder = auto::Builder::new(TokioExecutor::new());
-                let connection = builder.serve_connection(TokioIo::new(tls), service).into_owned();
+                let connection = builder
+                    .serve_connection(TokioIo::new(tls), service)
+                    .into_owned();
                 let _ = graceful.watch(connection).await;
             });
         })

@@ -6,5 +6,5 @@ mod id;
 pub use id::{ClientId, GlobalGroupId, IdError, MemberId, ServerId, ServiceId, SubsystemId};
 
 pub mod conf;
-pub mod registry;
 pub mod gateway;
+pub mod registry;
