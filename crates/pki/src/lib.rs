@@ -12,6 +12,7 @@ mod name;
 mod ocsp;
 mod ocsp_check;
 mod tsa;
+mod tsa_check;
 
 pub use ca::{CertificateAuthority, IssueRequest, Serial};
 pub use cert::{CertificateInfo, Profile, parse_certificate_pem, pem_encode_certificate};
@@ -21,3 +22,4 @@ pub use name::FederationIdentity;
 pub use ocsp::{CertificateState, OcspReply, OcspResponder, RevocationReason, ocsp_request};
 pub use ocsp_check::{VerifiedStatus, verify_ocsp_response};
 pub use tsa::{TimeStampAuthority, TimeStampReply, TimestampRequest, TsaRejection};
+pub use tsa_check::{VerifiedTimestamp, verify_timestamp_token};
