@@ -157,9 +157,24 @@ async fn granted_exchange_and_every_refusal() {
         before,
         "altered messages never reached the provider"
     );
-    let (status, _, body) = send_raw(&federation, &raw, &keys, &path, &description, &signature)
-        .await
-        .expect("answered");
+    let (status, response_headers, body) =
+        send_raw(&federation, &raw, &keys, &path, &description, &signature)
+            .await
+            .expect("answered");
+    // The provider's signed answer names the hash of exactly this request: that is what
+    // the client gateway checks and returns as X-Road-Request-Hash.
+    let signed_answer = base64::engine::general_purpose::STANDARD
+        .decode(response_headers["x-lienthong-response"].as_bytes())
+        .expect("signed response description");
+    let answer =
+        lienthong_gateway::message::ResponseHeader::decode(&signed_answer).expect("parses");
+    let request_bytes = base64::engine::general_purpose::STANDARD
+        .decode(&description)
+        .expect("b64");
+    assert_eq!(
+        answer.request_hash,
+        lienthong_gateway::message::digest(&request_bytes)
+    );
     assert_eq!(
         status, 200,
         "the untouched message is accepted once: {body:?}"
