@@ -47,6 +47,9 @@ pub(crate) enum PkiCommand {
         /// DANGEROUS: encrypt the keys with a cheap KDF. Only for throwaway test federations.
         #[arg(long)]
         dangerous_fast_kdf: bool,
+        /// Keep the CA's state in PostgreSQL (postgres://...) instead of DIR/pki.db.
+        #[arg(long)]
+        database_url: Option<String>,
     },
     /// Issue a certificate from a PKCS #10 CSR.
     ///
@@ -113,6 +116,7 @@ pub(crate) async fn run(command: PkiCommand) -> anyhow::Result<()> {
             root_days,
             ocsp_validity_seconds,
             dangerous_fast_kdf,
+            database_url,
         } => {
             let policy = CryptoPolicy::by_name(&policy).with_context(|| {
                 format!("unknown crypto policy {policy:?} (use vn or international)")
@@ -136,6 +140,7 @@ pub(crate) async fn run(command: PkiCommand) -> anyhow::Result<()> {
                 } else {
                     KdfParams::default()
                 },
+                database_url,
                 ..InitOptions::default()
             };
             let authority = Authority::init(&dir, &options, &passphrase).await?;

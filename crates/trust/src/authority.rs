@@ -58,9 +58,17 @@ impl PkiFiles {
     pub fn keys(&self) -> PathBuf {
         self.dir.join("keys")
     }
-    /// The embedded store's URL.
+    /// The store's URL: the one recorded in `DIR/store.url` at init (PostgreSQL, so that
+    /// several CA or OCSP nodes share state), else the embedded store `DIR/pki.db`.
     pub fn store_url(&self) -> String {
-        format!("sqlite://{}", self.dir.join("pki.db").display())
+        match std::fs::read_to_string(self.store_url_file()) {
+            Ok(url) if !url.trim().is_empty() => url.trim().to_owned(),
+            _ => format!("sqlite://{}", self.dir.join("pki.db").display()),
+        }
+    }
+
+    fn store_url_file(&self) -> PathBuf {
+        self.dir.join("store.url")
     }
 }
 
@@ -85,6 +93,8 @@ pub struct InitOptions {
     pub ocsp_validity: Duration,
     /// KDF cost for the keys.
     pub kdf: KdfParams,
+    /// A PostgreSQL URL for the CA's state (default: the embedded store in DIR).
+    pub database_url: Option<String>,
 }
 
 impl Default for InitOptions {
@@ -100,6 +110,7 @@ impl Default for InitOptions {
             service_days: 5 * 365,
             ocsp_validity: Duration::from_secs(3600),
             kdf: KdfParams::default(),
+            database_url: None,
         }
     }
 }
@@ -148,7 +159,10 @@ impl Authority {
             dir: dir.display().to_string(),
             problem,
         };
-        if files.root_pem().exists() || files.dir.join("pki.db").exists() {
+        if files.root_pem().exists()
+            || files.dir.join("pki.db").exists()
+            || files.store_url_file().exists()
+        {
             return Err(directory_error(
                 "already initialised; refusing to overwrite".into(),
             ));
@@ -158,6 +172,10 @@ impl Authority {
             .check_suite(options.suite)
             .map_err(lienthong_crypto::CryptoError::from)?;
         std::fs::create_dir_all(dir).map_err(TrustError::io("create", dir))?;
+        if let Some(url) = &options.database_url {
+            std::fs::write(files.store_url_file(), url)
+                .map_err(TrustError::io("write", &files.store_url_file()))?;
+        }
         let keys = KeyStore::new(files.keys()).with_kdf(options.kdf);
         let now = SystemTime::now();
         let backdate = Duration::from_secs(300); // tolerate small clock skew between hosts
