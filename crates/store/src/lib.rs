@@ -4,6 +4,7 @@
 //! for several machines sharing state.
 
 mod error;
+mod ledger;
 mod migrate;
 mod pki;
 mod postgres;
@@ -12,6 +13,7 @@ mod registry;
 mod sqlite;
 
 pub use error::StoreError;
+pub use ledger::{LedgerStore, NewLedgerEntry, StoredHead};
 pub use pki::{CertificateRecord, PkiStore, Revocation, RevokeOutcome};
 pub use registry::{AuditEntry, ConfVersion, NewAuditEntry, RegistryStore, StoredObject};
 
@@ -24,7 +26,10 @@ pub struct Store {
 }
 
 /// All storage traits together; implemented by each backend.
-pub(crate) trait Backend: PkiStore + RegistryStore + std::fmt::Debug + Send + Sync {}
+pub(crate) trait Backend:
+    PkiStore + RegistryStore + LedgerStore + std::fmt::Debug + Send + Sync
+{
+}
 
 impl Store {
     /// Open (creating if needed) the store at `url` and apply pending migrations.
@@ -49,6 +54,11 @@ impl Store {
 
     /// The central registry's state.
     pub fn registry(&self) -> &dyn RegistryStore {
+        self.backend.as_ref()
+    }
+
+    /// The gateways' message logs.
+    pub fn ledger(&self) -> &dyn LedgerStore {
         self.backend.as_ref()
     }
 }

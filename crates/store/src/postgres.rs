@@ -51,4 +51,4 @@ fn redact(url: &str) -> String {
     }
 }
 
-crate::queries::impl_stores!(PgBackend, sqlx::postgres::PgRow);
+crate::queries::impl_stores!(PgBackend, sqlx::postgres::PgRow, "BEGIN");

@@ -3,7 +3,7 @@
 //! either pool type.
 
 macro_rules! impl_stores {
-    ($backend:ty, $row:ty) => {
+    ($backend:ty, $row:ty, $begin:expr) => {
         #[async_trait::async_trait]
         impl crate::PkiStore for $backend {
             async fn insert_certificate(&self, r: &crate::CertificateRecord) -> Result<(), crate::StoreError> {
@@ -240,6 +240,164 @@ macro_rules! impl_stores {
                     expires_at,
                     envelope,
                 }))
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl crate::LedgerStore for $backend {
+            async fn append(&self, log_id: &str, entries: &[crate::NewLedgerEntry]) -> Result<u64, crate::StoreError> {
+                if entries.is_empty() {
+                    return self.size(log_id).await;
+                }
+                let count = crate::ledger::to_sql(u64::try_from(entries.len()).unwrap_or(u64::MAX))?;
+                let mut tx = self
+                    .pool
+                    .begin_with($begin)
+                    .await
+                    .map_err(crate::StoreError::db("begin a ledger append"))?;
+                // Growing the log's size row first makes concurrent appenders to one log
+                // queue here until this transaction ends: PostgreSQL holds the row lock,
+                // SQLite the database write lock taken by `BEGIN IMMEDIATE`.
+                let size: i64 = sqlx::query_scalar(
+                    "INSERT INTO ledger_logs (log_id, size) VALUES ($1, $2) \
+                     ON CONFLICT (log_id) DO UPDATE SET size = ledger_logs.size + excluded.size RETURNING size",
+                )
+                .bind(log_id)
+                .bind(count)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(crate::StoreError::db("grow a ledger"))?;
+                let first = size - count;
+                let mut idx = first;
+                for chunk in entries.chunks(crate::ledger::INSERT_CHUNK) {
+                    let mut insert = sqlx::query(sqlx::AssertSqlSafe(crate::ledger::insert_statement(chunk.len())));
+                    for entry in chunk {
+                        insert = insert
+                            .bind(log_id)
+                            .bind(idx)
+                            .bind(&entry.message_id)
+                            .bind(&entry.leaf_hash[..])
+                            .bind(&entry.record)
+                            .bind(entry.recorded_at);
+                        idx += 1;
+                    }
+                    insert
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(crate::StoreError::db("insert ledger records"))?;
+                }
+                tx.commit().await.map_err(crate::StoreError::db("commit a ledger append"))?;
+                crate::ledger::from_sql(first)
+            }
+
+            async fn size(&self, log_id: &str) -> Result<u64, crate::StoreError> {
+                let size: Option<i64> = sqlx::query_scalar("SELECT size FROM ledger_logs WHERE log_id = $1")
+                    .bind(log_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(crate::StoreError::db("read a ledger's size"))?;
+                crate::ledger::from_sql(size.unwrap_or(0))
+            }
+
+            async fn leaf_hashes(&self, log_id: &str, from: u64, to: u64) -> Result<Vec<[u8; 32]>, crate::StoreError> {
+                if from >= to {
+                    return Ok(Vec::new());
+                }
+                let hashes: Vec<Vec<u8>> = sqlx::query_scalar(
+                    "SELECT leaf_hash FROM ledger_records WHERE log_id = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
+                )
+                .bind(log_id)
+                .bind(crate::ledger::to_sql(from)?)
+                .bind(crate::ledger::to_sql(to)?)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(crate::StoreError::db("read ledger leaf hashes"))?;
+                // The primary key makes indices unique, so a short answer means a hole.
+                if u64::try_from(hashes.len()).ok() != Some(to - from) {
+                    return Err(crate::StoreError::NotFound {
+                        what: format!("some of records {from}..{to} of ledger {log_id}"),
+                    });
+                }
+                hashes.into_iter().map(crate::ledger::leaf_hash).collect()
+            }
+
+            async fn record(&self, log_id: &str, idx: u64) -> Result<Option<(String, [u8; 32], Vec<u8>)>, crate::StoreError> {
+                let row: Option<(String, Vec<u8>, Vec<u8>)> = sqlx::query_as(
+                    "SELECT message_id, leaf_hash, record FROM ledger_records WHERE log_id = $1 AND idx = $2",
+                )
+                .bind(log_id)
+                .bind(crate::ledger::to_sql(idx)?)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(crate::StoreError::db("read a ledger record"))?;
+                row.map(|(message_id, leaf_hash, record)| Ok((message_id, crate::ledger::leaf_hash(leaf_hash)?, record)))
+                    .transpose()
+            }
+
+            async fn find_by_message_id(&self, log_id: &str, message_id: &str) -> Result<Vec<u64>, crate::StoreError> {
+                let indices: Vec<i64> = sqlx::query_scalar(
+                    "SELECT idx FROM ledger_records WHERE log_id = $1 AND message_id = $2 ORDER BY idx",
+                )
+                .bind(log_id)
+                .bind(message_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(crate::StoreError::db("find ledger records by message id"))?;
+                indices.into_iter().map(crate::ledger::from_sql).collect()
+            }
+
+            async fn put_head(&self, log_id: &str, size: u64, head: &[u8], tsa_token: Option<&[u8]>) -> Result<(), crate::StoreError> {
+                let done = sqlx::query(
+                    "INSERT INTO ledger_heads (log_id, size, head, tsa_token, created_at) VALUES ($1, $2, $3, $4, $5) \
+                     ON CONFLICT (log_id, size) DO UPDATE SET tsa_token = COALESCE(excluded.tsa_token, ledger_heads.tsa_token) \
+                     WHERE ledger_heads.head = excluded.head",
+                )
+                .bind(log_id)
+                .bind(crate::ledger::to_sql(size)?)
+                .bind(head)
+                .bind(tsa_token)
+                .bind(crate::migrate::now())
+                .execute(&self.pool)
+                .await
+                .map_err(crate::StoreError::db("store a ledger head"))?;
+                if done.rows_affected() == 0 {
+                    return Err(crate::StoreError::Conflict {
+                        what: format!("the head of size {size} of ledger {log_id}"),
+                    });
+                }
+                Ok(())
+            }
+
+            async fn heads(&self, log_id: &str) -> Result<Vec<crate::StoredHead>, crate::StoreError> {
+                let rows: Vec<(i64, Vec<u8>, Option<Vec<u8>>, i64)> = sqlx::query_as(
+                    "SELECT size, head, tsa_token, created_at FROM ledger_heads WHERE log_id = $1 ORDER BY size",
+                )
+                .bind(log_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(crate::StoreError::db("list ledger heads"))?;
+                rows.into_iter().map(crate::ledger::head_from_row).collect()
+            }
+
+            async fn latest_head(&self, log_id: &str) -> Result<Option<crate::StoredHead>, crate::StoreError> {
+                let row: Option<(i64, Vec<u8>, Option<Vec<u8>>, i64)> = sqlx::query_as(
+                    "SELECT size, head, tsa_token, created_at FROM ledger_heads WHERE log_id = $1 ORDER BY size DESC LIMIT 1",
+                )
+                .bind(log_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(crate::StoreError::db("read the latest ledger head"))?;
+                row.map(crate::ledger::head_from_row).transpose()
+            }
+
+            async fn delete_records_before(&self, log_id: &str, idx: u64) -> Result<u64, crate::StoreError> {
+                let done = sqlx::query("DELETE FROM ledger_records WHERE log_id = $1 AND idx < $2")
+                    .bind(log_id)
+                    .bind(crate::ledger::to_sql(idx)?)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(crate::StoreError::db("purge ledger records"))?;
+                Ok(done.rows_affected())
             }
         }
 

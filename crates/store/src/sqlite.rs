@@ -35,4 +35,4 @@ impl SqliteBackend {
     }
 }
 
-crate::queries::impl_stores!(SqliteBackend, sqlx::sqlite::SqliteRow);
+crate::queries::impl_stores!(SqliteBackend, sqlx::sqlite::SqliteRow, "BEGIN IMMEDIATE");

@@ -1,0 +1,28 @@
+-- The gateways' tamper-evident message logs, one per gateway (`log_id`): the records in
+-- append order, the size of each log (kept apart so that it survives a retention purge
+-- and serialises appenders), and the signed tree heads with their timestamp tokens.
+CREATE TABLE ledger_logs (
+    log_id TEXT PRIMARY KEY,
+    size   INTEGER NOT NULL
+);
+
+CREATE TABLE ledger_records (
+    log_id      TEXT NOT NULL,
+    idx         INTEGER NOT NULL,
+    message_id  TEXT NOT NULL,
+    leaf_hash   BLOB NOT NULL CHECK (length(leaf_hash) = 32),
+    record      BLOB NOT NULL,
+    recorded_at INTEGER NOT NULL,
+    PRIMARY KEY (log_id, idx)
+);
+
+CREATE INDEX ledger_records_message_id ON ledger_records (log_id, message_id);
+
+CREATE TABLE ledger_heads (
+    log_id     TEXT NOT NULL,
+    size       INTEGER NOT NULL,
+    head       BLOB NOT NULL,
+    tsa_token  BLOB,
+    created_at INTEGER NOT NULL,
+    PRIMARY KEY (log_id, size)
+);

@@ -1,0 +1,158 @@
+//! The gateways' tamper-evident message logs: one append-only sequence of records per
+//! gateway (`log_id`), possibly shared by several gateway nodes, and the signed tree heads
+//! published over it. The Merkle structure itself lives in `lienthong-ledger`; this is
+//! only its storage.
+
+use crate::StoreError;
+
+/// A record to append to a log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewLedgerEntry {
+    /// The logged message's identifier, for lookups.
+    pub message_id: String,
+    /// The record's Merkle leaf hash.
+    pub leaf_hash: [u8; 32],
+    /// The canonical record bytes the leaf hash was computed over.
+    pub record: Vec<u8>,
+    /// Unix seconds.
+    pub recorded_at: i64,
+}
+
+/// A signed tree head as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredHead {
+    /// The number of records the head covers.
+    pub size: u64,
+    /// The signed tree head (JSON).
+    pub head: Vec<u8>,
+    /// The RFC 3161 timestamp token over the head, once obtained.
+    pub tsa_token: Option<Vec<u8>>,
+    /// Unix seconds when the head was first stored.
+    pub created_at: i64,
+}
+
+/// Storage of the message logs.
+#[async_trait::async_trait]
+pub trait LedgerStore: Send + Sync {
+    /// Append `entries` in one transaction at consecutive indices after the log's last;
+    /// returns the index of the first (the log's size when `entries` is empty). Safe
+    /// against concurrent appenders to the same log, in this process or another.
+    async fn append(&self, log_id: &str, entries: &[NewLedgerEntry]) -> Result<u64, StoreError>;
+    /// The number of records ever appended to the log (purged ones included).
+    async fn size(&self, log_id: &str) -> Result<u64, StoreError>;
+    /// The leaf hashes of records `from..to`, in order. A record in the range that does
+    /// not exist (never appended, or purged) is [`StoreError::NotFound`].
+    async fn leaf_hashes(
+        &self,
+        log_id: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<[u8; 32]>, StoreError>;
+    /// One record: its message id, leaf hash and canonical bytes.
+    async fn record(
+        &self,
+        log_id: &str,
+        idx: u64,
+    ) -> Result<Option<(String, [u8; 32], Vec<u8>)>, StoreError>;
+    /// The indices of the records of a message, in order.
+    async fn find_by_message_id(
+        &self,
+        log_id: &str,
+        message_id: &str,
+    ) -> Result<Vec<u64>, StoreError>;
+    /// Store the head for `size`, or add a timestamp token to the stored one (a missing
+    /// token never erases a stored one). A different head for a size already stored is
+    /// [`StoreError::Conflict`].
+    async fn put_head(
+        &self,
+        log_id: &str,
+        size: u64,
+        head: &[u8],
+        tsa_token: Option<&[u8]>,
+    ) -> Result<(), StoreError>;
+    /// All stored heads, smallest size first.
+    async fn heads(&self, log_id: &str) -> Result<Vec<StoredHead>, StoreError>;
+    /// The head of the largest size.
+    async fn latest_head(&self, log_id: &str) -> Result<Option<StoredHead>, StoreError>;
+    /// Retention: delete the records with index < `idx`; returns how many were deleted.
+    /// The log's size and its heads are kept.
+    async fn delete_records_before(&self, log_id: &str, idx: u64) -> Result<u64, StoreError>;
+}
+
+/// Rows per multi-row `INSERT`: 6 parameters each, far below either backend's limit.
+pub(crate) const INSERT_CHUNK: usize = 100;
+
+/// `INSERT INTO ledger_records ... VALUES (...), (...)` for `rows` rows.
+pub(crate) fn insert_statement(rows: usize) -> String {
+    let mut sql = String::from(
+        "INSERT INTO ledger_records (log_id, idx, message_id, leaf_hash, record, recorded_at) VALUES ",
+    );
+    for row in 0..rows {
+        let p = row * 6;
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${}, ${})",
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 6
+        ));
+    }
+    sql
+}
+
+/// An index or size as stored (databases have signed 64-bit integers).
+pub(crate) fn to_sql(value: u64) -> Result<i64, StoreError> {
+    i64::try_from(value)
+        .map_err(|_| StoreError::Corrupt(format!("ledger index {value} is out of range")))
+}
+
+/// An index or size as read back.
+pub(crate) fn from_sql(value: i64) -> Result<u64, StoreError> {
+    u64::try_from(value).map_err(|_| StoreError::Corrupt(format!("negative ledger index {value}")))
+}
+
+/// A stored leaf hash, which must be 32 bytes.
+pub(crate) fn leaf_hash(bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
+    <[u8; 32]>::try_from(bytes)
+        .map_err(|bytes| StoreError::Corrupt(format!("ledger leaf hash of {} bytes", bytes.len())))
+}
+
+/// A stored head row.
+pub(crate) fn head_from_row(
+    (size, head, tsa_token, created_at): (i64, Vec<u8>, Option<Vec<u8>>, i64),
+) -> Result<StoredHead, StoreError> {
+    Ok(StoredHead {
+        size: from_sql(size)?,
+        head,
+        tsa_token,
+        created_at,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_statement_numbers_every_parameter() {
+        assert_eq!(
+            insert_statement(2),
+            "INSERT INTO ledger_records (log_id, idx, message_id, leaf_hash, record, recorded_at) \
+             VALUES ($1, $2, $3, $4, $5, $6), ($7, $8, $9, $10, $11, $12)"
+        );
+    }
+
+    #[test]
+    fn leaf_hashes_must_be_32_bytes() {
+        assert_eq!(leaf_hash(vec![7; 32]).expect("32 bytes"), [7; 32]);
+        assert!(matches!(
+            leaf_hash(vec![7; 31]),
+            Err(StoreError::Corrupt(_))
+        ));
+    }
+}

@@ -1,0 +1,396 @@
+//! The message-log storage contract, run against both backends like `suite.rs`: appends
+//! and reads, lookups by message id, tree heads, retention, and two nodes appending to
+//! one log at once.
+
+use lienthong_store::{NewLedgerEntry, Store, StoreError, StoredHead};
+use lienthong_testkit::PgServer;
+use std::time::Instant;
+use tokio::task::JoinSet;
+
+const LOG: &str = "VN/GOV/000-00-00-H01/cong-du-lieu";
+
+// --- Records ------------------------------------------------------------------------------
+
+async fn appends_get_consecutive_indices(store: &Store) {
+    let ledger = store.ledger();
+    assert_eq!(ledger.size(LOG).await.expect("size"), 0);
+    let first = entries(0..3);
+    let second = entries(3..253); // more than one multi-row INSERT
+    assert_eq!(ledger.append(LOG, &first).await.expect("append"), 0);
+    assert_eq!(ledger.append(LOG, &second).await.expect("append"), 3);
+    assert_eq!(ledger.append(LOG, &[]).await.expect("append nothing"), 253);
+    assert_eq!(ledger.size(LOG).await.expect("size"), 253);
+
+    let all: Vec<NewLedgerEntry> = first.into_iter().chain(second).collect();
+    assert_eq!(
+        ledger.leaf_hashes(LOG, 0, 253).await.expect("leaf hashes"),
+        all.iter().map(|e| e.leaf_hash).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        ledger
+            .leaf_hashes(LOG, 250, 253)
+            .await
+            .expect("leaf hashes"),
+        [all[250].leaf_hash, all[251].leaf_hash, all[252].leaf_hash]
+    );
+    assert_eq!(
+        ledger.leaf_hashes(LOG, 7, 7).await.expect("empty"),
+        Vec::<[u8; 32]>::new()
+    );
+    let beyond = ledger
+        .leaf_hashes(LOG, 250, 254)
+        .await
+        .expect_err("beyond the end");
+    assert!(matches!(beyond, StoreError::NotFound { .. }), "{beyond:?}");
+
+    for idx in [0, 2, 3, 100, 252] {
+        let entry = &all[usize::try_from(idx).expect("small")];
+        assert_eq!(
+            ledger.record(LOG, idx).await.expect("record"),
+            Some((
+                entry.message_id.clone(),
+                entry.leaf_hash,
+                entry.record.clone()
+            ))
+        );
+    }
+    assert_eq!(ledger.record(LOG, 253).await.expect("record"), None);
+
+    // Another gateway's log is separate.
+    assert_eq!(ledger.size("other").await.expect("size"), 0);
+    assert_eq!(
+        ledger
+            .append("other", &entries(0..2))
+            .await
+            .expect("append"),
+        0
+    );
+    assert_eq!(ledger.size(LOG).await.expect("size"), 253);
+}
+
+async fn records_are_found_by_message_id(store: &Store) {
+    let ledger = store.ledger();
+    // A request and its response are logged under one message id.
+    let mut batch = entries(0..5);
+    batch[1].message_id = "shared".to_owned();
+    batch[4].message_id = "shared".to_owned();
+    ledger.append(LOG, &entries(10..12)).await.expect("append");
+    ledger.append(LOG, &batch).await.expect("append");
+    ledger.append("other", &batch).await.expect("append");
+
+    assert_eq!(
+        ledger
+            .find_by_message_id(LOG, "shared")
+            .await
+            .expect("find"),
+        [3, 6]
+    );
+    assert_eq!(
+        ledger
+            .find_by_message_id(LOG, "message-2")
+            .await
+            .expect("find"),
+        [4]
+    );
+    assert_eq!(
+        ledger
+            .find_by_message_id(LOG, "unknown")
+            .await
+            .expect("find"),
+        []
+    );
+}
+
+/// Appends a few thousand records in gateway-sized batches; prints the rate it reached.
+async fn bulk_appends_read_back(store: &Store) {
+    const BATCHES: u64 = 20;
+    const BATCH: u64 = 100;
+    let ledger = store.ledger();
+    let started = Instant::now();
+    for batch in 0..BATCHES {
+        let first = ledger
+            .append(LOG, &entries(batch * BATCH..(batch + 1) * BATCH))
+            .await
+            .expect("append");
+        assert_eq!(first, batch * BATCH);
+    }
+    let elapsed = started.elapsed();
+    eprintln!(
+        "appended {} ledger records in batches of {BATCH} at {:.0} records/s",
+        BATCHES * BATCH,
+        (BATCHES * BATCH) as f64 / elapsed.as_secs_f64()
+    );
+    let expected: Vec<[u8; 32]> = entries(0..BATCHES * BATCH)
+        .iter()
+        .map(|e| e.leaf_hash)
+        .collect();
+    assert_eq!(
+        ledger
+            .leaf_hashes(LOG, 0, BATCHES * BATCH)
+            .await
+            .expect("leaf hashes"),
+        expected
+    );
+}
+
+// --- Tree heads ---------------------------------------------------------------------------
+
+async fn heads_are_stored_and_timestamped(store: &Store) {
+    let ledger = store.ledger();
+    assert_eq!(ledger.latest_head(LOG).await.expect("latest"), None);
+    ledger
+        .put_head(LOG, 5, b"{\"size\":5}", Some(b"token-5"))
+        .await
+        .expect("put");
+    ledger
+        .put_head(LOG, 1, b"{\"size\":1}", None)
+        .await
+        .expect("put");
+    ledger
+        .put_head("other", 9, b"{\"size\":9}", None)
+        .await
+        .expect("put");
+
+    let heads = ledger.heads(LOG).await.expect("heads");
+    assert_eq!(
+        heads
+            .iter()
+            .map(|h| (h.size, h.tsa_token.as_deref()))
+            .collect::<Vec<_>>(),
+        [(1, None), (5, Some(&b"token-5"[..]))],
+        "smallest size first"
+    );
+
+    // The token arrives later; storing the head again without one keeps it.
+    ledger
+        .put_head(LOG, 1, b"{\"size\":1}", Some(b"token-1"))
+        .await
+        .expect("add the token");
+    ledger
+        .put_head(LOG, 1, b"{\"size\":1}", None)
+        .await
+        .expect("store again");
+    let first = ledger.heads(LOG).await.expect("heads").remove(0);
+    assert_eq!(
+        first,
+        StoredHead {
+            tsa_token: Some(b"token-1".to_vec()),
+            ..heads[0].clone()
+        }
+    );
+
+    // A second, different head for a size is refused.
+    let error = ledger
+        .put_head(LOG, 1, b"{\"size\":1,\"forged\":true}", Some(b"token-x"))
+        .await
+        .expect_err("different head");
+    assert!(matches!(error, StoreError::Conflict { .. }), "{error:?}");
+    assert_eq!(ledger.heads(LOG).await.expect("heads")[0], first);
+
+    let latest = ledger
+        .latest_head(LOG)
+        .await
+        .expect("latest")
+        .expect("a head");
+    assert_eq!((latest.size, latest.head), (5, b"{\"size\":5}".to_vec()));
+}
+
+// --- Retention ----------------------------------------------------------------------------
+
+async fn purge_keeps_the_size(store: &Store) {
+    let ledger = store.ledger();
+    ledger.append(LOG, &entries(0..10)).await.expect("append");
+    ledger
+        .append("other", &entries(0..10))
+        .await
+        .expect("append");
+
+    assert_eq!(
+        ledger.delete_records_before(LOG, 4).await.expect("purge"),
+        4
+    );
+    assert_eq!(
+        ledger.delete_records_before(LOG, 4).await.expect("purge"),
+        0
+    );
+    assert_eq!(ledger.record(LOG, 3).await.expect("record"), None);
+    assert!(ledger.record(LOG, 4).await.expect("record").is_some());
+    assert_eq!(ledger.size(LOG).await.expect("size"), 10);
+    assert_eq!(ledger.leaf_hashes(LOG, 4, 10).await.expect("kept").len(), 6);
+    let purged = ledger.leaf_hashes(LOG, 0, 10).await.expect_err("purged");
+    assert!(matches!(purged, StoreError::NotFound { .. }), "{purged:?}");
+    assert_eq!(
+        ledger
+            .find_by_message_id(LOG, "message-1")
+            .await
+            .expect("find"),
+        []
+    );
+
+    // Purging everything does not restart the log.
+    assert_eq!(
+        ledger.delete_records_before(LOG, 10).await.expect("purge"),
+        6
+    );
+    assert_eq!(
+        ledger.append(LOG, &entries(10..11)).await.expect("append"),
+        10
+    );
+    assert_eq!(ledger.size("other").await.expect("size"), 10);
+    assert!(ledger.record("other", 0).await.expect("record").is_some());
+}
+
+// --- Concurrency --------------------------------------------------------------------------
+
+/// Two gateway nodes (two `Store` handles) append batches to one log at once: every
+/// record lands exactly once, each batch contiguous, the indices tiling 0..400.
+async fn two_nodes_append_to_one_log(database: &Database) {
+    const BATCHES: u8 = 20;
+    const BATCH: u8 = 10;
+    let nodes = [database.open().await, database.open().await];
+    let mut appends = JoinSet::new();
+    for (node, store) in (0u8..).zip(&nodes) {
+        for batch in 0..BATCHES {
+            let store = store.clone();
+            appends.spawn(async move {
+                let entries: Vec<NewLedgerEntry> = (0..BATCH)
+                    .map(|k| NewLedgerEntry {
+                        message_id: format!("node-{node}/batch-{batch}/{k}"),
+                        leaf_hash: tagged_hash(node, batch, k),
+                        record: vec![node, batch, k],
+                        recorded_at: 1_700_000_000,
+                    })
+                    .collect();
+                let first = store.ledger().append(LOG, &entries).await.expect("append");
+                (first, node, batch)
+            });
+        }
+    }
+    let mut batches = Vec::new();
+    while let Some(append) = appends.join_next().await {
+        batches.push(append.expect("append task"));
+    }
+    batches.sort_unstable();
+
+    let total = 2 * u64::from(BATCHES) * u64::from(BATCH);
+    let firsts: Vec<u64> = batches.iter().map(|&(first, ..)| first).collect();
+    let expected_firsts: Vec<u64> = (0..total).step_by(usize::from(BATCH)).collect();
+    assert_eq!(
+        firsts, expected_firsts,
+        "an index was skipped or handed out twice"
+    );
+    for node in &nodes {
+        assert_eq!(node.ledger().size(LOG).await.expect("size"), total);
+    }
+    let hashes = nodes[1]
+        .ledger()
+        .leaf_hashes(LOG, 0, total)
+        .await
+        .expect("leaf hashes");
+    let expected: Vec<[u8; 32]> = batches
+        .iter()
+        .flat_map(|&(_, node, batch)| (0..BATCH).map(move |k| tagged_hash(node, batch, k)))
+        .collect();
+    assert_eq!(hashes, expected, "batches interleaved or records lost");
+    let (first, node, batch) = batches[7];
+    assert_eq!(
+        nodes[0]
+            .ledger()
+            .find_by_message_id(LOG, &format!("node-{node}/batch-{batch}/3"))
+            .await
+            .expect("find"),
+        [first + 3]
+    );
+}
+
+// --- Fixtures -----------------------------------------------------------------------------
+
+/// Entries numbered `range`: message id `message-N`, a leaf hash and record derived from N.
+fn entries(range: std::ops::Range<u64>) -> Vec<NewLedgerEntry> {
+    range
+        .map(|n| {
+            let mut leaf_hash = [0xa5; 32];
+            leaf_hash[..8].copy_from_slice(&n.to_be_bytes());
+            NewLedgerEntry {
+                message_id: format!("message-{n}"),
+                leaf_hash,
+                record: format!("{{\"n\":{n},\"chủ đề\":\"liên thông\"}}").into_bytes(),
+                recorded_at: 1_700_000_000 + i64::try_from(n).expect("small"),
+            }
+        })
+        .collect()
+}
+
+fn tagged_hash(node: u8, batch: u8, k: u8) -> [u8; 32] {
+    let mut hash = [0; 32];
+    hash[..3].copy_from_slice(&[node, batch, k]);
+    hash
+}
+
+/// A fresh, empty database of one backend, which a test may open several times.
+struct Database {
+    url: String,
+    /// The SQLite file's directory, removed at the end of the test.
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Database {
+    fn sqlite(_test: &str) -> Self {
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("store.db").display());
+        Self {
+            url,
+            _dir: Some(dir),
+        }
+    }
+
+    /// A database named after the test on the server shared by this binary.
+    fn postgres(test: &str) -> Self {
+        let server = PgServer::shared().expect("start PostgreSQL (see lienthong-testkit)");
+        let url = server
+            .create_database(test)
+            .expect("create a test database");
+        Self { url, _dir: None }
+    }
+
+    async fn open(&self) -> Store {
+        Store::open(&self.url).await.expect("open the store")
+    }
+}
+
+/// One module per backend, each with one `#[tokio::test]` per contract test above.
+macro_rules! for_both_backends {
+    (stores: [$($store_test:ident),* $(,)?], databases: [$($database_test:ident),* $(,)?] $(,)?) => {
+        for_both_backends!(@backend sqlite, [$($store_test),*], [$($database_test),*]);
+        for_both_backends!(@backend postgres, [$($store_test),*], [$($database_test),*]);
+    };
+    (@backend $backend:ident, [$($store_test:ident),*], [$($database_test:ident),*]) => {
+        mod $backend {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $store_test() {
+                    let database = super::Database::$backend(stringify!($store_test));
+                    super::$store_test(&database.open().await).await;
+                }
+            )*
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $database_test() {
+                    let database = super::Database::$backend(stringify!($database_test));
+                    super::$database_test(&database).await;
+                }
+            )*
+        }
+    };
+}
+
+for_both_backends! {
+    stores: [
+        appends_get_consecutive_indices,
+        records_are_found_by_message_id,
+        bulk_appends_read_back,
+        heads_are_stored_and_timestamped,
+        purge_keeps_the_size,
+    ],
+    databases: [two_nodes_append_to_one_log],
+}
