@@ -18,6 +18,21 @@ use std::time::{Duration, Instant, SystemTime};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
+    /// A first look at the whole exchange: the demo federation in this process, an
+    /// in-process HTTP load generator, the same request sent directly to the sample
+    /// provider and through client gateway -> (mTLS) -> provider gateway. Everything
+    /// shares this machine's cores, load generator included.
+    Exchange {
+        /// Seconds per measurement.
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        /// Concurrent connections.
+        #[arg(long, default_value_t = 32)]
+        concurrency: usize,
+        /// Rewrite this file's `exchange` section with the results.
+        #[arg(long)]
+        write: Option<PathBuf>,
+    },
     /// Signatures/s and verifications/s per suite, OCSP responses/s and TSA tokens/s
     /// (one core, in process).
     Trust {
@@ -32,6 +47,23 @@ pub(crate) enum BenchCommand {
 
 pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
+        BenchCommand::Exchange {
+            seconds,
+            concurrency,
+            write,
+        } => {
+            let table = exchange(Duration::from_secs_f64(seconds), concurrency).await?;
+            println!("{table}");
+            if let Some(path) = write {
+                let command = format!(
+                    "lienthong bench exchange --seconds {seconds} --concurrency {concurrency} --write {}",
+                    path.display()
+                );
+                write_section(&path, "exchange", &with_header(&command, &table))?;
+                println!("written to {}", path.display());
+            }
+            Ok(())
+        }
         BenchCommand::Trust { seconds, write } => {
             let duration = Duration::from_secs_f64(seconds);
             let table = tokio::task::spawn_blocking(move || trust(duration))
@@ -189,4 +221,98 @@ pub(crate) fn write_section(path: &Path, name: &str, content: &str) -> anyhow::R
         _ => format!("{}\n{block}\n", existing.trim_end()),
     };
     std::fs::write(path, updated).with_context(|| format!("write {}", path.display()))
+}
+
+/// Requests per second and latency percentiles of GETs to `url` from `concurrency` tasks.
+async fn load(url: &str, client_id: Option<&str>, duration: Duration, concurrency: usize) -> anyhow::Result<(f64, Vec<u64>, u64)> {
+    let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+    let deadline = Instant::now() + duration;
+    let mut tasks = Vec::with_capacity(concurrency);
+    for _ in 0..concurrency {
+        let http = http.clone();
+        let url = url.to_owned();
+        let client_id = client_id.map(str::to_owned);
+        tasks.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut failures = 0u64;
+            while Instant::now() < deadline {
+                let started = Instant::now();
+                let mut request = http.get(&url);
+                if let Some(id) = &client_id {
+                    request = request.header("X-Road-Client", id.as_str());
+                }
+                match request.send().await {
+                    Ok(response) if response.status().is_success() => {
+                        let _ = response.bytes().await;
+                        latencies.push(started.elapsed().as_micros() as u64);
+                    }
+                    _ => failures += 1,
+                }
+            }
+            (latencies, failures)
+        }));
+    }
+    let started = Instant::now();
+    let mut all = Vec::new();
+    let mut failures = 0;
+    for task in tasks {
+        let (latencies, failed) = task.await?;
+        all.extend(latencies);
+        failures += failed;
+    }
+    let elapsed = started.elapsed().as_secs_f64().max(duration.as_secs_f64());
+    all.sort_unstable();
+    Ok((all.len() as f64 / elapsed, all, failures))
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+async fn exchange(duration: Duration, concurrency: usize) -> anyhow::Result<String> {
+    let dir = tempfile::tempdir()?;
+    let federation = lienthong_federation::start(lienthong_federation::Options {
+        dir: dir.path().join("bench"),
+        port_base: None,
+        passphrase: Some(b"benchmark only".to_vec()),
+        dangerous_fast_kdf: true,
+    })
+    .await?;
+    let direct = format!("{}/001099012345", federation.endpoint("provider_backend_url"));
+    let through = format!(
+        "{}{}/001099012345",
+        federation.endpoint("client_gateway_url"),
+        federation.endpoint("service_path")
+    );
+    let client_id = federation.endpoint("client_id");
+    // Warm up pools, caches and OCSP staples.
+    let _ = load(&through, Some(&client_id), Duration::from_secs(1), concurrency).await?;
+    let mut table = format!(
+        "In-process, {concurrency} concurrent connections, {duration:?} each, a ~300 B JSON answer; the load generator, both gateways and the provider share the machine's cores.\n\n| path | requests/s | p50 ms | p99 ms | p99.9 ms | failed |\n|---|---:|---:|---:|---:|---:|\n"
+    );
+    let mut rates = Vec::new();
+    for (name, url, client) in [
+        ("direct: client -> sample provider", direct.as_str(), None),
+        ("lienthong: client -> client gateway -> mTLS -> provider gateway -> provider (signed both ways, OCSP, access control)", through.as_str(), Some(client_id.as_str())),
+    ] {
+        let (rate, latencies, failures) = load(url, client, duration, concurrency).await?;
+        writeln!(
+            table,
+            "| {name} | {rate:.0} | {:.2} | {:.2} | {:.2} | {failures} |",
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.99),
+            percentile(&latencies, 0.999)
+        )?;
+        rates.push(rate);
+    }
+    if let [direct, through] = rates[..] {
+        writeln!(table, "\nThroughput through both gateways = {:.2} x direct.", through / direct.max(1.0))?;
+    }
+    writeln!(table, "\nNot yet in this figure: the message log (not built yet), nginx baseline (see issue 6).")?;
+    federation.stop().await;
+    Ok(table)
 }
