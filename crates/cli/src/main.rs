@@ -7,6 +7,7 @@ mod gateway_cmd;
 mod key_cmd;
 mod passphrase;
 mod pki_cmd;
+mod verify_cmd;
 
 use clap::{Parser, Subcommand};
 
@@ -46,6 +47,8 @@ enum Command {
     /// Measure throughput on this machine and write the figures to BENCHMARKS.md.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// Check an evidence bundle from the message log, offline.
+    Verify(verify_cmd::VerifyArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -71,6 +74,7 @@ fn main() -> std::process::ExitCode {
             Command::Gateway(command) => gateway_cmd::run(command).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(command) => bench::run(command).await,
+            Command::Verify(args) => verify_cmd::run(args),
         }
     });
     match result {

@@ -2,7 +2,7 @@
 //! [`LogRecord`] kept per message, the append-only RFC 9162 [`MerkleLog`] over record
 //! hashes, signed and timestamped tree heads, the [`audit`] of a whole log, evidence
 //! bundles (ASiC-E ZIP files holding one record and its proofs) and their offline
-//! [`verify_bundle`]. No IO, no clocks: times are passed in, the RFC 3161 check is a callback.
+//! [`verify_bundle`]. No IO, no clocks: times are passed in, trust roots are given.
 
 mod audit;
 mod bundle;
@@ -20,5 +20,6 @@ pub use log::{MerkleLog, SignedTreeHead, TimestampedHead, TreeHead, sign_head};
 pub use record::{BodyEvidence, LogRecord, Side};
 pub use verify::{
     CHECK_HEAD_SIGNATURE, CHECK_INCLUSION, CHECK_REQUEST_SIGNATURE, CHECK_RESPONSE_SIGNATURE,
-    CHECK_TIMESTAMP, Check, Outcome, TimestampVerifier, Verdict, verify_bundle,
+    CHECK_TIMESTAMP, Check, OCSP_MAX_AGE_SECONDS, Outcome, TrustRoots, Verdict,
+    pki_timestamp_verifier, verify_bundle,
 };
