@@ -224,8 +224,15 @@ pub(crate) fn write_section(path: &Path, name: &str, content: &str) -> anyhow::R
 }
 
 /// Requests per second and latency percentiles of GETs to `url` from `concurrency` tasks.
-async fn load(url: &str, client_id: Option<&str>, duration: Duration, concurrency: usize) -> anyhow::Result<(f64, Vec<u64>, u64)> {
-    let http = reqwest::Client::builder().pool_max_idle_per_host(concurrency).build()?;
+async fn load(
+    url: &str,
+    client_id: Option<&str>,
+    duration: Duration,
+    concurrency: usize,
+) -> anyhow::Result<(f64, Vec<u64>, u64)> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
     let deadline = Instant::now() + duration;
     let mut tasks = Vec::with_capacity(concurrency);
     for _ in 0..concurrency {
@@ -282,7 +289,10 @@ async fn exchange(duration: Duration, concurrency: usize) -> anyhow::Result<Stri
         dangerous_fast_kdf: true,
     })
     .await?;
-    let direct = format!("{}/001099012345", federation.endpoint("provider_backend_url"));
+    let direct = format!(
+        "{}/001099012345",
+        federation.endpoint("provider_backend_url")
+    );
     let through = format!(
         "{}{}/001099012345",
         federation.endpoint("client_gateway_url"),
@@ -290,14 +300,24 @@ async fn exchange(duration: Duration, concurrency: usize) -> anyhow::Result<Stri
     );
     let client_id = federation.endpoint("client_id");
     // Warm up pools, caches and OCSP staples.
-    let _ = load(&through, Some(&client_id), Duration::from_secs(1), concurrency).await?;
+    let _ = load(
+        &through,
+        Some(&client_id),
+        Duration::from_secs(1),
+        concurrency,
+    )
+    .await?;
     let mut table = format!(
         "In-process, {concurrency} concurrent connections, {duration:?} each, a ~300 B JSON answer; the load generator, both gateways and the provider share the machine's cores.\n\n| path | requests/s | p50 ms | p99 ms | p99.9 ms | failed |\n|---|---:|---:|---:|---:|---:|\n"
     );
     let mut rates = Vec::new();
     for (name, url, client) in [
         ("direct: client -> sample provider", direct.as_str(), None),
-        ("lienthong: client -> client gateway -> mTLS -> provider gateway -> provider (signed both ways, OCSP, access control)", through.as_str(), Some(client_id.as_str())),
+        (
+            "lienthong: client -> client gateway -> mTLS -> provider gateway -> provider (signed both ways, OCSP, access control)",
+            through.as_str(),
+            Some(client_id.as_str()),
+        ),
     ] {
         let (rate, latencies, failures) = load(url, client, duration, concurrency).await?;
         writeln!(
@@ -310,9 +330,16 @@ async fn exchange(duration: Duration, concurrency: usize) -> anyhow::Result<Stri
         rates.push(rate);
     }
     if let [direct, through] = rates[..] {
-        writeln!(table, "\nThroughput through both gateways = {:.2} x direct.", through / direct.max(1.0))?;
+        writeln!(
+            table,
+            "\nThroughput through both gateways = {:.2} x direct.",
+            through / direct.max(1.0)
+        )?;
     }
-    writeln!(table, "\nNot yet in this figure: the message log (not built yet), nginx baseline (see issue 6).")?;
+    writeln!(
+        table,
+        "\nNot yet in this figure: the message log (not built yet), nginx baseline (see issue 6)."
+    )?;
     federation.stop().await;
     Ok(table)
 }

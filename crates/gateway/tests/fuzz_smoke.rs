@@ -1,6 +1,7 @@
 //! Stable-toolchain smoke run of the exchange-layer fuzz entry points (`fuzz/src/exchange.rs`):
 //! the seeds, their truncations, and mutated inputs must never panic.
 
+#[allow(unreachable_pub)] // the shared fuzz entry points are `pub` for cargo-fuzz
 #[path = "../../../fuzz/src/exchange.rs"]
 mod exchange;
 
