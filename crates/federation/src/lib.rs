@@ -67,6 +67,8 @@ pub struct Federation {
     pub registry: Arc<Registry>,
     /// The two gateways: client agency's, provider agency's.
     pub gateways: Vec<Arc<lienthong_gateway::Gateway>>,
+    /// Requests the sample provider system has answered.
+    pub served: lienthong_sample::Counter,
     stop: tokio::sync::watch::Sender<bool>,
 }
 
@@ -415,7 +417,12 @@ pub async fn start(options: Options) -> anyhow::Result<Federation> {
 
     // 5. The sample provider system.
     println!("[5/7] sample provider system (citizen registry)");
-    tokio::spawn(lienthong_sample::run(ports.sample, until_stopped()));
+    let served = lienthong_sample::Counter::default();
+    tokio::spawn(lienthong_sample::run(
+        ports.sample,
+        served.clone(),
+        until_stopped(),
+    ));
 
     // 6. Register the service at the provider's gateway and grant access.
     println!("[6/7] service registration and access grant at the provider's gateway");
@@ -483,6 +490,7 @@ pub async fn start(options: Options) -> anyhow::Result<Federation> {
         authority,
         registry,
         gateways: running,
+        served,
         stop,
     })
 }

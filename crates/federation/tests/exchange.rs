@@ -35,7 +35,7 @@ async fn granted_exchange_and_every_refusal() {
     let service = format!("{gateway}{}", federation.endpoint("service_path"));
 
     // The granted client gets the provider's answer with all the X-Road headers.
-    let before = served();
+    let before = served(&federation);
     let (status, headers, body) = get(&format!("{service}/001099012345"), CLIENT_SUBSYSTEM).await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("Nguyễn Văn An"), "{body}");
@@ -65,7 +65,7 @@ async fn granted_exchange_and_every_refusal() {
         !headers.contains_key("x-lienthong-signature"),
         "inter-gateway headers do not leak"
     );
-    assert_eq!(served(), before + 1);
+    assert_eq!(served(&federation), before + 1);
     // The message id the client chose is kept.
     let response = reqwest::Client::new()
         .get(format!("{service}/079088054321?expand=1"))
@@ -78,7 +78,7 @@ async fn granted_exchange_and_every_refusal() {
     assert_eq!(response.headers()["x-road-id"], "case-2026-11-27-0001");
 
     // Refusals that must not reach the provider.
-    let before = served();
+    let before = served(&federation);
     let (status, headers, body) =
         get(&format!("{service}/001099012345"), UNAUTHORIZED_SUBSYSTEM).await;
     assert_eq!(
@@ -105,7 +105,11 @@ async fn granted_exchange_and_every_refusal() {
         (status, error_type(&headers).as_str()),
         (400, "Client.InvalidRequest")
     );
-    assert_eq!(served(), before, "no refused request reached the provider");
+    assert_eq!(
+        served(&federation),
+        before,
+        "no refused request reached the provider"
+    );
 
     // A copy of the client gateway that alters what it signed, or replays it.
     let keys = client_gateway_keys(&federation);
@@ -124,7 +128,7 @@ async fn granted_exchange_and_every_refusal() {
     forged_header.path = "/048095011111".into();
     let forged_description =
         base64::engine::general_purpose::STANDARD.encode(forged_header.encode().expect("encode"));
-    let before = served();
+    let before = served(&federation);
     for (label, p, d, s) in [
         (
             "altered signature",
@@ -153,7 +157,7 @@ async fn granted_exchange_and_every_refusal() {
         );
     }
     assert_eq!(
-        served(),
+        served(&federation),
         before,
         "altered messages never reached the provider"
     );
@@ -191,7 +195,7 @@ async fn granted_exchange_and_every_refusal() {
         (500, "Server.ServerProxy.ReplayedMessage"),
         "a replay is refused"
     );
-    assert_eq!(served(), before + 1);
+    assert_eq!(served(&federation), before + 1);
 
     // A gateway whose auth certificate the configuration does not list: refused at TLS.
     let ca = federation
@@ -223,7 +227,7 @@ async fn granted_exchange_and_every_refusal() {
         signed_get(&keys, CLIENT_SUBSYSTEM, "/001099012345", "raw-rogue").await;
     let refused = send_raw(&federation, &rogue, &keys, &path, &description, &signature).await;
     assert!(refused.is_err(), "the TLS handshake must fail: {refused:?}");
-    assert_eq!(served(), before + 1);
+    assert_eq!(served(&federation), before + 1);
 
     // A sign certificate the OCSP responder reports revoked.
     let sign =
@@ -238,7 +242,7 @@ async fn granted_exchange_and_every_refusal() {
         .await
         .expect("revoke");
     federation.gateways[0].refresh_certificate_statuses().await;
-    let before = served();
+    let before = served(&federation);
     let (status, headers, body) = get(&format!("{service}/001099012345"), CLIENT_SUBSYSTEM).await;
     assert_eq!(
         (status, error_type(&headers).as_str()),
@@ -246,7 +250,7 @@ async fn granted_exchange_and_every_refusal() {
         "{body}"
     );
     assert!(body.contains("revoked"), "{body}");
-    assert_eq!(served(), before);
+    assert_eq!(served(&federation), before);
 
     // An expired global configuration: the last one published expires two seconds later.
     let now = std::time::SystemTime::now()
@@ -269,7 +273,7 @@ async fn granted_exchange_and_every_refusal() {
         "{body}"
     );
     assert!(body.contains("expired"), "{body}");
-    assert_eq!(served(), before);
+    assert_eq!(served(&federation), before);
     federation.stop().await;
 }
 

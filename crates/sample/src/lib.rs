@@ -22,12 +22,12 @@ use std::collections::HashMap;
 use std::future::Future;
 use tokio::net::TcpListener;
 
-/// Requests this process's sample systems have answered (tests check that refused
-/// exchanges never reached the provider).
-pub static SERVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// Counts the requests a sample system answered (tests check that refused exchanges
+/// never reached the provider).
+pub type Counter = std::sync::Arc<std::sync::atomic::AtomicU64>;
 
-/// The routes.
-pub fn router() -> Router {
+/// The routes, counting requests into `served`.
+pub fn router(served: Counter) -> Router {
     Router::new()
         .route("/persons/{id}", get(person))
         .route("/persons", get(search).post(store))
@@ -40,21 +40,28 @@ pub fn router() -> Router {
                 axum::Json(json!({"error": "no such resource"})),
             )
         })
-        .layer(axum::middleware::from_fn(count))
+        .layer(axum::middleware::from_fn(move |request, next| {
+            count(served.clone(), request, next)
+        }))
 }
 
 /// Serve until `shutdown` resolves.
 pub async fn run(
     listener: TcpListener,
+    served: Counter,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router())
+    axum::serve(listener, router(served))
         .with_graceful_shutdown(shutdown)
         .await
 }
 
-async fn count(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    SERVED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+async fn count(
+    served: Counter,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    served.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     next.run(request).await
 }
 

@@ -169,6 +169,7 @@ pub async fn send_raw(
     Ok((parts.status.as_u16(), parts.headers, body))
 }
 
-pub fn served() -> u64 {
-    lienthong_sample::SERVED.load(std::sync::atomic::Ordering::SeqCst)
+/// Requests this federation's provider system has answered.
+pub fn served(federation: &Federation) -> u64 {
+    federation.served.load(std::sync::atomic::Ordering::SeqCst)
 }
