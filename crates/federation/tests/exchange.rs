@@ -76,6 +76,34 @@ async fn granted_exchange_and_every_refusal() {
         .expect("send");
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["x-road-id"], "case-2026-11-27-0001");
+    // Both gateways committed a record of the exchange to their message logs before the
+    // client saw the answer.
+    for (gateway, side) in federation.gateways.iter().zip([
+        lienthong_ledger::Side::Client,
+        lienthong_ledger::Side::Provider,
+    ]) {
+        let log = gateway.server_id().to_string();
+        let indices = gateway
+            .store()
+            .ledger()
+            .find_by_message_id(&log, "case-2026-11-27-0001")
+            .await
+            .expect("lookup");
+        assert_eq!(indices.len(), 1, "one record at {log}");
+        let (_, leaf, bytes) = gateway
+            .store()
+            .ledger()
+            .record(&log, indices[0])
+            .await
+            .expect("read")
+            .expect("record");
+        let record: lienthong_ledger::LogRecord =
+            serde_json::from_slice(&bytes).expect("a log record");
+        assert_eq!(record.side, side);
+        assert_eq!(record.leaf_hash(), leaf);
+        assert_eq!(record.status, 200);
+        assert!(record.response_description.is_some() && record.response_signature.is_some());
+    }
 
     // Refusals that must not reach the provider.
     let before = served(&federation);

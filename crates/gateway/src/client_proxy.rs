@@ -216,6 +216,15 @@ async fn exchange(
         headers.insert(H_SIGNATURE, header_value(&signature));
         headers.insert(H_CERTIFICATE, member.certificate_header.clone());
         headers.insert(H_OCSP, ocsp.clone());
+        let sent = Sent {
+            header: &header,
+            encoded: &encoded,
+            hash: request_hash,
+            signature: &signature,
+            member,
+            ocsp: &ocsp,
+            at: unix_now_ms(),
+        };
         match gateway.peer_client.request(outgoing).await {
             Ok(response) => {
                 return finish(
@@ -223,8 +232,7 @@ async fn exchange(
                     &view,
                     &conf.conf.policy,
                     response,
-                    &header,
-                    request_hash,
+                    &sent,
                     message_id,
                 )
                 .await;
@@ -292,15 +300,28 @@ fn check_local_client(
 }
 
 /// Verify the provider's signed answer and build the response for the local client.
+/// What was sent to the provider's gateway, for checking and logging its answer.
+struct Sent<'a> {
+    header: &'a RequestHeader,
+    encoded: &'a [u8],
+    hash: [u8; 32],
+    signature: &'a str,
+    member: &'a crate::MemberKey,
+    ocsp: &'a hyper::header::HeaderValue,
+    at: i64,
+}
+
 async fn finish(
     gateway: &Gateway,
     view: &TrustView,
     policy: &lienthong_model::conf::FederationPolicy,
     response: Response<Incoming>,
-    request: &RequestHeader,
-    request_hash: [u8; 32],
+    sent: &Sent<'_>,
     message_id: &str,
 ) -> Result<Response<GatewayBody>, XRoadError> {
+    let response_in = unix_now_ms();
+    let request = sent.header;
+    let request_hash = sent.hash;
     let (mut parts, body) = response.into_parts();
     let Some(signed) = last_header(&parts.headers, H_RESPONSE).map(str::to_owned) else {
         // The provider's gateway refused: pass its X-Road error through unchanged.
@@ -365,6 +386,39 @@ async fn finish(
     if collected.sha256 != header.body_sha256 || collected.length != header.body_length {
         return Err(bad("the body does not match the signed digest".into()));
     }
+    // Nothing is released to the client before its record is durable in the message log.
+    let record = lienthong_ledger::LogRecord {
+        message_id: request.message_id.clone(),
+        side: lienthong_ledger::Side::Client,
+        client: request.client.to_string(),
+        service: request.service.to_string(),
+        request_in: request.time_ms,
+        request_out: Some(sent.at),
+        response_in: Some(response_in),
+        response_out: Some(unix_now_ms()),
+        request_description: sent.encoded.to_vec(),
+        response_description: Some(encoded.clone()),
+        request_signature: sent.signature.to_owned(),
+        response_signature: last_header(&parts.headers, H_SIGNATURE).map(str::to_owned),
+        request_signer_certificate: sent.member.certificate.der.clone(),
+        response_signer_certificate: Some(certificate.der.clone()),
+        request_signer_ocsp: sent
+            .ocsp
+            .to_str()
+            .ok()
+            .and_then(|s| STANDARD.decode(s).ok()),
+        response_signer_ocsp: last_header(&parts.headers, H_OCSP)
+            .and_then(|s| STANDARD.decode(s).ok()),
+        request_body_sha256: request.body_sha256,
+        response_body_sha256: Some(header.body_sha256),
+        status: header.status,
+        body: lienthong_ledger::BodyEvidence::DigestOnly,
+    };
+    gateway
+        .journal
+        .record(&record, unix_now())
+        .await
+        .map_err(|e| XRoadError::client_proxy("InternalError", e.message))?;
     strip_headers(&mut parts.headers);
     let headers = &mut parts.headers;
     headers.insert("x-road-id", header_value(message_id));

@@ -68,6 +68,7 @@ pub struct Gateway {
     pub(crate) verifier: BatchVerifier,
     pub(crate) replay: ReplayGuard,
     pub(crate) ocsp: OcspCache,
+    pub(crate) journal: crate::journal::Journal,
     unhealthy: Mutex<HashMap<ServerId, Instant>>,
 }
 
@@ -181,6 +182,7 @@ impl Gateway {
             memory_bytes: config.memory_body_bytes,
             spool_dir: Some(config.state_dir.clone()),
         };
+        let journal = crate::journal::Journal::spawn(store.clone(), config.server_id.to_string());
         let gateway = Arc::new(Self {
             subsystems: config
                 .subsystems
@@ -201,6 +203,7 @@ impl Gateway {
             verifier: BatchVerifier::new(65_536),
             replay: ReplayGuard::new(CLOCK_SKEW_MS),
             ocsp: OcspCache::new(),
+            journal,
             unhealthy: Mutex::new(HashMap::new()),
         });
         gateway.refresh_own_statuses().await;

@@ -13,6 +13,7 @@ pub mod client_proxy;
 pub mod config;
 mod error;
 mod gateway;
+mod journal;
 pub mod message;
 pub mod meta;
 mod ocsp;

@@ -59,6 +59,7 @@ async fn serve(
         .trust
         .get()
         .ok_or_else(|| XRoadError::server_proxy("OutdatedGlobalConf", "no global configuration"))?;
+    let request_in = unix_now_ms();
     let (parts, body) = request.into_parts();
     let invalid = |why: String| XRoadError::server_proxy("InvalidRequest", why);
     let signature_error = |why: String| XRoadError::server_proxy("InvalidSignatureValue", why);
@@ -192,6 +193,7 @@ async fn serve(
     }
 
     // 8. The service (or a metaservice) answers.
+    let mut backend_times = (None, None);
     let (status, mut response_headers, response_body) = match service {
         None => {
             let (status, content_type, body) =
@@ -259,6 +261,7 @@ async fn serve(
             *forward.headers_mut() = headers;
             let timeout = Duration::from_millis(service.timeout_ms.max(1));
             let backend = gateway.backends.for_settings(&service.backend_tls)?;
+            backend_times.0 = Some(unix_now_ms());
             let answer = tokio::time::timeout(timeout, backend.request(forward))
                 .await
                 .map_err(|_| {
@@ -273,6 +276,7 @@ async fn serve(
                         format!("{} could not be reached: {e}", header.service),
                     )
                 })?;
+            backend_times.1 = Some(unix_now_ms());
             let (answer_parts, answer_body) = answer.into_parts();
             let collected = collect(answer_body, &gateway.limits)
                 .await
@@ -317,6 +321,31 @@ async fn serve(
                 "no fresh OCSP response for the provider's sign certificate",
             )
         })?;
+    // 10. Nothing is acknowledged before its record is durable in the message log.
+    let record = lienthong_ledger::LogRecord {
+        message_id: header.message_id.clone(),
+        side: lienthong_ledger::Side::Provider,
+        client: header.client.to_string(),
+        service: header.service.to_string(),
+        request_in,
+        request_out: backend_times.0,
+        response_in: backend_times.1,
+        response_out: Some(unix_now_ms()),
+        request_description: encoded.clone(),
+        response_description: Some(encoded_response.clone()),
+        request_signature: signature_text.to_owned(),
+        response_signature: Some(response_signature.to_text()),
+        request_signer_certificate: certificate.der.clone(),
+        response_signer_certificate: Some(provider_key.certificate.der.clone()),
+        request_signer_ocsp: last_header(&parts.headers, H_OCSP)
+            .and_then(|s| STANDARD.decode(s).ok()),
+        response_signer_ocsp: ocsp.to_str().ok().and_then(|s| STANDARD.decode(s).ok()),
+        request_body_sha256: header.body_sha256,
+        response_body_sha256: Some(response_body.sha256),
+        status: status.as_u16(),
+        body: lienthong_ledger::BodyEvidence::DigestOnly,
+    };
+    gateway.journal.record(&record, unix_now()).await?;
     response_headers.insert(
         H_RESPONSE,
         header_value(&STANDARD.encode(&encoded_response)),

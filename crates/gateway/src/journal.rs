@@ -1,0 +1,73 @@
+//! The gateway's message log writer: every exchange's record is appended to the store's
+//! tamper-evident log, and the answer is released only once its record is committed.
+//! Records arriving while a commit is in progress are committed together in the next
+//! transaction (group commit), so durability costs one fsync per batch, not per message.
+
+use crate::XRoadError;
+use lienthong_ledger::LogRecord;
+use lienthong_store::{NewLedgerEntry, Store};
+use tokio::sync::{mpsc, oneshot};
+
+/// Records committed at most per transaction.
+const MAX_BATCH: usize = 512;
+
+type Reply = oneshot::Sender<Result<u64, String>>;
+
+/// A handle to the writer task.
+#[derive(Debug, Clone)]
+pub(crate) struct Journal {
+    queue: mpsc::Sender<(NewLedgerEntry, Reply)>,
+}
+
+impl Journal {
+    /// Start the writer for the log `log_id` in `store`.
+    pub(crate) fn spawn(store: Store, log_id: String) -> Self {
+        let (queue, mut incoming) = mpsc::channel::<(NewLedgerEntry, Reply)>(4 * MAX_BATCH);
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            while incoming.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                let (entries, replies): (Vec<_>, Vec<_>) =
+                    std::mem::take(&mut batch).into_iter().unzip();
+                match store.ledger().append(&log_id, &entries).await {
+                    Ok(first) => {
+                        for (offset, reply) in replies.into_iter().enumerate() {
+                            let _ = reply.send(Ok(first + offset as u64));
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, records = entries.len(), "cannot commit message log records");
+                        for reply in replies {
+                            let _ = reply.send(Err(error.to_string()));
+                        }
+                    }
+                }
+            }
+        });
+        Self { queue }
+    }
+
+    /// Append `record` and wait until it is committed; returns its index in the log.
+    pub(crate) async fn record(&self, record: &LogRecord, now: i64) -> Result<u64, XRoadError> {
+        let failed = |why: String| {
+            XRoadError::server_proxy(
+                "InternalError",
+                format!("the message log could not record the exchange: {why}"),
+            )
+        };
+        let entry = NewLedgerEntry {
+            message_id: record.message_id.clone(),
+            leaf_hash: record.leaf_hash(),
+            record: record.to_canonical_bytes(),
+            recorded_at: now,
+        };
+        let (reply, committed) = oneshot::channel();
+        self.queue
+            .send((entry, reply))
+            .await
+            .map_err(|_| failed("the log writer has stopped".into()))?;
+        committed
+            .await
+            .map_err(|_| failed("the log writer has stopped".into()))?
+            .map_err(failed)
+    }
+}
