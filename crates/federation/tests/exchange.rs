@@ -103,6 +103,81 @@ async fn granted_exchange_and_every_refusal() {
         assert_eq!(record.leaf_hash(), leaf);
         assert_eq!(record.status, 200);
         assert!(record.response_description.is_some() && record.response_signature.is_some());
+
+        // Sealing: a tree head over the log, signed with the gateway's auth key and
+        // timestamped by the federation's TSA; sealing again with nothing new does nothing.
+        let outcome = gateway.seal_log().await.expect("seal");
+        let size = match outcome {
+            lienthong_gateway::SealOutcome::Timestamped { size } => size,
+            other => panic!("expected a timestamped head, got {other:?}"),
+        };
+        assert!(size >= 2, "both exchanges so far are in the head");
+        assert_eq!(
+            gateway.seal_log().await.expect("seal"),
+            lienthong_gateway::SealOutcome::Unchanged { size }
+        );
+        let stored = gateway
+            .store()
+            .ledger()
+            .latest_head(&log)
+            .await
+            .expect("head")
+            .expect("stored");
+        let signed: lienthong_ledger::SignedTreeHead =
+            serde_json::from_slice(&stored.head).expect("signed head");
+        let auth_pem = std::fs::read(federation.dir.join(
+            if side == lienthong_ledger::Side::Client {
+                "gw-client/auth.pem"
+            } else {
+                "gw-provider/auth.pem"
+            },
+        ))
+        .expect("auth.pem");
+        let auth = lienthong_pki::CertificateInfo::from_der(
+            &lienthong_pki::parse_certificate_pem(&auth_pem).expect("pem"),
+        )
+        .expect("cert");
+        signed
+            .verify(&auth.public_key)
+            .expect("head signed by the gateway's auth key");
+        let root = federation
+            .authority
+            .certificate(&federation.authority.files().root_pem())
+            .expect("root");
+        let token = stored.tsa_token.expect("timestamped");
+        lienthong_pki::verify_timestamp_token(
+            &token,
+            (
+                lienthong_crypto::HashAlgorithm::Sha256,
+                &signed.timestamp_imprint(),
+            ),
+            None,
+            &root,
+        )
+        .expect("the TSA token covers this head");
+        // OpenSSL, as an independent checker, agrees.
+        let token_file = federation.dir.join(format!("head-{size}.tsr"));
+        std::fs::write(&token_file, &token).expect("write token");
+        let imprint: String = signed
+            .timestamp_imprint()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let openssl = std::process::Command::new("openssl")
+            .args(["ts", "-verify", "-digest", &imprint, "-in"])
+            .arg(&token_file)
+            .arg("-CAfile")
+            .arg(federation.authority.files().root_pem())
+            .arg("-untrusted")
+            .arg(federation.authority.files().tsa_pem())
+            .output()
+            .expect("run openssl");
+        let stdout = String::from_utf8_lossy(&openssl.stdout);
+        assert!(
+            openssl.status.success() && stdout.contains("Verification: OK"),
+            "openssl ts -verify: {stdout} {}",
+            String::from_utf8_lossy(&openssl.stderr)
+        );
     }
 
     // Refusals that must not reach the provider.

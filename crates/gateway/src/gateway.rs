@@ -69,6 +69,8 @@ pub struct Gateway {
     pub(crate) replay: ReplayGuard,
     pub(crate) ocsp: OcspCache,
     pub(crate) journal: crate::journal::Journal,
+    pub(crate) log_signer: Arc<dyn Signer>,
+    pub(crate) http: reqwest::Client,
     unhealthy: Mutex<HashMap<ServerId, Instant>>,
 }
 
@@ -204,6 +206,8 @@ impl Gateway {
             replay: ReplayGuard::new(CLOCK_SKEW_MS),
             ocsp: OcspCache::new(),
             journal,
+            log_signer: keys.auth.clone(),
+            http: reqwest::Client::new(),
             unhealthy: Mutex::new(HashMap::new()),
         });
         gateway.refresh_own_statuses().await;
@@ -274,6 +278,9 @@ impl Gateway {
                 }
             }
         });
+        let gateway = self.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move { gateway.seal_periodically(stop).await });
         let gateway = self.clone();
         let mut stop = shutdown;
         tokio::spawn(async move {

@@ -20,6 +20,7 @@ mod ocsp;
 pub mod peer;
 mod proxy_common;
 mod replay;
+mod seal;
 pub mod server;
 pub mod server_proxy;
 pub mod tls;
@@ -27,6 +28,7 @@ pub mod trust;
 
 pub use error::XRoadError;
 pub use gateway::{Gateway, GatewayKeys, MemberKey, StartError};
+pub use seal::SealOutcome;
 
 pub use server::{Listeners, run};
 

@@ -21,5 +21,7 @@ pub use error::PkiError;
 pub use name::FederationIdentity;
 pub use ocsp::{CertificateState, OcspReply, OcspResponder, RevocationReason, ocsp_request};
 pub use ocsp_check::{VerifiedStatus, verify_ocsp_response};
-pub use tsa::{TimeStampAuthority, TimeStampReply, TimestampRequest, TsaRejection};
+pub use tsa::{
+    TimeStampAuthority, TimeStampReply, TimestampRequest, TsaRejection, timestamp_request_der,
+};
 pub use tsa_check::{VerifiedTimestamp, verify_timestamp_token};

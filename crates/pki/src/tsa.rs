@@ -120,6 +120,34 @@ struct SigningCertificateV2 {
     certs: Vec<EssCertIdV2>,
 }
 
+/// A DER `TimeStampReq` for `digest` (what a gateway sends to the TSA to timestamp a
+/// tree head), asking for the TSA certificate in the token when `cert_req`.
+pub fn timestamp_request_der(
+    hash: HashAlgorithm,
+    digest: &[u8],
+    nonce: Option<&[u8]>,
+    cert_req: bool,
+) -> Result<Vec<u8>, PkiError> {
+    let request = TimeStampReq {
+        version: TspVersion::V1,
+        message_imprint: MessageImprint {
+            hash_algorithm: spki::AlgorithmIdentifier {
+                oid: hash.oid(),
+                parameters: None,
+            },
+            hashed_message: OctetString::new(digest).map_err(PkiError::encoding("digest"))?,
+        },
+        req_policy: None,
+        nonce: nonce
+            .map(positive_int)
+            .transpose()
+            .map_err(PkiError::encoding("nonce"))?,
+        cert_req,
+        extensions: None,
+    };
+    request.to_der().map_err(PkiError::encoding("TimeStampReq"))
+}
+
 /// A parsed, acceptable timestamp request.
 #[derive(Debug, Clone)]
 pub struct TimestampRequest {
