@@ -5,6 +5,7 @@ mod central_cmd;
 mod demo;
 mod gateway_cmd;
 mod key_cmd;
+mod log_cmd;
 mod passphrase;
 mod pki_cmd;
 mod verify_cmd;
@@ -47,6 +48,9 @@ enum Command {
     /// Measure throughput on this machine and write the figures to BENCHMARKS.md.
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+    /// The message log: export evidence for one message.
+    #[command(subcommand)]
+    Log(log_cmd::LogCommand),
     /// Check an evidence bundle from the message log, offline.
     Verify(verify_cmd::VerifyArgs),
 }
@@ -74,6 +78,7 @@ fn main() -> std::process::ExitCode {
             Command::Gateway(command) => gateway_cmd::run(command).await,
             Command::Demo(args) => demo::run(args).await,
             Command::Bench(command) => bench::run(command).await,
+            Command::Log(command) => log_cmd::run(command).await,
             Command::Verify(args) => verify_cmd::run(args),
         }
     });

@@ -180,6 +180,63 @@ async fn granted_exchange_and_every_refusal() {
         );
     }
 
+    // Evidence: each gateway's admin API exports the message's bundle, which verifies
+    // offline against the federation's trust roots and the gateway's log key.
+    let root = federation
+        .authority
+        .certificate(&federation.authority.files().root_pem())
+        .expect("root");
+    let tsa = federation
+        .authority
+        .certificate(&federation.authority.files().tsa_pem())
+        .expect("tsa");
+    for (admin, gateway_dir) in [
+        ("client_gateway_admin_url", "gw-client"),
+        ("provider_gateway_admin_url", "gw-provider"),
+    ] {
+        let zip = reqwest::Client::new()
+            .get(format!(
+                "{}/api/v1/log/bundles/case-2026-11-27-0001",
+                federation.endpoint(admin)
+            ))
+            .bearer_auth(federation.endpoint("admin_token"))
+            .send()
+            .await
+            .expect("export");
+        assert_eq!(zip.status(), 200, "bundle from {admin}");
+        let zip = zip.bytes().await.expect("bytes");
+        let bundle = lienthong_ledger::read_bundle(&zip).expect("a readable bundle");
+        let auth_pem =
+            std::fs::read(federation.dir.join(gateway_dir).join("auth.pem")).expect("auth.pem");
+        let auth = lienthong_pki::CertificateInfo::from_der(
+            &lienthong_pki::parse_certificate_pem(&auth_pem).expect("pem"),
+        )
+        .expect("cert");
+        let roots = lienthong_ledger::TrustRoots {
+            cas: vec![root.clone()],
+            tsas: vec![tsa.clone()],
+        };
+        let verdict = lienthong_ledger::verify_bundle(&bundle, Some(&auth.public_key), &roots);
+        assert!(verdict.is_valid() && verdict.is_complete(), "{verdict}");
+    }
+    let missing = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/log/bundles/no-such-message",
+            federation.endpoint("provider_gateway_admin_url")
+        ))
+        .bearer_auth(federation.endpoint("admin_token"))
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(missing.status(), 404);
+    let unauthenticated = reqwest::get(format!(
+        "{}/api/v1/log/bundles/case-2026-11-27-0001",
+        federation.endpoint("provider_gateway_admin_url")
+    ))
+    .await
+    .expect("export");
+    assert_eq!(unauthenticated.status(), 401);
+
     // Refusals that must not reach the provider.
     let before = served(&federation);
     let (status, headers, body) =

@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod client_proxy;
 pub mod config;
 mod error;
+mod evidence;
 mod gateway;
 mod journal;
 pub mod message;

@@ -38,7 +38,13 @@ pub async fn run(
     let tls = crate::tls::server_config(gateway.identity.clone(), gateway.trust.clone())
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-    let admin_router = crate::admin::router(crate::admin_state(&gateway));
+    let admin_state = crate::admin_state(&gateway);
+    let log_routes = axum::Router::new().route(
+        "/api/v1/log/bundles/{message_id}",
+        axum::routing::get(crate::evidence::bundle_route),
+    );
+    let admin_router = crate::admin::router(admin_state.clone())
+        .merge(crate::admin::protect(log_routes, &admin_state).with_state(gateway.clone()));
     let admin = tokio::spawn({
         let mut stop = stop_rx.clone();
         let listener = listeners.admin;

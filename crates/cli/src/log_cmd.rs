@@ -1,0 +1,72 @@
+//! `lienthong log ...`: the message log's evidence.
+
+use anyhow::{Context as _, bail};
+use clap::Subcommand;
+use std::path::PathBuf;
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum LogCommand {
+    /// Fetch the evidence bundle of one message from a gateway's admin API, to check
+    /// offline with `lienthong verify`.
+    Export {
+        /// The gateway's admin base URL.
+        #[arg(long, env = "LIENTHONG_GATEWAY_ADMIN_URL")]
+        admin_url: String,
+        /// Admin bearer token.
+        #[arg(long, env = "LIENTHONG_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The message id (the exchange's X-Road-Id).
+        #[arg(long)]
+        message_id: String,
+        /// Where to write the bundle.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+pub(crate) async fn run(command: LogCommand) -> anyhow::Result<()> {
+    match command {
+        LogCommand::Export {
+            admin_url,
+            token,
+            message_id,
+            out,
+        } => {
+            let encoded: String = message_id
+                .bytes()
+                .map(|b| {
+                    if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                        (b as char).to_string()
+                    } else {
+                        format!("%{b:02X}")
+                    }
+                })
+                .collect();
+            let url = format!(
+                "{}/api/v1/log/bundles/{encoded}",
+                admin_url.trim_end_matches('/')
+            );
+            let response = reqwest::Client::new()
+                .get(&url)
+                .bearer_auth(token)
+                .send()
+                .await
+                .with_context(|| format!("call {url}"))?;
+            let status = response.status();
+            let body = response.bytes().await.context("read the answer")?;
+            if !status.is_success() {
+                bail!(
+                    "the gateway answered {status}: {}",
+                    String::from_utf8_lossy(&body)
+                );
+            }
+            std::fs::write(&out, &body).with_context(|| format!("write {}", out.display()))?;
+            println!(
+                "evidence for message {message_id} written to {} ({} bytes)",
+                out.display(),
+                body.len()
+            );
+            Ok(())
+        }
+    }
+}
