@@ -6,6 +6,14 @@ use std::path::PathBuf;
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum LogCommand {
+    /// Check a gateway's whole message log in its store: every record against the tree,
+    /// every signed head, consistency between successive heads. Names the first record
+    /// that does not match; exit 0 only if all holds.
+    Audit {
+        /// The gateway's configuration file (for its store, log id and auth certificate).
+        #[arg(long)]
+        config: PathBuf,
+    },
     /// Fetch the evidence bundle of one message from a gateway's admin API, to check
     /// offline with `lienthong verify`.
     Export {
@@ -26,6 +34,29 @@ pub(crate) enum LogCommand {
 
 pub(crate) async fn run(command: LogCommand) -> anyhow::Result<()> {
     match command {
+        LogCommand::Audit { config } => {
+            let config =
+                lienthong_gateway::config::Config::load(&config).map_err(anyhow::Error::msg)?;
+            let pem = std::fs::read(&config.auth_certificate)
+                .with_context(|| format!("read {}", config.auth_certificate.display()))?;
+            let certificate = lienthong_pki::CertificateInfo::from_der(
+                &lienthong_pki::parse_certificate_pem(&pem)?,
+            )?;
+            let store = lienthong_store::Store::open(&config.database_url).await?;
+            let log_id = config.server_id.to_string();
+            match lienthong_gateway::audit_stored_log(&store, &log_id, &certificate.public_key)
+                .await
+            {
+                Ok(summary) => {
+                    println!(
+                        "message log {log_id}: OK — {} records, {} signed tree heads ({} timestamped), consistent",
+                        summary.records, summary.heads, summary.timestamped
+                    );
+                    Ok(())
+                }
+                Err(failure) => bail!("message log {log_id} does not verify: {failure}"),
+            }
+        }
         LogCommand::Export {
             admin_url,
             token,

@@ -178,6 +178,14 @@ async fn granted_exchange_and_every_refusal() {
             "openssl ts -verify: {stdout} {}",
             String::from_utf8_lossy(&openssl.stderr)
         );
+        // The whole log audits clean.
+        let summary = lienthong_gateway::audit_stored_log(gateway.store(), &log, &auth.public_key)
+            .await
+            .expect("the log audits clean");
+        assert_eq!(
+            (summary.records, summary.heads, summary.timestamped),
+            (size, 1, 1)
+        );
     }
 
     // Evidence: each gateway's admin API exports the message's bundle, which verifies

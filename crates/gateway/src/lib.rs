@@ -6,6 +6,7 @@
 //! the access right before anything reaches the provider's system, then signs the answer.
 
 pub mod admin;
+mod audit;
 mod backend;
 pub mod body;
 pub mod catalog;
@@ -27,6 +28,7 @@ pub mod server_proxy;
 pub mod tls;
 pub mod trust;
 
+pub use audit::{AuditSummary, audit_stored_log};
 pub use error::XRoadError;
 pub use gateway::{Gateway, GatewayKeys, MemberKey, StartError};
 pub use seal::SealOutcome;
