@@ -6,6 +6,7 @@
 mod error;
 mod ledger;
 mod migrate;
+mod opmon;
 mod pki;
 mod postgres;
 mod queries;
@@ -14,6 +15,7 @@ mod sqlite;
 
 pub use error::StoreError;
 pub use ledger::{LedgerStore, NewLedgerEntry, StoredHead};
+pub use opmon::{OpMonitorStore, OpQuery, OpRecord, StoredOpRecord};
 pub use pki::{CertificateRecord, PkiStore, Revocation, RevokeOutcome};
 pub use registry::{AuditEntry, ConfVersion, NewAuditEntry, RegistryStore, StoredObject};
 
@@ -27,7 +29,7 @@ pub struct Store {
 
 /// All storage traits together; implemented by each backend.
 pub(crate) trait Backend:
-    PkiStore + RegistryStore + LedgerStore + std::fmt::Debug + Send + Sync
+    PkiStore + RegistryStore + LedgerStore + OpMonitorStore + std::fmt::Debug + Send + Sync
 {
 }
 
@@ -59,6 +61,11 @@ impl Store {
 
     /// The gateways' message logs.
     pub fn ledger(&self) -> &dyn LedgerStore {
+        self.backend.as_ref()
+    }
+
+    /// The gateways' operational-monitoring records.
+    pub fn opmon(&self) -> &dyn OpMonitorStore {
         self.backend.as_ref()
     }
 }

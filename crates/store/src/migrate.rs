@@ -8,11 +8,13 @@ pub(crate) const SQLITE: &[Migration] = &[
     (1, include_str!("../migrations/sqlite/0001_pki.sql")),
     (2, include_str!("../migrations/sqlite/0002_registry.sql")),
     (3, include_str!("../migrations/sqlite/0003_ledger.sql")),
+    (5, include_str!("../migrations/sqlite/0005_opmon.sql")),
 ];
 pub(crate) const POSTGRES: &[Migration] = &[
     (1, include_str!("../migrations/postgres/0001_pki.sql")),
     (2, include_str!("../migrations/postgres/0002_registry.sql")),
     (3, include_str!("../migrations/postgres/0003_ledger.sql")),
+    (5, include_str!("../migrations/postgres/0005_opmon.sql")),
 ];
 
 /// Apply `migrations` to `$pool` (a sqlx pool of any backend), opening each transaction

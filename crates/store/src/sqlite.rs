@@ -36,3 +36,4 @@ impl SqliteBackend {
 }
 
 crate::queries::impl_stores!(SqliteBackend, sqlx::sqlite::SqliteRow, "BEGIN IMMEDIATE");
+crate::opmon::impl_opmon_store!(SqliteBackend, sqlx::sqlite::SqliteRow);
