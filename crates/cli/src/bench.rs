@@ -18,6 +18,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 #[derive(Debug, Subcommand)]
 pub(crate) enum BenchCommand {
+    /// The side-by-side benchmark of the whole exchange (`scripts/bench` runs it): direct,
+    /// a plain nginx -> nginx chain, and both lienthong gateways as separate processes (on
+    /// SQLite and on PostgreSQL), with the same load generator (wrk), payloads and
+    /// concurrency; throughput, latency, CPU per exchange, peak RSS, cold start, 10 MB body.
+    Compare(crate::bench_compare::CompareArgs),
     /// A first look at the whole exchange: the demo federation in this process, an
     /// in-process HTTP load generator, the same request sent directly to the sample
     /// provider and through client gateway -> (mTLS) -> provider gateway. Everything
@@ -47,6 +52,7 @@ pub(crate) enum BenchCommand {
 
 pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
+        BenchCommand::Compare(args) => crate::bench_compare::run(args).await,
         BenchCommand::Exchange {
             seconds,
             concurrency,

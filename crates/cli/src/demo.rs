@@ -14,21 +14,31 @@ pub(crate) struct DemoArgs {
     #[arg(long)]
     port_base: Option<u16>,
     /// Make one exchange, check it, and exit (0 on success).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "no_gateways")]
     smoke: bool,
+    /// Set up both gateways (keys, certificates, registration, DIR/gw-*/gateway.toml) but do
+    /// not run them: start each as its own process with `lienthong gateway serve --config
+    /// DIR/gw-*/gateway.toml`, then register the services at the provider's gateway through
+    /// its admin API (`lienthong bench compare` does all this).
+    #[arg(long)]
+    no_gateways: bool,
 }
 
 pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let passphrase = std::env::var(crate::passphrase::ENV)
         .ok()
         .map(String::into_bytes);
-    let federation = lienthong_federation::start(lienthong_federation::Options {
+    let options = lienthong_federation::Options {
         dir: args.dir,
         port_base: args.port_base,
         passphrase,
         dangerous_fast_kdf: false,
-    })
-    .await?;
+    };
+    let federation = if args.no_gateways {
+        lienthong_federation::start_without_gateways(options).await?
+    } else {
+        lienthong_federation::start(options).await?
+    };
     println!(
         "federation running; endpoints in {}\n\n  {}\n",
         federation.dir.join("endpoints.json").display(),

@@ -16,6 +16,9 @@ pub(crate) enum GatewayCommand {
         /// Validate the configuration file and exit.
         #[arg(long)]
         check_config: bool,
+        /// Threads of the async runtime (default: one per core).
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..=1024))]
+        worker_threads: Option<u16>,
     },
     /// Call a gateway's admin API (services, access rights, local groups, audit), e.g.
     /// `gateway call --url ADMIN_URL --token T POST /api/v1/grants --data '{...}'`.
@@ -48,6 +51,7 @@ pub(crate) async fn run(command: GatewayCommand) -> anyhow::Result<()> {
         GatewayCommand::Serve {
             config,
             check_config,
+            worker_threads: _,
         } => {
             let config = Config::load(&config).map_err(anyhow::Error::msg)?;
             if check_config {

@@ -1,6 +1,8 @@
 //! `lienthong`: the e-Government data exchange platform's single binary.
 
 mod bench;
+mod bench_compare;
+mod bench_tools;
 mod central_cmd;
 mod demo;
 mod gateway_cmd;
@@ -8,6 +10,7 @@ mod key_cmd;
 mod log_cmd;
 mod passphrase;
 mod pki_cmd;
+mod sample_cmd;
 mod verify_cmd;
 
 use clap::{Parser, Subcommand};
@@ -53,6 +56,9 @@ enum Command {
     Log(log_cmd::LogCommand),
     /// Check an evidence bundle from the message log, offline.
     Verify(verify_cmd::VerifyArgs),
+    /// The sample provider system as a process of its own (benchmarks).
+    #[command(subcommand, hide = true)]
+    Sample(sample_cmd::SampleCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -60,10 +66,16 @@ fn main() -> std::process::ExitCode {
     // One TLS crypto provider for the whole process (rustls, reqwest).
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     init_logging(cli.log_format);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    builder.enable_all();
+    if let Command::Gateway(gateway_cmd::GatewayCommand::Serve {
+        worker_threads: Some(threads),
+        ..
+    }) = &cli.command
     {
+        builder.worker_threads(usize::from(*threads));
+    }
+    let runtime = match builder.build() {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: cannot start the async runtime: {error}");
@@ -80,6 +92,7 @@ fn main() -> std::process::ExitCode {
             Command::Bench(command) => bench::run(command).await,
             Command::Log(command) => log_cmd::run(command).await,
             Command::Verify(args) => verify_cmd::run(args),
+            Command::Sample(command) => sample_cmd::run(command).await,
         }
     });
     match result {

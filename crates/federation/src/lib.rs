@@ -115,6 +115,19 @@ fn address(listener: &TcpListener) -> anyhow::Result<SocketAddr> {
 
 /// Start the federation.
 pub async fn start(options: Options) -> anyhow::Result<Federation> {
+    start_inner(options, true).await
+}
+
+/// Start everything but the two gateways: trust services, registry, sample provider. Both
+/// gateways are set up (keys, certificates, registration, `DIR/*/gateway.toml`) but left
+/// for the caller to run, e.g. as separate `lienthong gateway serve` processes; their
+/// ports are released for them. Once the provider's gateway runs, register the services
+/// with [`register_services`]. `endpoints.json` lists the same URLs as [`start`].
+pub async fn start_without_gateways(options: Options) -> anyhow::Result<Federation> {
+    start_inner(options, false).await
+}
+
+async fn start_inner(options: Options, with_gateways: bool) -> anyhow::Result<Federation> {
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let dir = prepare(&options.dir)?;
     let passphrase = match options.passphrase.clone() {
@@ -384,11 +397,22 @@ pub async fn start(options: Options) -> anyhow::Result<Federation> {
     registry.publish(unix_now()).await?;
 
     // 4. Start both gateways from their configuration files.
-    println!("[4/7] starting both gateways (configuration download, OCSP staples)");
     let mut admin_urls = Vec::new();
     let mut client_urls = Vec::new();
     let mut running = Vec::new();
-    let mut client_tls = Some(ports.client_gw_tls);
+    let gateways = if with_gateways {
+        println!("[4/7] starting both gateways (configuration download, OCSP staples)");
+        gateways
+    } else {
+        println!("[4/7] gateways configured, not started (run them from their gateway.toml)");
+        // Dropping the listeners releases the ports for the gateway processes.
+        for (_, listeners) in gateways {
+            client_urls.push(format!("http://{}", address(&listeners[0])?));
+            admin_urls.push(format!("http://{}", address(&listeners[2])?));
+        }
+        Vec::new()
+    };
+    let mut client_tls = with_gateways.then_some(ports.client_gw_tls);
     for (gw_dir, listeners) in gateways {
         let config = lienthong_gateway::config::Config::load(&gw_dir.join("gateway.toml"))
             .map_err(anyhow::Error::msg)?;
@@ -425,33 +449,9 @@ pub async fn start(options: Options) -> anyhow::Result<Federation> {
     ));
 
     // 6. Register the service at the provider's gateway and grant access.
-    println!("[6/7] service registration and access grant at the provider's gateway");
-    let provider_admin = &admin_urls[1];
-    for (code, path) in [(SERVICE_CODE, "/persons"), ("digest", "/digest")] {
-        let response = http
-            .post(format!("{provider_admin}/api/v1/services"))
-            .bearer_auth(&admin_token)
-            .json(&json!({"provider": PROVIDER_SUBSYSTEM, "code": code, "base_url": format!("{sample_url}{path}"), "timeout_ms": 30000}))
-            .send()
-            .await?;
-        ensure!(
-            response.status().is_success(),
-            "service registration failed: {}",
-            response.text().await.unwrap_or_default()
-        );
-        for client in [CLIENT_SUBSYSTEM, MTLS_SUBSYSTEM] {
-            let response = http
-                .post(format!("{provider_admin}/api/v1/grants"))
-                .bearer_auth(&admin_token)
-                .json(&json!({"service": format!("{PROVIDER_SUBSYSTEM}/{code}"), "subject": {"subsystem": client}}))
-                .send()
-                .await?;
-            ensure!(
-                response.status().is_success(),
-                "access grant failed: {}",
-                response.text().await.unwrap_or_default()
-            );
-        }
+    if with_gateways {
+        println!("[6/7] service registration and access grant at the provider's gateway");
+        register_services(&admin_urls[1], &admin_token, &sample_url).await?;
     }
 
     // 7. endpoints.json and the ready-to-paste command.
@@ -493,6 +493,45 @@ pub async fn start(options: Options) -> anyhow::Result<Federation> {
         served,
         stop,
     })
+}
+
+/// Register the sample provider's services (`persons` -> `SAMPLE_URL/persons`, `digest` ->
+/// `SAMPLE_URL/digest`) at the provider's gateway through its admin API, and grant them to
+/// the client subsystems.
+pub async fn register_services(
+    provider_admin: &str,
+    admin_token: &str,
+    sample_url: &str,
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    for (code, path) in [(SERVICE_CODE, "/persons"), ("digest", "/digest")] {
+        let response = http
+            .post(format!("{provider_admin}/api/v1/services"))
+            .bearer_auth(admin_token)
+            .json(&json!({"provider": PROVIDER_SUBSYSTEM, "code": code, "base_url": format!("{sample_url}{path}"), "timeout_ms": 30000}))
+            .send()
+            .await?;
+        ensure!(
+            response.status().is_success(),
+            "service registration failed: {}",
+            response.text().await.unwrap_or_default()
+        );
+        for client in [CLIENT_SUBSYSTEM, MTLS_SUBSYSTEM] {
+            let response = http
+                .post(format!("{provider_admin}/api/v1/grants"))
+                .bearer_auth(admin_token)
+                .json(&json!({"service": format!("{PROVIDER_SUBSYSTEM}/{code}"), "subject": {"subsystem": client}}))
+                .send()
+                .await?;
+            ensure!(
+                response.status().is_success(),
+                "access grant failed: {}",
+                response.text().await.unwrap_or_default()
+            );
+        }
+    }
+
+    Ok(())
 }
 
 /// The curl command that makes one exchange.

@@ -1,0 +1,998 @@
+//! `lienthong bench compare`: the side-by-side benchmark of the whole exchange. In one run,
+//! with the same load generator (`wrk`), payloads and concurrency, it measures
+//!
+//! - direct: wrk -> sample provider (a process of its own, `lienthong sample serve`);
+//! - the plain proxy chain: wrk -> nginx -> nginx -> provider;
+//! - lienthong: wrk -> client gateway -> (mTLS) -> provider gateway -> provider, both
+//!   gateways as `lienthong gateway serve` processes, on the embedded store and again on
+//!   PostgreSQL;
+//!
+//! and reports throughput, latency percentiles, CPU seconds per 1,000 exchanges per
+//! process, the gateways' peak RSS, their cold start to the first served request, and a
+//! 10 MB body's transfer time. The trust services and the registry run in this process
+//! (`lienthong_federation::start_without_gateways`).
+
+use crate::bench_tools::{self as tools, Load, Process, WrkResult};
+use anyhow::{Context as _, bail, ensure};
+use serde_json::{Value, json};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct CompareArgs {
+    /// A smoke run of a few seconds per path (proves the harness works; not for figures).
+    #[arg(long)]
+    quick: bool,
+    /// Seconds of load per measurement (default 10; 2 with --quick).
+    #[arg(long)]
+    seconds: Option<u64>,
+    /// Concurrent connections of the load generator.
+    #[arg(long, default_value_t = 32)]
+    connections: usize,
+    /// Threads of the load generator.
+    #[arg(long, default_value_t = 2)]
+    wrk_threads: usize,
+    /// Worker processes of each nginx.
+    #[arg(long, default_value_t = 2)]
+    nginx_workers: usize,
+    /// Worker threads of each gateway (default: one per core).
+    #[arg(long)]
+    gateway_threads: Option<u16>,
+    /// Skip the run with the gateways' stores on PostgreSQL.
+    #[arg(long)]
+    no_postgres: bool,
+    /// Rewrite this file's `compare` section, and write the figures as JSON beside it
+    /// (same name, `.json`).
+    #[arg(long)]
+    write: Option<PathBuf>,
+}
+
+/// The payload sizes of the throughput runs.
+const PAYLOADS: [(&str, usize); 2] = [("100 B", 100), ("10 KB", 10 * 1024)];
+const LARGE_BODY: usize = 10 * 1024 * 1024;
+
+pub(crate) async fn run(args: CompareArgs) -> anyhow::Result<()> {
+    let command = std::env::var("LIENTHONG_BENCH_COMMAND").unwrap_or_else(|_| {
+        let rest: Vec<String> = std::env::args().skip(1).collect();
+        format!("lienthong {}", rest.join(" "))
+    });
+    let report = tokio::task::spawn_blocking(move || -> anyhow::Result<Report> {
+        let runtime = tokio::runtime::Handle::current();
+        let mut bench = Bench::prepare(&args, &runtime)?;
+        bench.measure(&runtime)
+    });
+    let report = report.await.context("run the benchmark")??;
+    let markdown = report.markdown(&command);
+    println!("{markdown}");
+    if let Some(path) = &report.write {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        crate::bench::write_section(
+            path,
+            "compare",
+            &crate::bench::with_header(&command, &markdown),
+        )?;
+        let json_path = path.with_extension("json");
+        let document = report.json(&command);
+        std::fs::write(&json_path, serde_json::to_vec_pretty(&document)?)
+            .with_context(|| format!("write {}", json_path.display()))?;
+        println!("written to {} and {}", path.display(), json_path.display());
+    }
+    Ok(())
+}
+
+/// Everything started once for the whole run.
+struct Bench {
+    quick: bool,
+    seconds: u64,
+    connections: usize,
+    wrk_threads: usize,
+    nginx_workers: usize,
+    gateway_threads: Option<u16>,
+    postgres: bool,
+    write: Option<PathBuf>,
+    wrk: PathBuf,
+    exe: PathBuf,
+    ticks: f64,
+    passphrase: String,
+    sample: Process,
+    sample_url: String,
+    nginx: [Process; 2],
+    nginx_url: String,
+    federation: Option<lienthong_federation::Federation>,
+    bodies: Vec<(&'static str, PathBuf)>,
+    large_body: Vec<u8>,
+    /// Last: removed after every process above has stopped.
+    work: tempfile::TempDir,
+}
+
+/// One throughput measurement.
+struct Row {
+    path: String,
+    payload: &'static str,
+    wrk: WrkResult,
+    /// CPU seconds used during the run, per process (tree).
+    cpu: Vec<(String, f64)>,
+    /// CPU seconds of processes not on the request path (the harness: trust services).
+    cpu_aside: Vec<(String, f64)>,
+    /// Peak RSS during the run, KiB, per gateway.
+    peak_rss: Vec<(String, u64)>,
+}
+
+impl Row {
+    fn cpu_total(&self) -> f64 {
+        self.cpu.iter().map(|(_, s)| s).sum()
+    }
+
+    fn per_thousand(&self, seconds: f64) -> f64 {
+        seconds * 1000.0 / (self.wrk.requests.max(1) as f64)
+    }
+}
+
+struct ColdStart {
+    store: String,
+    millis: f64,
+    /// Peak RSS of each gateway right after start (KiB): includes unlocking the keys.
+    peak_rss: Vec<(String, u64)>,
+}
+
+struct LargeBody {
+    path: String,
+    seconds: Vec<f64>,
+    peak_rss: Vec<(String, u64)>,
+}
+
+struct Report {
+    write: Option<PathBuf>,
+    settings: Value,
+    rows: Vec<Row>,
+    cold: Vec<ColdStart>,
+    large: Vec<LargeBody>,
+    scaling: Option<(Row, Row)>,
+}
+
+/// The two gateways of one store setting, running as separate processes.
+struct Gateways {
+    client: Process,
+    provider: Process,
+    postgres_pid: Option<u32>,
+}
+
+impl Gateways {
+    fn processes(&self) -> [&Process; 2] {
+        [&self.client, &self.provider]
+    }
+}
+
+impl Bench {
+    fn prepare(args: &CompareArgs, runtime: &tokio::runtime::Handle) -> anyhow::Result<Self> {
+        let missing = |name: &str| {
+            format!(
+                "{name} not found: install it (Debian: apt-get install wrk nginx-light), or run scripts/bench"
+            )
+        };
+        let wrk = tools::find_program("wrk").with_context(|| missing("wrk"))?;
+        let nginx = tools::find_program("nginx").with_context(|| missing("nginx"))?;
+        let exe = std::env::current_exe().context("find the lienthong binary")?;
+        let work = tempfile::Builder::new()
+            .prefix("lienthong-bench-")
+            .tempdir()?;
+        let mut secret = [0u8; 18];
+        lienthong_crypto::fill_random(&mut secret)?;
+        let passphrase: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+
+        println!("starting the sample provider and the nginx chain");
+        let sample_port = tools::free_port()?;
+        let mut command = Command::new(&exe);
+        command
+            .args(["sample", "serve", "--listen"])
+            .arg(format!("127.0.0.1:{sample_port}"))
+            .env("LIENTHONG_LOG", "warn");
+        let mut sample =
+            Process::spawn("sample provider", command, work.path().join("sample.log"))?;
+        let sample_url = format!("http://127.0.0.1:{sample_port}");
+        wait_ready(runtime, &mut sample, &format!("{sample_url}/health"))?;
+        let inner_port = tools::free_port()?;
+        let outer_port = tools::free_port()?;
+        let inner = tools::spawn_nginx(
+            &nginx,
+            &work.path().join("nginx-2"),
+            "nginx 2 (next to the provider)",
+            inner_port,
+            sample_port,
+            args.nginx_workers,
+        )?;
+        let mut outer = tools::spawn_nginx(
+            &nginx,
+            &work.path().join("nginx-1"),
+            "nginx 1 (next to the client)",
+            outer_port,
+            inner_port,
+            args.nginx_workers,
+        )?;
+        let nginx_url = format!("http://127.0.0.1:{outer_port}");
+        wait_ready(runtime, &mut outer, &format!("{nginx_url}/health"))?;
+
+        println!("starting the trust services and the registry (demo federation, no gateways)");
+        let federation = runtime.block_on(lienthong_federation::start_without_gateways(
+            lienthong_federation::Options {
+                dir: work.path().join("federation"),
+                port_base: None,
+                passphrase: Some(passphrase.clone().into_bytes()),
+                dangerous_fast_kdf: false,
+            },
+        ))?;
+        for name in ["gw-client", "gw-provider"] {
+            let config = federation.dir.join(name).join("gateway.toml");
+            std::fs::copy(&config, config.with_extension("toml.orig"))?;
+        }
+        let mut bodies = Vec::new();
+        for (name, size) in PAYLOADS {
+            let path = work.path().join(format!("body-{size}.json"));
+            std::fs::write(&path, tools::json_payload(size))?;
+            bodies.push((name, path));
+        }
+        Ok(Self {
+            quick: args.quick,
+            seconds: args.seconds.unwrap_or(if args.quick { 2 } else { 10 }),
+            connections: args.connections,
+            wrk_threads: args.wrk_threads,
+            nginx_workers: args.nginx_workers,
+            gateway_threads: args.gateway_threads,
+            postgres: !args.no_postgres,
+            write: args.write.clone(),
+            wrk,
+            exe,
+            ticks: tools::clock_ticks(),
+            passphrase,
+            sample,
+            sample_url,
+            nginx: [outer, inner],
+            nginx_url,
+            federation: Some(federation),
+            bodies,
+            large_body: tools::json_payload(LARGE_BODY),
+            work,
+        })
+    }
+
+    fn federation(&self) -> anyhow::Result<&lienthong_federation::Federation> {
+        self.federation
+            .as_ref()
+            .context("the federation has stopped")
+    }
+
+    fn client_gateway_url(&self) -> anyhow::Result<String> {
+        let federation = self.federation()?;
+        Ok(format!(
+            "{}/r1/{}",
+            federation.endpoint("client_gateway_url"),
+            lienthong_federation::PROVIDER_SUBSYSTEM
+        ))
+    }
+
+    fn measure(&mut self, runtime: &tokio::runtime::Handle) -> anyhow::Result<Report> {
+        let mut rows = Vec::new();
+        let mut cold = Vec::new();
+        let mut large = Vec::new();
+        let direct_url = format!("{}/persons", self.sample_url);
+        let chain_url = format!("{}/persons", self.nginx_url);
+        for (payload, body) in self.bodies.clone() {
+            for (name, url) in [
+                ("direct: wrk -> provider", &direct_url),
+                ("nginx chain: wrk -> nginx -> nginx -> provider", &chain_url),
+            ] {
+                check_exchange(runtime, url, None, &body)?;
+                self.warm_up(url, None, &body)?;
+                let nginx = name.starts_with("nginx");
+                println!("measuring {name}, {payload}");
+                let mut measured: Vec<(String, u32)> =
+                    vec![(self.sample.name.clone(), self.sample.pid())];
+                if nginx {
+                    for process in &self.nginx {
+                        measured.push((process.name.clone(), process.pid()));
+                    }
+                }
+                rows.push(self.row(name, payload, url, None, &body, &measured, &[])?);
+            }
+        }
+        println!("10 MB body, direct");
+        large.push(self.large_body(
+            runtime,
+            "direct: client -> provider",
+            &format!("{}/digest", self.sample_url),
+            None,
+            &[],
+        )?);
+
+        let mut stores = vec!["SQLite"];
+        if self.postgres {
+            stores.push("PostgreSQL");
+        }
+        let postgres = if self.postgres {
+            println!("starting a throwaway PostgreSQL server");
+            Some(lienthong_testkit::PgServer::start().context("start PostgreSQL")?)
+        } else {
+            None
+        };
+        let gateway_url = self.client_gateway_url()?;
+        let client_id = lienthong_federation::CLIENT_SUBSYSTEM;
+        let service_url = format!("{gateway_url}/{}", lienthong_federation::SERVICE_CODE);
+        for (index, store) in stores.iter().enumerate() {
+            let database = match (&postgres, *store) {
+                (Some(server), "PostgreSQL") => Some(server),
+                _ => None,
+            };
+            self.configure_store(database, &format!("run{index}"))?;
+            println!("lienthong on {store}: first start and service registration");
+            let gateways = self.start_gateways(database, self.gateway_threads)?;
+            self.register_services(runtime)?;
+            drop(gateways);
+            println!("lienthong on {store}: cold start");
+            let (gateways, millis) = self.cold_start(runtime, database, self.gateway_threads)?;
+            cold.push(ColdStart {
+                store: store.to_string(),
+                millis,
+                peak_rss: peak_rss(&gateways),
+            });
+            let path = format!(
+                "lienthong ({store}): wrk -> client gateway -> mTLS -> provider gateway -> provider"
+            );
+            for (payload, body) in self.bodies.clone() {
+                check_exchange(runtime, &service_url, Some(client_id), &body)?;
+                self.warm_up(&service_url, Some(client_id), &body)?;
+                println!("measuring {path}, {payload}");
+                let measured = self.gateway_processes(&gateways);
+                for process in gateways.processes() {
+                    tools::reset_peak_rss(process.pid());
+                }
+                let mut row = self.row(
+                    &path,
+                    payload,
+                    &service_url,
+                    Some(client_id),
+                    &body,
+                    &measured,
+                    &[(
+                        "trust services + registry (harness)".into(),
+                        std::process::id(),
+                    )],
+                )?;
+                row.peak_rss = peak_rss(&gateways);
+                rows.push(row);
+            }
+            println!("10 MB body through the gateways on {store}");
+            large.push(self.large_body(
+                runtime,
+                &format!("lienthong ({store})"),
+                &format!("{gateway_url}/digest"),
+                Some(client_id),
+                &gateways.processes(),
+            )?);
+        }
+
+        // Scaling: the gateways with one worker thread each vs the default.
+        let mut scaling = None;
+        if !self.quick {
+            self.configure_store(None, "run0")?;
+            let (payload, body) = self.bodies[0].clone();
+            let mut pair = Vec::new();
+            for threads in [1u16, 2] {
+                let (gateways, _) = self.cold_start(runtime, None, Some(threads))?;
+                self.warm_up(&service_url, Some(client_id), &body)?;
+                println!("scaling: gateways with {threads} worker thread(s), {payload}");
+                let measured = self.gateway_processes(&gateways);
+                for process in gateways.processes() {
+                    tools::reset_peak_rss(process.pid());
+                }
+                let mut row = self.row(
+                    &format!("lienthong (SQLite), {threads} worker thread(s) per gateway"),
+                    payload,
+                    &service_url,
+                    Some(client_id),
+                    &body,
+                    &measured,
+                    &[],
+                )?;
+                row.peak_rss = peak_rss(&gateways);
+                pair.push(row);
+            }
+            let [one, two] = <[Row; 2]>::try_from(pair)
+                .ok()
+                .context("two scaling rows")?;
+            scaling = Some((one, two));
+        }
+        if let Some(federation) = self.federation.take() {
+            runtime.block_on(federation.stop());
+        }
+        let settings = json!({
+            "seconds_per_run": self.seconds,
+            "connections": self.connections,
+            "wrk_threads": self.wrk_threads,
+            "nginx_workers": self.nginx_workers,
+            "gateway_worker_threads": self.gateway_threads.map_or(json!("one per core"), |t| json!(t)),
+            "quick": self.quick,
+            "large_body_bytes": LARGE_BODY,
+        });
+        Ok(Report {
+            write: self.write.clone(),
+            settings,
+            rows,
+            cold,
+            large,
+            scaling,
+        })
+    }
+
+    /// The processes measured for a run through the gateways.
+    fn gateway_processes(&self, gateways: &Gateways) -> Vec<(String, u32)> {
+        let mut measured = vec![
+            (gateways.client.name.clone(), gateways.client.pid()),
+            (gateways.provider.name.clone(), gateways.provider.pid()),
+            (self.sample.name.clone(), self.sample.pid()),
+        ];
+        if let Some(pid) = gateways.postgres_pid {
+            measured.push(("PostgreSQL server".into(), pid));
+        }
+        measured
+    }
+
+    fn load<'a>(
+        &self,
+        url: &'a str,
+        client: Option<&'a str>,
+        body: &'a Path,
+        seconds: u64,
+    ) -> Load<'a> {
+        Load {
+            url,
+            client,
+            body,
+            seconds,
+            connections: self.connections,
+            threads: self.wrk_threads,
+        }
+    }
+
+    fn warm_up(&self, url: &str, client: Option<&str>, body: &Path) -> anyhow::Result<()> {
+        let seconds = if self.quick { 1 } else { 2 };
+        tools::run_wrk(
+            &self.wrk,
+            self.work.path(),
+            &self.load(url, client, body, seconds),
+            self.ticks,
+        )?;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn row(
+        &self,
+        path: &str,
+        payload: &'static str,
+        url: &str,
+        client: Option<&str>,
+        body: &Path,
+        measured: &[(String, u32)],
+        aside: &[(String, u32)],
+    ) -> anyhow::Result<Row> {
+        // Servers with their children (nginx workers, PostgreSQL backends); the processes
+        // aside (this harness) alone, as every other process is its child.
+        let cpu = |list: &[(String, u32)], tree: bool| -> Vec<f64> {
+            list.iter()
+                .map(|(_, pid)| {
+                    if tree {
+                        tools::tree_cpu_seconds(*pid, self.ticks)
+                    } else {
+                        tools::process_cpu_seconds(*pid, self.ticks)
+                    }
+                })
+                .collect()
+        };
+        let before = cpu(measured, true);
+        let before_aside = cpu(aside, false);
+        let wrk = tools::run_wrk(
+            &self.wrk,
+            self.work.path(),
+            &self.load(url, client, body, self.seconds),
+            self.ticks,
+        )?;
+        let delta = |list: &[(String, u32)], before: Vec<f64>, tree: bool| {
+            list.iter()
+                .zip(cpu(list, tree).into_iter().zip(before))
+                .map(|((name, _), (after, before))| (name.clone(), (after - before).max(0.0)))
+                .collect()
+        };
+        Ok(Row {
+            path: path.to_owned(),
+            payload,
+            cpu: delta(measured, before, true),
+            cpu_aside: delta(aside, before_aside, false),
+            wrk,
+            peak_rss: Vec::new(),
+        })
+    }
+
+    /// Point both gateways' `database_url` at a fresh store: a new SQLite file, or new
+    /// databases on the PostgreSQL server.
+    fn configure_store(
+        &self,
+        postgres: Option<&lienthong_testkit::PgServer>,
+        tag: &str,
+    ) -> anyhow::Result<()> {
+        let federation = self.federation()?;
+        for name in ["gw-client", "gw-provider"] {
+            let config = federation.dir.join(name).join("gateway.toml");
+            let original = std::fs::read_to_string(config.with_extension("toml.orig"))?;
+            let url = match postgres {
+                Some(server) => {
+                    let database = format!("bench_{}_{tag}", name.replace('-', "_"));
+                    match server.create_database(&database) {
+                        Ok(url) => url,
+                        // Already created by an earlier setting of this run: reuse it.
+                        Err(_) => server.url().replace("/postgres", &format!("/{database}")),
+                    }
+                }
+                None => format!("sqlite://state/gateway-{tag}.db"),
+            };
+            let text: String = original
+                .lines()
+                .map(|line| {
+                    if line.starts_with("database_url") {
+                        format!("database_url = \"{url}\"\n")
+                    } else {
+                        format!("{line}\n")
+                    }
+                })
+                .collect();
+            std::fs::write(&config, text)?;
+        }
+        Ok(())
+    }
+
+    fn start_gateways(
+        &self,
+        postgres: Option<&lienthong_testkit::PgServer>,
+        threads: Option<u16>,
+    ) -> anyhow::Result<Gateways> {
+        let federation = self.federation()?;
+        let spawn = |name: &str, dir: &str| {
+            let mut command = Command::new(&self.exe);
+            command
+                .args(["gateway", "serve", "--config"])
+                .arg(federation.dir.join(dir).join("gateway.toml"))
+                .env("LIENTHONG_PASSPHRASE", &self.passphrase)
+                .env("LIENTHONG_LOG", "warn");
+            if let Some(threads) = threads {
+                command.arg("--worker-threads").arg(threads.to_string());
+            }
+            Process::spawn(name, command, self.work.path().join(format!("{dir}.log")))
+        };
+        let postgres_pid = postgres.and_then(|server| {
+            let pid_file = server.log_file().parent()?.join("data/postmaster.pid");
+            std::fs::read_to_string(pid_file)
+                .ok()?
+                .lines()
+                .next()?
+                .trim()
+                .parse()
+                .ok()
+        });
+        Ok(Gateways {
+            client: spawn("client gateway", "gw-client")?,
+            provider: spawn("provider gateway", "gw-provider")?,
+            postgres_pid,
+        })
+    }
+
+    fn register_services(&self, runtime: &tokio::runtime::Handle) -> anyhow::Result<()> {
+        let federation = self.federation()?;
+        let admin = federation.endpoint("provider_gateway_admin_url");
+        let token = federation.endpoint("admin_token");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        runtime.block_on(async {
+            let http = reqwest::Client::new();
+            loop {
+                let up = http
+                    .get(format!("{admin}/api/v1/services"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if up {
+                    break;
+                }
+                ensure!(
+                    Instant::now() < deadline,
+                    "the provider gateway's admin API did not come up"
+                );
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            lienthong_federation::register_services(&admin, &token, &self.sample_url).await
+        })
+    }
+
+    /// Start both gateways and time them to the first exchange answered with 200.
+    fn cold_start(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        postgres: Option<&lienthong_testkit::PgServer>,
+        threads: Option<u16>,
+    ) -> anyhow::Result<(Gateways, f64)> {
+        let url = format!(
+            "{}/{}/001099012345",
+            self.client_gateway_url()?,
+            lienthong_federation::SERVICE_CODE
+        );
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(10))
+            .build()?;
+        let started = Instant::now();
+        let mut gateways = self.start_gateways(postgres, threads)?;
+        let deadline = started + Duration::from_secs(60);
+        loop {
+            let ok = runtime.block_on(async {
+                http.get(&url)
+                    .header("X-Road-Client", lienthong_federation::CLIENT_SUBSYSTEM)
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status() == 200)
+            });
+            if ok {
+                break;
+            }
+            gateways.client.check_alive()?;
+            gateways.provider.check_alive()?;
+            if Instant::now() > deadline {
+                bail!(
+                    "no exchange through the gateways within 60 s; client gateway: {}; provider gateway: {}",
+                    tools::tail(&gateways.client.log, 1500),
+                    tools::tail(&gateways.provider.log, 1500)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let millis = started.elapsed().as_secs_f64() * 1000.0;
+        Ok((gateways, millis))
+    }
+
+    /// POST the 10 MB body a few times; transfer times and peak RSS of `watched`.
+    fn large_body(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        path: &str,
+        url: &str,
+        client: Option<&str>,
+        watched: &[&Process],
+    ) -> anyhow::Result<LargeBody> {
+        let mut watched: Vec<(String, u32)> =
+            watched.iter().map(|p| (p.name.clone(), p.pid())).collect();
+        watched.push((self.sample.name.clone(), self.sample.pid()));
+        for (_, pid) in &watched {
+            tools::reset_peak_rss(*pid);
+        }
+        let repeats = if self.quick { 1 } else { 5 };
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(120))
+            .build()?;
+        let mut seconds = Vec::new();
+        for _ in 0..repeats {
+            let body = self.large_body.clone();
+            let started = Instant::now();
+            let answer: Value = runtime.block_on(async {
+                let mut request = http.post(url).body(body);
+                if let Some(client) = client {
+                    request = request.header("X-Road-Client", client);
+                }
+                let response = request.send().await?;
+                let status = response.status();
+                let text = response.text().await?;
+                ensure!(status.is_success(), "10 MB POST answered {status}: {text}");
+                Ok(serde_json::from_str(&text)?)
+            })?;
+            seconds.push(started.elapsed().as_secs_f64());
+            ensure!(
+                answer["length"].as_u64() == Some(LARGE_BODY as u64),
+                "the provider received {:?} bytes, not {LARGE_BODY}",
+                answer["length"]
+            );
+        }
+        let peak_rss = watched
+            .iter()
+            .map(|(name, pid)| (name.clone(), tools::peak_rss_kib(*pid).unwrap_or(0)))
+            .collect();
+        Ok(LargeBody {
+            path: path.to_owned(),
+            seconds,
+            peak_rss,
+        })
+    }
+}
+
+fn peak_rss(gateways: &Gateways) -> Vec<(String, u64)> {
+    gateways
+        .processes()
+        .iter()
+        .map(|p| (p.name.clone(), tools::peak_rss_kib(p.pid()).unwrap_or(0)))
+        .collect()
+}
+
+/// Wait until `url` answers 200 (or the process exits).
+fn wait_ready(
+    runtime: &tokio::runtime::Handle,
+    process: &mut Process,
+    url: &str,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let http = reqwest::Client::new();
+    loop {
+        let ok = runtime.block_on(async {
+            http.get(url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+        });
+        if ok {
+            return Ok(());
+        }
+        process.check_alive()?;
+        ensure!(
+            Instant::now() < deadline,
+            "{} did not answer at {url}",
+            process.name
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One POST of `body` must be answered with the sample provider's echo.
+fn check_exchange(
+    runtime: &tokio::runtime::Handle,
+    url: &str,
+    client: Option<&str>,
+    body: &Path,
+) -> anyhow::Result<()> {
+    let body = std::fs::read(body)?;
+    runtime.block_on(async {
+        let mut request = reqwest::Client::new()
+            .post(url)
+            .header("Content-Type", "application/json")
+            .body(body);
+        if let Some(client) = client {
+            request = request.header("X-Road-Client", client);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("POST {url}"))?;
+        let status = response.status();
+        let text = response.text().await?;
+        ensure!(
+            status == 201 && text.contains("\"stored\":true"),
+            "POST {url} answered {status}: {}",
+            text.chars().take(300).collect::<String>()
+        );
+        Ok(())
+    })
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    sorted.get(sorted.len() / 2).copied().unwrap_or(0.0)
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+impl Report {
+    fn find(&self, prefix: &str, payload: &str) -> Option<&Row> {
+        self.rows
+            .iter()
+            .find(|r| r.path.starts_with(prefix) && r.payload == payload)
+    }
+
+    fn markdown(&self, command: &str) -> String {
+        let s = &self.settings;
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "One run of `{command}`: every row uses the same load generator (wrk, {} threads, {} connections, {} s per row after a warm-up, POST of a JSON body that the provider echoes back), on this machine's cores shared by wrk and every server. nginx: {} worker processes each, keep-alive upstreams, no access log. Gateways: separate `lienthong gateway serve` processes, {} worker threads each, with signing, verification, OCSP, access control and the durable message log on. CPU = user + system seconds of each server process (and its children) during the row, per 1,000 exchanges; wrk's own CPU is listed apart.\n",
+            s["wrk_threads"],
+            s["connections"],
+            s["seconds_per_run"],
+            s["nginx_workers"],
+            s["gateway_worker_threads"]
+                .as_u64()
+                .map_or("one per core (2)".into(), |t| t.to_string()),
+        );
+        out.push_str("| path | payload | requests/s | p50 ms | p99 ms | p99.9 ms | CPU s / 1,000 (servers) | per process | gateways' peak RSS MiB (client / provider) | errors | wrk CPU s / 1,000 |\n|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|\n");
+        for row in &self.rows {
+            let per_process: Vec<String> = row
+                .cpu
+                .iter()
+                .chain(&row.cpu_aside)
+                .map(|(name, seconds)| format!("{name} {:.3}", row.per_thousand(*seconds)))
+                .collect();
+            let rss: Vec<String> = row
+                .peak_rss
+                .iter()
+                .map(|(_, k)| format!("{:.1}", mib(*k)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.3} | {} | {} | {} | {:.3} |",
+                row.path,
+                row.payload,
+                row.wrk.per_second(),
+                row.wrk.p50_ms,
+                row.wrk.p99_ms,
+                row.wrk.p999_ms,
+                row.per_thousand(row.cpu_total()),
+                per_process.join("; "),
+                if rss.is_empty() {
+                    "-".into()
+                } else {
+                    rss.join(" / ")
+                },
+                row.wrk.errors,
+                row.per_thousand(row.wrk.cpu_seconds),
+            );
+        }
+        out.push_str("\n**Ratios** (same run):\n\n| payload | store | throughput lienthong / nginx chain | throughput lienthong / direct | p50 added over direct, ms | p99 lienthong ms | CPU per exchange lienthong / nginx chain |\n|---|---|---:|---:|---:|---:|---:|\n");
+        for (payload, _) in PAYLOADS {
+            for store in ["SQLite", "PostgreSQL"] {
+                let (Some(direct), Some(chain), Some(ours)) = (
+                    self.find("direct", payload),
+                    self.find("nginx", payload),
+                    self.find(&format!("lienthong ({store})"), payload),
+                ) else {
+                    continue;
+                };
+                let _ = writeln!(
+                    out,
+                    "| {payload} | {store} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} |",
+                    ours.wrk.per_second() / chain.wrk.per_second().max(1e-9),
+                    ours.wrk.per_second() / direct.wrk.per_second().max(1e-9),
+                    ours.wrk.p50_ms - direct.wrk.p50_ms,
+                    ours.wrk.p99_ms,
+                    ours.per_thousand(ours.cpu_total())
+                        / chain.per_thousand(chain.cpu_total()).max(1e-9),
+                );
+            }
+        }
+        out.push_str("\n**Gateway cold start** (both gateway processes spawned -> first exchange answered 200 through them; keys unlocked with the production KDF, configuration from the state directory, OCSP staples fetched, TLS session set up):\n\n| store | cold start ms | peak RSS after start MiB (client / provider) |\n|---|---:|---:|\n");
+        for c in &self.cold {
+            let rss: Vec<String> = c
+                .peak_rss
+                .iter()
+                .map(|(_, k)| format!("{:.1}", mib(*k)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} | {} |",
+                c.store,
+                c.millis,
+                rss.join(" / ")
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\n**10 MB body** (one POST at a time of {} bytes to the provider's streaming digest endpoint, {} times; peak RSS during these transfers):\n\n| path | median transfer s | MB/s | peak RSS MiB |\n|---|---:|---:|---|",
+            LARGE_BODY,
+            self.large.first().map_or(0, |l| l.seconds.len())
+        );
+        for l in &self.large {
+            let seconds = median(&l.seconds);
+            let rss: Vec<String> = l
+                .peak_rss
+                .iter()
+                .map(|(name, k)| format!("{name} {:.1}", mib(*k)))
+                .collect();
+            let _ = writeln!(
+                out,
+                "| {} | {:.3} | {:.1} | {} |",
+                l.path,
+                seconds,
+                LARGE_BODY as f64 / 1e6 / seconds.max(1e-9),
+                rss.join("; ")
+            );
+        }
+        if let (Some(direct), Some(ours)) = (self.large.first(), self.large.get(1)) {
+            let _ = writeln!(
+                out,
+                "\n10 MB through the gateways = {:.2} x the direct transfer time.",
+                median(&ours.seconds) / median(&direct.seconds).max(1e-9)
+            );
+        }
+        if let Some((one, two)) = &self.scaling {
+            let _ = writeln!(
+                out,
+                "\n**Scaling** (SQLite, 100 B, gateways restarted with `--worker-threads N`): 1 thread per gateway {:.0} req/s (CPU {:.3} s / 1,000), 2 threads {:.0} req/s (CPU {:.3} s / 1,000): x{:.2}.",
+                one.wrk.per_second(),
+                one.per_thousand(one.cpu_total()),
+                two.wrk.per_second(),
+                two.per_thousand(two.cpu_total()),
+                two.wrk.per_second() / one.wrk.per_second().max(1e-9)
+            );
+        }
+        out
+    }
+
+    fn json(&self, command: &str) -> Value {
+        let row = |r: &Row| {
+            json!({
+                "path": r.path,
+                "payload": r.payload,
+                "requests": r.wrk.requests,
+                "seconds": r.wrk.seconds,
+                "requests_per_second": r.wrk.per_second(),
+                "latency_ms": {"p50": r.wrk.p50_ms, "p99": r.wrk.p99_ms, "p99_9": r.wrk.p999_ms, "mean": r.wrk.mean_ms},
+                "errors": r.wrk.errors,
+                "cpu_seconds_per_1000": {
+                    "servers_total": r.per_thousand(r.cpu_total()),
+                    "per_process": r.cpu.iter().chain(&r.cpu_aside).map(|(n, s)| (n.clone(), json!(r.per_thousand(*s)))).collect::<serde_json::Map<_, _>>(),
+                    "wrk": r.per_thousand(r.wrk.cpu_seconds),
+                },
+                "peak_rss_kib": r.peak_rss.iter().map(|(n, k)| (n.clone(), json!(k))).collect::<serde_json::Map<_, _>>(),
+            })
+        };
+        let mut ratios = Vec::new();
+        for (payload, _) in PAYLOADS {
+            for store in ["SQLite", "PostgreSQL"] {
+                if let (Some(direct), Some(chain), Some(ours)) = (
+                    self.find("direct", payload),
+                    self.find("nginx", payload),
+                    self.find(&format!("lienthong ({store})"), payload),
+                ) {
+                    ratios.push(json!({
+                        "payload": payload,
+                        "store": store,
+                        "throughput_lienthong_over_nginx_chain": ours.wrk.per_second() / chain.wrk.per_second().max(1e-9),
+                        "throughput_lienthong_over_direct": ours.wrk.per_second() / direct.wrk.per_second().max(1e-9),
+                        "p50_added_over_direct_ms": ours.wrk.p50_ms - direct.wrk.p50_ms,
+                        "cpu_per_exchange_lienthong_over_nginx_chain": ours.per_thousand(ours.cpu_total()) / chain.per_thousand(chain.cpu_total()).max(1e-9),
+                    }));
+                }
+            }
+        }
+        let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|info| {
+                info.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split(':').nth(1))
+                    .map(|m| m.trim().to_owned())
+            })
+            .unwrap_or_default();
+        json!({
+            "date": time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            "machine": {
+                "nproc": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+                "cpu_model": cpu_model,
+            },
+            "command": command,
+            "build": if cfg!(debug_assertions) { "debug" } else { "release" },
+            "settings": self.settings,
+            "rows": self.rows.iter().map(row).collect::<Vec<_>>(),
+            "ratios": ratios,
+            "cold_start": self.cold.iter().map(|c| json!({
+                "store": c.store,
+                "ms": c.millis,
+                "peak_rss_kib": c.peak_rss.iter().map(|(n, k)| (n.clone(), json!(k))).collect::<serde_json::Map<_, _>>(),
+            })).collect::<Vec<_>>(),
+            "large_body": self.large.iter().map(|l| json!({
+                "path": l.path,
+                "bytes": LARGE_BODY,
+                "seconds": l.seconds,
+                "median_seconds": median(&l.seconds),
+                "peak_rss_kib": l.peak_rss.iter().map(|(n, k)| (n.clone(), json!(k))).collect::<serde_json::Map<_, _>>(),
+            })).collect::<Vec<_>>(),
+            "scaling": self.scaling.as_ref().map(|(one, two)| json!({"one_thread": row(one), "two_threads": row(two)})),
+        })
+    }
+}

@@ -1,0 +1,86 @@
+//! The benchmark harness works end to end: `lienthong bench compare --quick` starts the
+//! sample provider, the nginx chain, the trust services and both gateways as separate
+//! processes (on SQLite and PostgreSQL), drives them with wrk, and writes its section of
+//! BENCHMARKS.md (keeping the others) and BENCHMARKS.json. No figure is checked against a
+//! threshold: only that every path was measured and every exchange succeeded.
+
+use std::process::Command;
+
+#[test]
+fn quick_compare_measures_every_path_and_writes_its_section() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let markdown = dir.path().join("BENCHMARKS.md");
+    std::fs::write(
+        &markdown,
+        "# Benchmarks\n\n<!-- bench:other:start -->\nkept\n<!-- bench:other:end -->\n",
+    )
+    .expect("write BENCHMARKS.md");
+    let output = Command::new(env!("CARGO_BIN_EXE_lienthong"))
+        .args(["bench", "compare", "--quick", "--seconds", "1", "--write"])
+        .arg(&markdown)
+        .env("LIENTHONG_LOG", "warn")
+        .output()
+        .expect("run lienthong bench compare");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "bench compare failed: {stdout}\n{stderr}"
+    );
+
+    let text = std::fs::read_to_string(&markdown).expect("read BENCHMARKS.md");
+    assert!(
+        text.contains("<!-- bench:other:start -->\nkept\n"),
+        "{text}"
+    );
+    assert!(text.contains("<!-- bench:compare:start -->"), "{text}");
+    assert!(text.contains("| nginx chain: wrk -> nginx -> nginx -> provider | 100 B |"));
+
+    let json: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.path().join("BENCHMARKS.json")).expect("read BENCHMARKS.json"),
+    )
+    .expect("BENCHMARKS.json is JSON");
+    assert!(json["machine"]["nproc"].as_u64().is_some_and(|n| n >= 1));
+    assert!(
+        json["command"]
+            .as_str()
+            .is_some_and(|c| c.contains("bench compare --quick"))
+    );
+    let rows = json["rows"].as_array().expect("rows");
+    for prefix in ["direct", "nginx chain", "lienthong (SQLite)", "lienthong (PostgreSQL)"] {
+        for payload in ["100 B", "10 KB"] {
+            let row = rows
+                .iter()
+                .find(|r| {
+                    r["path"].as_str().is_some_and(|p| p.starts_with(prefix))
+                        && r["payload"] == payload
+                })
+                .unwrap_or_else(|| panic!("no row for {prefix}, {payload}: {json:#}"));
+            assert!(row["requests"].as_u64().is_some_and(|n| n > 0), "{row:#}");
+            assert_eq!(row["errors"], 0, "{row:#}");
+            assert!(
+                row["cpu_seconds_per_1000"]["servers_total"]
+                    .as_f64()
+                    .is_some_and(|s| s > 0.0),
+                "{row:#}"
+            );
+            if prefix.starts_with("lienthong") {
+                for gateway in ["client gateway", "provider gateway"] {
+                    assert!(
+                        row["peak_rss_kib"][gateway].as_u64().is_some_and(|k| k > 0),
+                        "{row:#}"
+                    );
+                }
+            }
+        }
+    }
+    assert_eq!(json["ratios"].as_array().map(Vec::len), Some(4), "{json:#}");
+    assert_eq!(json["cold_start"].as_array().map(Vec::len), Some(2));
+    let large = json["large_body"].as_array().expect("large_body");
+    assert_eq!(large.len(), 3, "direct, SQLite, PostgreSQL");
+    assert!(
+        large
+            .iter()
+            .all(|l| l["median_seconds"].as_f64().is_some_and(|s| s > 0.0))
+    );
+}
