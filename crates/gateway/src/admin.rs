@@ -3,7 +3,11 @@
 //! refused or failed — before its answer leaves.
 //!
 //! A token is accepted when its SHA-256 (hex) is in the configured list or is the id of a
-//! `gw.token` object that is not revoked ([`create_token`] makes one). Errors are JSON
+//! `gw.token` object that is not revoked ([`create_token`] makes one): its holder is the
+//! gateway's owner ([`Caller::Owner`]). A *client token* (a `gw.client-token` object,
+//! [`create_client_token`]) speaks for one client subsystem ([`Caller::Client`]) and opens
+//! only the routes put behind [`protect_for_clients`], which show it only its own data;
+//! elsewhere it is refused with 403. Errors are JSON
 //! `{type, message, detail}`; bodies are limited to 1 MiB (413) and unknown fields are 400.
 //!
 //! More admin routes (message-log export, monitoring, health) join by merging:
@@ -30,6 +34,26 @@ use std::sync::Arc;
 pub const MAX_BODY: usize = 1024 * 1024;
 /// Store kind of admin tokens; id = SHA-256 (hex) of the secret.
 pub const TOKEN_KIND: &str = "gw.token";
+/// Store kind of client tokens; id = SHA-256 (hex) of the secret.
+pub const CLIENT_TOKEN_KIND: &str = "gw.client-token";
+
+/// Who is calling, as authenticated by the guard; in the request's extensions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// The gateway's owner (an admin token).
+    Owner,
+    /// A client subsystem (a client token).
+    Client(SubsystemId),
+}
+
+/// A stored client token.
+#[derive(Debug, Clone, serde::Serialize, Deserialize)]
+struct ClientToken {
+    subsystem: SubsystemId,
+    name: String,
+    created_at: i64,
+    revoked_at: Option<i64>,
+}
 
 /// What the admin handlers share. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -106,6 +130,20 @@ pub fn protect<S: Clone + Send + Sync + 'static>(
         .layer(DefaultBodyLimit::max(MAX_BODY))
 }
 
+/// Like [`protect`], but client tokens are accepted too: handlers must read the
+/// [`Caller`] extension and show a client only its own data.
+pub fn protect_for_clients<S: Clone + Send + Sync + 'static>(
+    routes: Router<S>,
+    state: &AdminState,
+) -> Router<S> {
+    routes
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            client_guard,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+}
+
 /// SHA-256 (hex) of a token: what configuration and store keep instead of the secret.
 pub fn hash_token(token: &str) -> String {
     lienthong_crypto::HashAlgorithm::Sha256
@@ -142,6 +180,63 @@ pub async fn create_token(store: &Store, name: &str, now: i64) -> Result<String,
     Ok(token)
 }
 
+/// Create a stored client token for `subsystem`, named `name`; returns the secret, shown
+/// once.
+pub async fn create_client_token(
+    store: &Store,
+    subsystem: &SubsystemId,
+    name: &str,
+    now: i64,
+) -> Result<String, AdminError> {
+    if name.trim().is_empty() || name.len() > 128 {
+        return Err(AdminError::BadRequest(
+            "token name must be 1 to 128 characters".into(),
+        ));
+    }
+    let mut secret = [0u8; 32];
+    lienthong_crypto::fill_random(&mut secret)
+        .map_err(|e| AdminError::Internal(format!("cannot make a token: {e}")))?;
+    let token = format!(
+        "ltc_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+    );
+    let record = ClientToken {
+        subsystem: subsystem.clone(),
+        name: name.to_owned(),
+        created_at: now,
+        revoked_at: None,
+    };
+    let body = serde_json::to_string(&record).map_err(|e| AdminError::Internal(e.to_string()))?;
+    store
+        .registry()
+        .insert_object(CLIENT_TOKEN_KIND, &hash_token(&token), &body)
+        .await?;
+    Ok(token)
+}
+
+/// Revoke the client token whose SHA-256 (hex) is `sha256`; returns its subsystem.
+pub async fn revoke_client_token(
+    store: &Store,
+    sha256: &str,
+    now: i64,
+) -> Result<SubsystemId, AdminError> {
+    let sha256 = sha256.to_ascii_lowercase();
+    let object = store
+        .registry()
+        .object(CLIENT_TOKEN_KIND, &sha256)
+        .await?
+        .ok_or_else(|| AdminError::NotFound(format!("client token {sha256}")))?;
+    let mut record: ClientToken = serde_json::from_str(&object.body)
+        .map_err(|e| AdminError::Internal(format!("stored token {sha256} is unreadable: {e}")))?;
+    record.revoked_at.get_or_insert(now);
+    let body = serde_json::to_string(&record).map_err(|e| AdminError::Internal(e.to_string()))?;
+    store
+        .registry()
+        .update_object(CLIENT_TOKEN_KIND, &sha256, &body, object.revision)
+        .await?;
+    Ok(record.subsystem)
+}
+
 /// An admin request failed. Shown to the caller as JSON `{type, message, detail}`; our own
 /// failures are logged and shown without detail.
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +248,9 @@ pub enum AdminError {
     /// No or unknown credentials.
     #[error("authentication required: {0}")]
     Unauthorized(String),
+    /// Known credentials that do not allow this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     /// No such object or route.
     #[error("{0} not found")]
     NotFound(String),
@@ -179,6 +277,7 @@ impl AdminError {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -200,6 +299,7 @@ impl AdminError {
         match self.status() {
             StatusCode::BAD_REQUEST => "BadRequest",
             StatusCode::UNAUTHORIZED => "Unauthorized",
+            StatusCode::FORBIDDEN => "Forbidden",
             StatusCode::NOT_FOUND => "NotFound",
             StatusCode::CONFLICT => "Conflict",
             StatusCode::PAYLOAD_TOO_LARGE => "PayloadTooLarge",
@@ -264,8 +364,18 @@ struct AuditTarget(String);
 #[derive(Debug, Clone)]
 struct AuditNote(String);
 
-/// Authenticate, run the handler, and audit the outcome with who, what, on what and how.
+/// Authenticate an owner, run the handler, and audit the outcome with who, what, on what
+/// and how.
 async fn guard(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    guarded(state, request, next, false).await
+}
+
+/// [`guard`], accepting client tokens too.
+async fn client_guard(State(state): State<AdminState>, request: Request, next: Next) -> Response {
+    guarded(state, request, next, true).await
+}
+
+async fn guarded(state: AdminState, mut request: Request, next: Next, clients: bool) -> Response {
     let path = request
         .extensions()
         .get::<OriginalUri>()
@@ -280,7 +390,15 @@ async fn guard(State(state): State<AdminState>, request: Request, next: Next) ->
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim().to_owned());
     let (actor, response) = match authenticate(&state, token.as_deref()).await {
-        Ok(actor) => (actor, next.run(request).await),
+        Ok((actor, Caller::Client(_))) if !clients => (
+            actor,
+            AdminError::Forbidden("a client token opens only its monitoring records".into())
+                .into_response(),
+        ),
+        Ok((actor, caller)) => {
+            request.extensions_mut().insert(caller);
+            (actor, next.run(request).await)
+        }
         Err(error) => ("anonymous".to_owned(), error.into_response()),
     };
     let target = response
@@ -315,27 +433,41 @@ async fn guard(State(state): State<AdminState>, request: Request, next: Next) ->
     response
 }
 
-/// The caller's name for the audit log.
-async fn authenticate(state: &AdminState, token: Option<&str>) -> Result<String, AdminError> {
+/// The caller's name for the audit log, and who it is.
+async fn authenticate(
+    state: &AdminState,
+    token: Option<&str>,
+) -> Result<(String, Caller), AdminError> {
     let token = token
         .filter(|t| !t.is_empty())
         .ok_or_else(|| AdminError::Unauthorized("send Authorization: Bearer TOKEN".into()))?;
     let hash = hash_token(token);
     // Comparing hashes, not secrets: timing can reveal at most a prefix of a hash.
     if state.token_sha256.contains(&hash) {
-        return Ok(format!("configured-token:{}", &hash[..12]));
+        return Ok((format!("configured-token:{}", &hash[..12]), Caller::Owner));
     }
     let unknown = || AdminError::Unauthorized("unknown or revoked token".into());
-    let object = state
-        .store
-        .registry()
-        .object(TOKEN_KIND, &hash)
+    let unreadable = |e: serde_json::Error| {
+        AdminError::Internal(format!("stored token {hash} is unreadable: {e}"))
+    };
+    let registry = state.store.registry();
+    if let Some(object) = registry.object(TOKEN_KIND, &hash).await? {
+        let record: AdminToken = serde_json::from_str(&object.body).map_err(unreadable)?;
+        return match record.revoked_at {
+            None => Ok((record.name, Caller::Owner)),
+            Some(_) => Err(unknown()),
+        };
+    }
+    let object = registry
+        .object(CLIENT_TOKEN_KIND, &hash)
         .await?
         .ok_or_else(unknown)?;
-    let record: AdminToken = serde_json::from_str(&object.body)
-        .map_err(|e| AdminError::Internal(format!("stored token {hash} is unreadable: {e}")))?;
+    let record: ClientToken = serde_json::from_str(&object.body).map_err(unreadable)?;
     match record.revoked_at {
-        None => Ok(record.name),
+        None => Ok((
+            format!("client:{}:{}", record.subsystem, record.name),
+            Caller::Client(record.subsystem),
+        )),
         Some(_) => Err(unknown()),
     }
 }
@@ -348,7 +480,11 @@ fn unix_now() -> i64 {
 }
 
 /// A JSON answer with its audit target.
-fn answer<T: serde::Serialize>(status: StatusCode, target: String, value: T) -> Response {
+pub(crate) fn answer<T: serde::Serialize>(
+    status: StatusCode,
+    target: String,
+    value: T,
+) -> Response {
     let mut response = (status, Json(value)).into_response();
     response.extensions_mut().insert(AuditTarget(target));
     response

@@ -41,7 +41,8 @@ pub async fn handle(
     if request.uri().path() == "/listClients" {
         return list_clients(&gateway, &request).unwrap_or_else(|e| e.into_response(None));
     }
-    match exchange(&gateway, request, &connection, &message_id).await {
+    let exchange = |request| exchange(&gateway, request, &connection, &message_id);
+    match crate::opmon::client(&gateway, &message_id, request, exchange).await {
         Ok(response) => response,
         Err(error) => {
             tracing::info!(message_id, error = %error, "exchange refused");
@@ -225,6 +226,7 @@ async fn exchange(
             ocsp: &ocsp,
             at: unix_now_ms(),
         };
+        crate::opmon::note_peer(&peer.id);
         match gateway.peer_client.request(outgoing).await {
             Ok(response) => {
                 return finish(

@@ -15,6 +15,7 @@
 //! max_body_bytes = 104857600
 //! memory_body_bytes = 262144               # larger bodies are spooled to disk
 //! conf_poll_seconds = 60
+//! opmon_retention_days = 30                # operational-monitoring records are kept this long
 //!
 //! [[member]]                               # members this gateway signs for
 //! id = "VN/GOV/000123"
@@ -69,6 +70,8 @@ pub struct RawConfig {
     memory_body_bytes: usize,
     #[serde(default = "default_poll")]
     conf_poll_seconds: u64,
+    #[serde(default = "default_opmon_retention")]
+    opmon_retention_days: u64,
     #[serde(default, rename = "member")]
     members: Vec<RawMember>,
     #[serde(default, rename = "subsystem")]
@@ -100,6 +103,10 @@ fn default_memory_body() -> usize {
 }
 fn default_poll() -> u64 {
     60
+}
+/// X-Road keeps operational-monitoring records a week by default; a month suits audits.
+fn default_opmon_retention() -> u64 {
+    30
 }
 
 /// A member this gateway signs for.
@@ -136,6 +143,8 @@ pub struct Config {
     pub max_body_bytes: u64,
     pub memory_body_bytes: usize,
     pub conf_poll: Duration,
+    /// Operational-monitoring records older than this are purged.
+    pub opmon_retention: Duration,
     pub members: Vec<MemberConfig>,
     pub subsystems: Vec<SubsystemConfig>,
 }
@@ -168,9 +177,13 @@ impl Config {
             max_body_bytes,
             memory_body_bytes,
             conf_poll_seconds,
+            opmon_retention_days,
             members,
             subsystems,
         } = raw;
+        if opmon_retention_days == 0 || opmon_retention_days > 3650 {
+            return Err("opmon_retention_days must be 1 to 3650".into());
+        }
         if members.is_empty() {
             return Err("at least one [[member]] is required".into());
         }
@@ -218,6 +231,7 @@ impl Config {
             max_body_bytes,
             memory_body_bytes,
             conf_poll: Duration::from_secs(conf_poll_seconds),
+            opmon_retention: Duration::from_secs(opmon_retention_days * 24 * 60 * 60),
             members: members
                 .into_iter()
                 .map(|m| MemberConfig {

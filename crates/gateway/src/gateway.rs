@@ -71,6 +71,7 @@ pub struct Gateway {
     pub(crate) journal: crate::journal::Journal,
     pub(crate) log_signer: Arc<dyn Signer>,
     pub(crate) http: reqwest::Client,
+    pub(crate) opmon: crate::opmon::OpMonitor,
     unhealthy: Mutex<HashMap<ServerId, Instant>>,
 }
 
@@ -185,6 +186,7 @@ impl Gateway {
             spool_dir: Some(config.state_dir.clone()),
         };
         let journal = crate::journal::Journal::spawn(store.clone(), config.server_id.to_string());
+        let opmon = crate::opmon::OpMonitor::spawn(store.clone(), config.opmon_retention);
         let gateway = Arc::new(Self {
             subsystems: config
                 .subsystems
@@ -208,6 +210,7 @@ impl Gateway {
             journal,
             log_signer: keys.auth.clone(),
             http: reqwest::Client::new(),
+            opmon,
             unhealthy: Mutex::new(HashMap::new()),
         });
         gateway.refresh_own_statuses().await;

@@ -48,6 +48,7 @@ impl Journal {
 
     /// Append `record` and wait until it is committed; returns its index in the log.
     pub(crate) async fn record(&self, record: &LogRecord, now: i64) -> Result<u64, XRoadError> {
+        crate::opmon::note_logged(record);
         let failed = |why: String| {
             XRoadError::server_proxy(
                 "InternalError",

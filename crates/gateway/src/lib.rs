@@ -19,6 +19,7 @@ mod journal;
 pub mod message;
 pub mod meta;
 mod ocsp;
+pub mod opmon;
 pub mod peer;
 mod proxy_common;
 mod replay;

@@ -44,7 +44,8 @@ pub async fn run(
         axum::routing::get(crate::evidence::bundle_route),
     );
     let admin_router = crate::admin::router(admin_state.clone())
-        .merge(crate::admin::protect(log_routes, &admin_state).with_state(gateway.clone()));
+        .merge(crate::admin::protect(log_routes, &admin_state).with_state(gateway.clone()))
+        .merge(crate::opmon::routes(gateway.clone(), &admin_state));
     let admin = tokio::spawn({
         let mut stop = stop_rx.clone();
         let listener = listeners.admin;
@@ -178,6 +179,7 @@ pub async fn run(
     {
         tracing::warn!("some exchanges did not finish within 30 s");
     }
+    let _ = tokio::time::timeout(Duration::from_secs(10), crate::opmon::flush(&gateway)).await;
     Ok(())
 }
 

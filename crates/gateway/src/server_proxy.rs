@@ -33,11 +33,13 @@ pub async fn handle(
     peer: Arc<Peer>,
     request: Request<Incoming>,
 ) -> Response<GatewayBody> {
-    let message_id = last_header(request.headers(), H_REQUEST)
+    let described = last_header(request.headers(), H_REQUEST)
         .and_then(|h| STANDARD.decode(h).ok())
-        .and_then(|bytes| RequestHeader::decode(&bytes).ok())
-        .map(|h| h.message_id);
-    match serve(&gateway, &peer, request).await {
+        .and_then(|bytes| RequestHeader::decode(&bytes).ok());
+    let message_id = described.as_ref().map(|h| h.message_id.clone());
+    let serve = |request| serve(&gateway, &peer, request);
+    let served = crate::opmon::producer(&gateway, &peer.server, described.as_ref(), request, serve);
+    match served.await {
         Ok(response) => response,
         Err(error) => {
             tracing::info!(peer = %peer.server, message_id = ?message_id, error = %error, "refused a request from a peer gateway");
