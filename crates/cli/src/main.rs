@@ -19,8 +19,9 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "lienthong", version, about)]
 struct Cli {
-    /// Log format on standard error.
-    #[arg(long, global = true, value_enum, default_value = "text")]
+    /// Log format on standard error: `auto` is text on a terminal and JSON lines otherwise
+    /// (under systemd, in a container); JSON lines carry the exchange's span (message id).
+    #[arg(long, global = true, value_enum, default_value = "auto")]
     log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
@@ -28,6 +29,7 @@ struct Cli {
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum LogFormat {
+    Auto,
     Text,
     Json,
 }
@@ -107,13 +109,16 @@ fn main() -> std::process::ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("LIENTHONG_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+        .with_ansi(terminal);
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Auto if terminal => builder.init(),
+        // Each line names its span and the spans around it: an exchange's carry its message id.
+        LogFormat::Json | LogFormat::Auto => builder.json().init(),
     }
 }
 

@@ -9,6 +9,7 @@ use crate::body::{GatewayBody, collect};
 use crate::config::Connection;
 use crate::gateway::{Gateway, unix_now, unix_now_ms};
 use crate::message::{RequestHeader, ResponseHeader, digest};
+use crate::metrics::{Side, Stage};
 use crate::proxy_common::*;
 use crate::trust::{TrustView, tls_name};
 use base64::Engine as _;
@@ -19,6 +20,7 @@ use hyper::{Request, Response};
 use lienthong_model::ClientId;
 use lienthong_pki::{CertificateInfo, FederationIdentity, VerifiedStatus};
 use std::sync::Arc;
+use tracing::Instrument as _;
 
 /// How the local client reached us.
 #[derive(Debug, Clone, Default)]
@@ -41,14 +43,20 @@ pub async fn handle(
     if request.uri().path() == "/listClients" {
         return list_clients(&gateway, &request).unwrap_or_else(|e| e.into_response(None));
     }
-    let exchange = |request| exchange(&gateway, request, &connection, &message_id);
-    match crate::opmon::client(&gateway, &message_id, request, exchange).await {
-        Ok(response) => response,
-        Err(error) => {
-            tracing::info!(message_id, error = %error, "exchange refused");
-            error.into_response(Some(&message_id))
+    let (client, service) = crate::metrics::request_labels(&request);
+    let counted = gateway.metrics.begin(Side::Client, client, service);
+    let span = tracing::info_span!("exchange", side = "client", message_id = %message_id);
+    let response = async {
+        let exchange = |request| exchange(&gateway, request, &connection, &message_id);
+        match crate::opmon::client(&gateway, &message_id, request, exchange).await {
+            Ok(response) => response,
+            Err(error) => {
+                tracing::info!(message_id, error = %error, "exchange refused");
+                error.into_response(Some(&message_id))
+            }
         }
-    }
+    };
+    counted.finish(response.instrument(span).await)
 }
 
 fn list_clients(
@@ -85,6 +93,7 @@ async fn exchange(
     connection: &LocalConnection,
     message_id: &str,
 ) -> Result<Response<GatewayBody>, XRoadError> {
+    gateway.ops.accepting(Side::Client)?;
     let time_in = unix_now_ms();
     let (parts, body) = request.into_parts();
     let path = parse_r1(parts.uri.path())?;
@@ -121,7 +130,10 @@ async fn exchange(
         )
     })?;
 
-    let collected = collect(body, &gateway.limits).await.map_err(|e| match e {
+    let collected = gateway
+        .metrics
+        .time(Stage::ClientBodyRead, collect(body, &gateway.limits));
+    let collected = collected.await.map_err(|e| match e {
         crate::body::BodyError::TooLarge { .. } => {
             XRoadError::client("InvalidRequest", e.to_string())
         }
@@ -154,9 +166,9 @@ async fn exchange(
         .encode()
         .map_err(|e| XRoadError::client("InvalidRequest", e.to_string()))?;
     let request_hash = digest(&encoded);
-    let signature = member
-        .signer
-        .sign(request_hash)
+    let signature = gateway
+        .metrics
+        .time(Stage::ClientSigning, member.signer.sign(request_hash))
         .await
         .map_err(|e| XRoadError::client_proxy("CannotCreateSignature", e.to_string()))?
         .to_text();
@@ -227,7 +239,8 @@ async fn exchange(
             at: unix_now_ms(),
         };
         crate::opmon::note_peer(&peer.id);
-        match gateway.peer_client.request(outgoing).await {
+        let answer = gateway.peer_client.request(outgoing);
+        match gateway.metrics.time(Stage::Peer, answer).await {
             Ok(response) => {
                 return finish(
                     gateway,
@@ -416,9 +429,10 @@ async fn finish(
         status: header.status,
         body: lienthong_ledger::BodyEvidence::DigestOnly,
     };
+    let committed = gateway.journal.record(&record, unix_now());
     gateway
-        .journal
-        .record(&record, unix_now())
+        .metrics
+        .time(Stage::ClientLogCommit, committed)
         .await
         .map_err(|e| XRoadError::client_proxy("InternalError", e.message))?;
     strip_headers(&mut parts.headers);

@@ -72,6 +72,8 @@ pub struct Gateway {
     pub(crate) log_signer: Arc<dyn Signer>,
     pub(crate) http: reqwest::Client,
     pub(crate) opmon: crate::opmon::OpMonitor,
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    pub(crate) ops: crate::health::OpsState,
     unhealthy: Mutex<HashMap<ServerId, Instant>>,
 }
 
@@ -185,7 +187,12 @@ impl Gateway {
             memory_bytes: config.memory_body_bytes,
             spool_dir: Some(config.state_dir.clone()),
         };
-        let journal = crate::journal::Journal::spawn(store.clone(), config.server_id.to_string());
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        let journal = crate::journal::Journal::spawn(
+            store.clone(),
+            config.server_id.to_string(),
+            metrics.clone(),
+        );
         let opmon = crate::opmon::OpMonitor::spawn(store.clone(), config.opmon_retention);
         let gateway = Arc::new(Self {
             subsystems: config
@@ -211,6 +218,8 @@ impl Gateway {
             log_signer: keys.auth.clone(),
             http: reqwest::Client::new(),
             opmon,
+            metrics,
+            ops: crate::health::OpsState::default(),
             unhealthy: Mutex::new(HashMap::new()),
         });
         gateway.refresh_own_statuses().await;

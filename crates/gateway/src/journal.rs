@@ -4,8 +4,12 @@
 //! transaction (group commit), so durability costs one fsync per batch, not per message.
 
 use crate::XRoadError;
+use crate::metrics::Metrics;
 use lienthong_ledger::LogRecord;
 use lienthong_store::{NewLedgerEntry, Store};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// Records committed at most per transaction.
@@ -17,17 +21,20 @@ type Reply = oneshot::Sender<Result<u64, String>>;
 #[derive(Debug, Clone)]
 pub(crate) struct Journal {
     queue: mpsc::Sender<(NewLedgerEntry, Reply)>,
+    /// Records handed in and not yet answered (queued or being committed).
+    pending: Arc<AtomicUsize>,
 }
 
 impl Journal {
     /// Start the writer for the log `log_id` in `store`.
-    pub(crate) fn spawn(store: Store, log_id: String) -> Self {
+    pub(crate) fn spawn(store: Store, log_id: String, metrics: Arc<Metrics>) -> Self {
         let (queue, mut incoming) = mpsc::channel::<(NewLedgerEntry, Reply)>(4 * MAX_BATCH);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
             while incoming.recv_many(&mut batch, MAX_BATCH).await > 0 {
                 let (entries, replies): (Vec<_>, Vec<_>) =
                     std::mem::take(&mut batch).into_iter().unzip();
+                metrics.log_batch(entries.len());
                 match store.ledger().append(&log_id, &entries).await {
                     Ok(first) => {
                         for (offset, reply) in replies.into_iter().enumerate() {
@@ -43,7 +50,28 @@ impl Journal {
                 }
             }
         });
-        Self { queue }
+        Self {
+            queue,
+            pending: Arc::default(),
+        }
+    }
+
+    /// Records waiting for their commit.
+    pub(crate) fn pending(&self) -> usize {
+        self.pending.load(Ordering::SeqCst)
+    }
+
+    /// Wait (at most `limit`) until every record handed in so far is committed or failed;
+    /// `false` if some were still pending.
+    pub(crate) async fn flush(&self, limit: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + limit;
+        while self.pending() > 0 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        true
     }
 
     /// Append `record` and wait until it is committed; returns its index in the log.
@@ -62,6 +90,7 @@ impl Journal {
             recorded_at: now,
         };
         let (reply, committed) = oneshot::channel();
+        let _pending = Pending::enter(&self.pending);
         self.queue
             .send((entry, reply))
             .await
@@ -70,5 +99,21 @@ impl Journal {
             .await
             .map_err(|_| failed("the log writer has stopped".into()))?
             .map_err(failed)
+    }
+}
+
+/// Counts a record as pending until dropped (answered, failed or abandoned).
+struct Pending<'a>(&'a AtomicUsize);
+
+impl<'a> Pending<'a> {
+    fn enter(counter: &'a AtomicUsize) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter)
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }

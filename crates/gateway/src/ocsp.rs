@@ -17,6 +17,7 @@ struct Entry {
     der: Arc<Vec<u8>>,
     status: VerifiedStatus,
     this_update: i64,
+    fetched_at: i64,
 }
 
 /// Fetched and verified OCSP responses, by certificate hash; and verified staples, by
@@ -121,6 +122,7 @@ impl OcspCache {
                                 der: der.clone(),
                                 status,
                                 this_update,
+                                fetched_at: now,
                             },
                         );
                     }
@@ -136,6 +138,13 @@ impl OcspCache {
                 certificate.serial_hex()
             ),
         ))
+    }
+
+    /// `(thisUpdate, fetched at)` of the response last fetched for `certificate`.
+    pub(crate) fn held(&self, certificate: &CertificateInfo) -> Option<(i64, i64)> {
+        let key = digest(&certificate.der);
+        let fetched = self.fetched.lock().ok()?;
+        fetched.get(&key).map(|e| (e.this_update, e.fetched_at))
     }
 
     /// Check a stapled response; verified staples are remembered (until they go stale).

@@ -30,6 +30,7 @@ impl Gateway {
             && latest.size == size
             && latest.tsa_token.is_some()
         {
+            self.metrics.timestamped(unix_now()); // every record is covered: as fresh
             return Ok(SealOutcome::Unchanged { size });
         }
         let leaves = ledger
@@ -119,7 +120,10 @@ impl Gateway {
                 .map_err(|e| e.to_string())
             });
             match checked {
-                Ok(token) => return Ok(token),
+                Ok(token) => {
+                    self.metrics.timestamped(unix_now());
+                    return Ok(token);
+                }
                 Err(reason) => last = format!("{}: {reason}", tsa.url),
             }
         }

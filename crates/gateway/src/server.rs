@@ -1,6 +1,7 @@
 //! The gateway's listeners: local clients (HTTP, and HTTPS when configured), peer gateways
-//! (mutual TLS), and the admin API. `run` serves until shutdown, then stops accepting and
-//! lets in-flight exchanges finish.
+//! (mutual TLS), and the admin API (with the health probes and metrics, see
+//! [`crate::health`]). `run` serves until shutdown, then drains: it stops accepting, lets
+//! in-flight exchanges finish, flushes the message log, seals it once more, and returns.
 
 use crate::client_proxy::{self, LocalConnection};
 use crate::gateway::{Gateway, unix_now};
@@ -25,8 +26,14 @@ pub struct Listeners {
     pub admin: TcpListener,
 }
 
+/// In-flight exchanges get this long to finish after shutdown is requested.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+/// The message log's last commits and seal get this long each.
+const FLUSH_GRACE: Duration = Duration::from_secs(10);
+
 /// Serve until `shutdown` resolves; then stop accepting, finish in-flight exchanges (for
-/// at most 30 s) and return.
+/// at most [`SHUTDOWN_GRACE`]), wait for the message log's last commits, seal the log, and
+/// return. `/health` answers 503 `draining` meanwhile.
 pub async fn run(
     gateway: Arc<Gateway>,
     listeners: Listeners,
@@ -45,9 +52,12 @@ pub async fn run(
     );
     let admin_router = crate::admin::router(admin_state.clone())
         .merge(crate::admin::protect(log_routes, &admin_state).with_state(gateway.clone()))
-        .merge(crate::opmon::routes(gateway.clone(), &admin_state));
+        .merge(crate::opmon::routes(gateway.clone(), &admin_state))
+        .merge(crate::health::routes(gateway.clone(), &admin_state));
+    // The admin listener (probes, metrics) stays up until the drain is over.
+    let (admin_stop_tx, admin_stop_rx) = tokio::sync::watch::channel(false);
     let admin = tokio::spawn({
-        let mut stop = stop_rx.clone();
+        let mut stop = admin_stop_rx;
         let listener = listeners.admin;
         async move {
             let _ = axum::serve(listener, admin_router)
@@ -166,20 +176,37 @@ pub async fn run(
         _ = crate::gateway::stopped(&mut stop) => {}
     }
     tracing::info!("stopping: no new connections; finishing in-flight exchanges");
+    gateway.ops.set_draining(true);
     let _ = stop_tx.send(true);
     let _ = tokio::join!(client_loop, peer_loop);
     if let Some(handle) = client_tls_loop {
         let _ = handle.await;
     }
-    let _ = admin.await;
     let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
-    if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown())
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await
         .is_err()
     {
-        tracing::warn!("some exchanges did not finish within 30 s");
+        tracing::warn!(
+            "some exchanges did not finish within {} s",
+            SHUTDOWN_GRACE.as_secs()
+        );
     }
-    let _ = tokio::time::timeout(Duration::from_secs(10), crate::opmon::flush(&gateway)).await;
+    if !gateway.journal.flush(FLUSH_GRACE).await {
+        tracing::error!(
+            pending = gateway.journal.pending(),
+            "message log records still uncommitted at shutdown"
+        );
+    }
+    let _ = tokio::time::timeout(FLUSH_GRACE, crate::opmon::flush(&gateway)).await;
+    match tokio::time::timeout(FLUSH_GRACE, gateway.seal_log()).await {
+        Ok(Ok(outcome)) => tracing::info!(?outcome, "message log sealed at shutdown"),
+        Ok(Err(error)) => tracing::warn!(%error, "cannot seal the message log at shutdown"),
+        Err(_) => tracing::warn!("sealing the message log at shutdown timed out"),
+    }
+    let _ = admin_stop_tx.send(true);
+    let _ = admin.await;
+    tracing::info!("stopped");
     Ok(())
 }
 

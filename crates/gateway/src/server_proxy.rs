@@ -9,6 +9,7 @@ use crate::body::{GatewayBody, collect};
 use crate::client_proxy::check_certificate;
 use crate::gateway::{Gateway, unix_now, unix_now_ms};
 use crate::message::{RequestHeader, ResponseHeader, digest};
+use crate::metrics::{Side, Stage};
 use crate::proxy_common::*;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
@@ -19,6 +20,7 @@ use lienthong_model::{ClientId, ServerId};
 use lienthong_pki::{CertificateInfo, FederationIdentity};
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument as _;
 
 /// The authenticated peer of a connection.
 #[derive(Debug, Clone)]
@@ -37,15 +39,22 @@ pub async fn handle(
         .and_then(|h| STANDARD.decode(h).ok())
         .and_then(|bytes| RequestHeader::decode(&bytes).ok());
     let message_id = described.as_ref().map(|h| h.message_id.clone());
-    let serve = |request| serve(&gateway, &peer, request);
-    let served = crate::opmon::producer(&gateway, &peer.server, described.as_ref(), request, serve);
-    match served.await {
-        Ok(response) => response,
-        Err(error) => {
-            tracing::info!(peer = %peer.server, message_id = ?message_id, error = %error, "refused a request from a peer gateway");
-            error.into_response(message_id.as_deref())
+    let (client, service) = crate::metrics::described_labels(described.as_ref());
+    let counted = gateway.metrics.begin(Side::Provider, client, service);
+    let span = tracing::info_span!("exchange", side = "provider", message_id = message_id.as_deref().unwrap_or("-"), peer = %peer.server);
+    let response = async {
+        let serve = |request| serve(&gateway, &peer, request);
+        let served =
+            crate::opmon::producer(&gateway, &peer.server, described.as_ref(), request, serve);
+        match served.await {
+            Ok(response) => response,
+            Err(error) => {
+                tracing::info!(peer = %peer.server, message_id = ?message_id, error = %error, "refused a request from a peer gateway");
+                error.into_response(message_id.as_deref())
+            }
         }
-    }
+    };
+    counted.finish(response.instrument(span).await)
 }
 
 async fn serve(
@@ -53,6 +62,7 @@ async fn serve(
     peer: &Peer,
     request: Request<Incoming>,
 ) -> Result<Response<GatewayBody>, XRoadError> {
+    gateway.ops.accepting(Side::Provider)?;
     let conf = gateway
         .conf
         .usable(unix_now())
@@ -185,9 +195,10 @@ async fn serve(
     };
 
     // 7. The body must be the one that was signed, before anything is forwarded.
-    let collected = collect(body, &gateway.limits)
-        .await
-        .map_err(|e| invalid(e.to_string()))?;
+    let collected = gateway
+        .metrics
+        .time(Stage::ProviderBodyRead, collect(body, &gateway.limits));
+    let collected = collected.await.map_err(|e| invalid(e.to_string()))?;
     if collected.sha256 != header.body_sha256 || collected.length != header.body_length {
         return Err(signature_error(
             "the body does not match the signed digest".into(),
@@ -264,7 +275,10 @@ async fn serve(
             let timeout = Duration::from_millis(service.timeout_ms.max(1));
             let backend = gateway.backends.for_settings(&service.backend_tls)?;
             backend_times.0 = Some(unix_now_ms());
-            let answer = tokio::time::timeout(timeout, backend.request(forward))
+            let call = gateway
+                .metrics
+                .time(Stage::ProviderCall, backend.request(forward));
+            let answer = tokio::time::timeout(timeout, call)
                 .await
                 .map_err(|_| {
                     XRoadError::server_proxy(
@@ -307,9 +321,12 @@ async fn serve(
     let encoded_response = response_header
         .encode()
         .map_err(|e| XRoadError::server_proxy("InternalError", e.to_string()))?;
-    let response_signature = provider_key
-        .signer
-        .sign(digest(&encoded_response))
+    let response_signature = gateway
+        .metrics
+        .time(
+            Stage::ProviderSigning,
+            provider_key.signer.sign(digest(&encoded_response)),
+        )
         .await
         .map_err(|e| XRoadError::server_proxy("CannotCreateSignature", e.to_string()))?;
     let ocsp = provider_key
@@ -347,7 +364,11 @@ async fn serve(
         status: status.as_u16(),
         body: lienthong_ledger::BodyEvidence::DigestOnly,
     };
-    gateway.journal.record(&record, unix_now()).await?;
+    let committed = gateway.journal.record(&record, unix_now());
+    gateway
+        .metrics
+        .time(Stage::ProviderLogCommit, committed)
+        .await?;
     response_headers.insert(
         H_RESPONSE,
         header_value(&STANDARD.encode(&encoded_response)),
