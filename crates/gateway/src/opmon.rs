@@ -550,6 +550,45 @@ mod tests {
     }
 
     #[test]
+    fn a_full_queue_drops_and_counts_instead_of_waiting() {
+        let (queue, _writer_busy) = mpsc::channel(2);
+        let monitor = OpMonitor {
+            queue,
+            dropped: Arc::new(AtomicU64::new(0)),
+            retention: Duration::from_secs(1),
+        };
+        let record = OpRecord {
+            server_id: "VN/GOV/000101/gw1".into(),
+            side: "client".into(),
+            message_id: "m".into(),
+            client: String::new(),
+            service: String::new(),
+            client_server: None,
+            service_server: None,
+            user_id: String::new(),
+            issue: String::new(),
+            represented_party: String::new(),
+            service_type: "REST".into(),
+            method: "GET".into(),
+            path: "/".into(),
+            request_in: 0,
+            request_out: None,
+            response_in: None,
+            response_out: 0,
+            request_size: None,
+            response_size: None,
+            status: None,
+            succeeded: true,
+            fault_code: None,
+            fault_string: None,
+        };
+        for _ in 0..5 {
+            monitor.submit(record.clone());
+        }
+        assert_eq!(monitor.dropped(), 3, "two queued, three dropped");
+    }
+
+    #[test]
     fn paths_and_service_types() {
         assert_eq!(
             r1_parts("/r1/VN/GOV/000202/reg/persons/1"),
