@@ -7,7 +7,10 @@ use lienthong_model::conf::Gateway;
 use lienthong_model::{ClientId, ServerId, SubsystemId};
 use lienthong_pki::CertificateInfo;
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
+
+/// Certificates whose issuer signature was checked, remembered per configuration version.
+const ISSUER_CACHE_CAPACITY: usize = 4096;
 
 /// An approved CA, parsed.
 #[derive(Debug, Clone)]
@@ -25,6 +28,11 @@ pub struct TrustView {
     by_auth_hash: HashMap<String, usize>,
     /// TLS name label -> gateway.
     by_label: HashMap<String, usize>,
+    /// SHA-256 of a certificate's DER -> index of the approved CA whose signature on it
+    /// verified. Signers' certificates arrive with every message; checking the CA's
+    /// signature once per configuration version instead of once per message removes an
+    /// ECDSA verification from each side of every exchange.
+    verified_issuers: RwLock<HashMap<[u8; 32], usize>>,
 }
 
 impl TrustView {
@@ -62,6 +70,7 @@ impl TrustView {
             cas,
             by_auth_hash,
             by_label,
+            verified_issuers: RwLock::new(HashMap::new()),
         }
     }
 
@@ -82,11 +91,25 @@ impl TrustView {
 
     /// The approved CA that issued `certificate` (signature checked), if any.
     pub fn issuer_of(&self, certificate: &CertificateInfo) -> Option<&TrustedCa> {
-        self.cas.iter().find(|ca| {
+        let key = lienthong_crypto::HashAlgorithm::Sha256
+            .digest(&certificate.der)
+            .try_into()
+            .ok()?;
+        if let Some(&index) = self.verified_issuers.read().ok()?.get(&key) {
+            return self.cas.get(index);
+        }
+        let index = self.cas.iter().position(|ca| {
             certificate
                 .verify_signed_by(&ca.certificate.public_key)
                 .is_ok()
-        })
+        })?;
+        if let Ok(mut verified) = self.verified_issuers.write() {
+            if verified.len() >= ISSUER_CACHE_CAPACITY {
+                verified.clear();
+            }
+            verified.insert(key, index);
+        }
+        self.cas.get(index)
     }
 
     /// Gateways that serve `provider` (directly or as its member), in configuration order.

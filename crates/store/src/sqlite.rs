@@ -15,13 +15,44 @@ pub(crate) struct SqliteBackend {
 
 impl SqliteBackend {
     pub(crate) async fn open(path: &Path) -> Result<Self, StoreError> {
+        // Two processes (or two handles) opening a brand-new file at the same instant can
+        // collide while one switches it to WAL: SQLite reports "database is locked" there
+        // without consulting the busy handler. The switch is quick and happens once per
+        // file, so a few short retries settle it.
+        let mut attempt = 0;
+        loop {
+            match Self::try_open(path).await {
+                Err(StoreError::Open { source, .. })
+                    if attempt < OPEN_RETRIES && is_locked(&source) =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+                }
+                Err(StoreError::Migration { source, .. })
+                    if attempt < OPEN_RETRIES && is_locked(&source) =>
+                {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(20 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn try_open(path: &Path) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
+            .foreign_keys(true)
+            // Reads of the log (leaf hashes for sealing and proofs) come from the page
+            // cache or the mapped file instead of read(2) calls; a connection's cache is
+            // invalidated whenever another one commits, so a mapped file is what keeps
+            // the group-commit writer from re-reading its pages.
+            .pragma("mmap_size", "268435456")
+            .pragma("cache_size", "-16384");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -33,6 +64,16 @@ impl SqliteBackend {
         crate::migrate::run_migrations!(&pool, crate::migrate::SQLITE, "BEGIN IMMEDIATE").await?;
         Ok(Self { pool })
     }
+}
+
+/// Attempts at opening a new file that another opener is switching to WAL.
+const OPEN_RETRIES: u64 = 10;
+
+fn is_locked(error: &sqlx::Error) -> bool {
+    error
+        .as_database_error()
+        .is_some_and(|e| e.message().contains("locked"))
+        || error.to_string().contains("locked")
 }
 
 crate::queries::impl_stores!(SqliteBackend, sqlx::sqlite::SqliteRow, "BEGIN IMMEDIATE");

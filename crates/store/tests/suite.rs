@@ -338,9 +338,7 @@ for_both_backends! {
         counters_survive_reopening,
         two_nodes_never_share_a_value,
         migrations_are_idempotent,
+        racing_first_opens_both_succeed,
     ],
-    // Not yet reliable on SQLite: two connections opening a brand-new file at the same
-    // instant can fail with "database is locked" while switching it to WAL (before the
-    // busy timeout applies). The embedded store serves one process; see the closing note.
-    postgres_only: [racing_first_opens_both_succeed],
+    postgres_only: [],
 }
