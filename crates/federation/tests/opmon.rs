@@ -258,6 +258,21 @@ async fn owners_see_all_records_clients_only_their_own() {
         401
     );
 
+    // Nothing was lost, and /metrics says so.
+    let metrics = http
+        .get(format!("{admin}/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("\nlienthong_gateway_opmon_dropped_total 0\n")
+            && metrics.contains("\nlienthong_gateway_opmon_queue_depth 0\n"),
+        "{metrics}"
+    );
+
     // Retention (30 days by default): nothing is old yet; a month on, everything is.
     let client_gateway = &federation.gateways[0];
     let now = now_ms();

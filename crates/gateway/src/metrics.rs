@@ -499,6 +499,29 @@ pub(crate) fn render(gateway: &Gateway, now: i64) -> String {
         "lienthong_gateway_draining {}",
         u8::from(gateway.ops.draining())
     );
+
+    header(
+        &mut out,
+        "lienthong_gateway_opmon_queue_depth",
+        "gauge",
+        "Operational-monitoring records waiting for the writer.",
+    );
+    let _ = writeln!(
+        out,
+        "lienthong_gateway_opmon_queue_depth {}",
+        gateway.opmon.queued()
+    );
+    header(
+        &mut out,
+        "lienthong_gateway_opmon_dropped_total",
+        "counter",
+        "Operational-monitoring records lost: the queue was full, or the store failed.",
+    );
+    let _ = writeln!(
+        out,
+        "lienthong_gateway_opmon_dropped_total {}",
+        gateway.opmon.dropped()
+    );
     out
 }
 

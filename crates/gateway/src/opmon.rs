@@ -118,6 +118,11 @@ impl OpMonitor {
         self.dropped.load(Ordering::Relaxed)
     }
 
+    /// Records waiting for the writer.
+    pub(crate) fn queued(&self) -> usize {
+        self.queue.max_capacity() - self.queue.capacity()
+    }
+
     /// Queue `record` without waiting.
     fn submit(&self, record: OpRecord) {
         if self
@@ -586,6 +591,7 @@ mod tests {
             monitor.submit(record.clone());
         }
         assert_eq!(monitor.dropped(), 3, "two queued, three dropped");
+        assert_eq!(monitor.queued(), 2);
     }
 
     #[test]
