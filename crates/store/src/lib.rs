@@ -11,13 +11,17 @@ mod pki;
 mod postgres;
 mod queries;
 mod registry;
+mod replay;
 mod sqlite;
 
 pub use error::StoreError;
-pub use ledger::{LedgerStore, NewLedgerEntry, StoredHead};
+pub use ledger::{
+    LedgerBodies, LedgerStore, NewLedgerEntry, PrunedPrefix, StoredArchive, StoredHead,
+};
 pub use opmon::{OpMonitorStore, OpQuery, OpRecord, StoredOpRecord};
 pub use pki::{CertificateRecord, PkiStore, Revocation, RevokeOutcome};
 pub use registry::{AuditEntry, ConfVersion, NewAuditEntry, RegistryStore, StoredObject};
+pub use replay::ReplayStore;
 
 use std::sync::Arc;
 
@@ -25,11 +29,20 @@ use std::sync::Arc;
 #[derive(Clone, Debug)]
 pub struct Store {
     backend: Arc<dyn Backend>,
+    /// A database server (several processes may share it), not an embedded file.
+    shared: bool,
 }
 
 /// All storage traits together; implemented by each backend.
 pub(crate) trait Backend:
-    PkiStore + RegistryStore + LedgerStore + OpMonitorStore + std::fmt::Debug + Send + Sync
+    PkiStore
+    + RegistryStore
+    + LedgerStore
+    + OpMonitorStore
+    + ReplayStore
+    + std::fmt::Debug
+    + Send
+    + Sync
 {
 }
 
@@ -39,14 +52,14 @@ impl Store {
     /// `sqlite://PATH` (or a bare path) opens an embedded database file;
     /// `postgres://` / `postgresql://` connects to PostgreSQL.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
-        let backend: Arc<dyn Backend> =
-            if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-                Arc::new(postgres::PgBackend::connect(url).await?)
-            } else {
-                let path = url.strip_prefix("sqlite://").unwrap_or(url);
-                Arc::new(sqlite::SqliteBackend::open(std::path::Path::new(path)).await?)
-            };
-        Ok(Self { backend })
+        let shared = url.starts_with("postgres://") || url.starts_with("postgresql://");
+        let backend: Arc<dyn Backend> = if shared {
+            Arc::new(postgres::PgBackend::connect(url).await?)
+        } else {
+            let path = url.strip_prefix("sqlite://").unwrap_or(url);
+            Arc::new(sqlite::SqliteBackend::open(std::path::Path::new(path)).await?)
+        };
+        Ok(Self { backend, shared })
     }
 
     /// The PKI state.
@@ -67,5 +80,15 @@ impl Store {
     /// The gateways' operational-monitoring records.
     pub fn opmon(&self) -> &dyn OpMonitorStore {
         self.backend.as_ref()
+    }
+
+    /// The replay memory shared by a gateway cluster's nodes.
+    pub fn replay(&self) -> &dyn ReplayStore {
+        self.backend.as_ref()
+    }
+
+    /// Is this a server database that several processes (nodes) may share?
+    pub fn is_shared(&self) -> bool {
+        self.shared
     }
 }

@@ -8,13 +8,31 @@ pub(crate) const SQLITE: &[Migration] = &[
     (1, include_str!("../migrations/sqlite/0001_pki.sql")),
     (2, include_str!("../migrations/sqlite/0002_registry.sql")),
     (3, include_str!("../migrations/sqlite/0003_ledger.sql")),
+    (
+        4,
+        include_str!("../migrations/sqlite/0004_ledger_archives.sql"),
+    ),
     (5, include_str!("../migrations/sqlite/0005_opmon.sql")),
+    (
+        6,
+        include_str!("../migrations/sqlite/0006_ledger_bodies.sql"),
+    ),
+    (7, include_str!("../migrations/sqlite/0007_replay.sql")),
 ];
 pub(crate) const POSTGRES: &[Migration] = &[
     (1, include_str!("../migrations/postgres/0001_pki.sql")),
     (2, include_str!("../migrations/postgres/0002_registry.sql")),
     (3, include_str!("../migrations/postgres/0003_ledger.sql")),
+    (
+        4,
+        include_str!("../migrations/postgres/0004_ledger_archives.sql"),
+    ),
     (5, include_str!("../migrations/postgres/0005_opmon.sql")),
+    (
+        6,
+        include_str!("../migrations/postgres/0006_ledger_bodies.sql"),
+    ),
+    (7, include_str!("../migrations/postgres/0007_replay.sql")),
 ];
 
 /// Apply `migrations` to `$pool` (a sqlx pool of any backend), opening each transaction

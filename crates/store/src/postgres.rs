@@ -53,3 +53,4 @@ fn redact(url: &str) -> String {
 
 crate::queries::impl_stores!(PgBackend, sqlx::postgres::PgRow, "BEGIN");
 crate::opmon::impl_opmon_store!(PgBackend, sqlx::postgres::PgRow);
+crate::replay::impl_replay_store!(PgBackend);

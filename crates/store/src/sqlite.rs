@@ -78,3 +78,4 @@ fn is_locked(error: &sqlx::Error) -> bool {
 
 crate::queries::impl_stores!(SqliteBackend, sqlx::sqlite::SqliteRow, "BEGIN IMMEDIATE");
 crate::opmon::impl_opmon_store!(SqliteBackend, sqlx::sqlite::SqliteRow);
+crate::replay::impl_replay_store!(SqliteBackend);

@@ -231,6 +231,73 @@ async fn migrations_are_idempotent(database: &Database) {
     );
 }
 
+/// The replay memory: each key is new once, whoever asks; old keys are forgotten.
+async fn replay_memory_accepts_each_key_once(store: &Store) {
+    let replay = store.replay();
+    let (a, b, c) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+    assert_eq!(
+        replay
+            .remember_messages(&[(a, 1_000), (b, 2_000), (a, 1_000)])
+            .await
+            .expect("remember"),
+        [true, true, false]
+    );
+    assert_eq!(
+        replay
+            .remember_messages(&[(b, 2_000), (c, 3_000)])
+            .await
+            .expect("remember"),
+        [false, true]
+    );
+    assert_eq!(
+        replay.forget_messages_before(2_500).await.expect("forget"),
+        2
+    );
+    assert_eq!(
+        replay
+            .remember_messages(&[(a, 9_000)])
+            .await
+            .expect("remember"),
+        [true]
+    );
+    assert!(
+        replay
+            .remember_messages(&[])
+            .await
+            .expect("empty")
+            .is_empty()
+    );
+}
+
+/// Two nodes racing to accept the same messages: each message is accepted exactly once.
+async fn two_nodes_share_replay_memory(database: &Database) {
+    let nodes = [database.open().await, database.open().await];
+    let keys: Vec<[u8; 32]> = (0u8..40).map(|i| [i; 32]).collect();
+    let mut tasks = JoinSet::new();
+    for node in nodes.iter().cycle().take(4) {
+        let node = node.clone();
+        let keys = keys.clone();
+        tasks.spawn(async move {
+            let mut accepted = 0;
+            for chunk in keys.chunks(5) {
+                let batch: Vec<_> = chunk.iter().map(|k| (*k, 1_000)).collect();
+                let fresh = node
+                    .replay()
+                    .remember_messages(&batch)
+                    .await
+                    .expect("remember");
+                accepted += fresh.iter().filter(|f| **f).count();
+            }
+            accepted
+        });
+    }
+    let mut total = 0;
+    while let Some(accepted) = tasks.join_next().await {
+        total += accepted.expect("task");
+    }
+    assert_eq!(total, keys.len(), "every message accepted exactly once");
+}
+
 /// Nodes of a cluster start together against a database nobody has migrated yet.
 async fn racing_first_opens_both_succeed(database: &Database) {
     let mut opens = JoinSet::new();
@@ -333,12 +400,14 @@ for_both_backends! {
         counters_hand_out_consecutive_ranges,
         concurrent_reservations_never_overlap,
         settings_are_upserted,
+        replay_memory_accepts_each_key_once,
     ],
     databases: [
         counters_survive_reopening,
         two_nodes_never_share_a_value,
         migrations_are_idempotent,
         racing_first_opens_both_succeed,
+        two_nodes_share_replay_memory,
     ],
     postgres_only: [],
 }
