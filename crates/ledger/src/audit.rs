@@ -106,8 +106,21 @@ pub fn audit(
     heads: &[SignedTreeHead],
     key: &PublicKey,
 ) -> Result<(), AuditFailure> {
-    let log = MerkleLog::from_leaves(leaves.iter().copied());
+    audit_log(&MerkleLog::from_leaves(leaves.iter().copied()), heads, key)
+}
+
+/// [`audit`] of a log that may have purged a prefix ([`MerkleLog::from_frontier`]): heads
+/// over fewer records than [`MerkleLog::pruned`] have their signature, log id and order
+/// checked, but not their root — the archive of those records proves them. The first head
+/// at or after the purge point is checked against the root the frontier and the later
+/// leaves give, which ties the frontier to a signed head.
+pub fn audit_log(
+    log: &MerkleLog,
+    heads: &[SignedTreeHead],
+    key: &PublicKey,
+) -> Result<(), AuditFailure> {
     let mut previous: Option<(usize, &SignedTreeHead)> = None;
+    let mut last_size = 0;
     for (index, signed) in heads.iter().enumerate() {
         let head = &signed.head;
         signed
@@ -123,11 +136,15 @@ pub fn audit(
                 found: head.log_id.clone(),
             });
         }
-        if previous.is_some_and(|(_, before)| before.head.size > head.size) {
+        if last_size > head.size {
             return Err(AuditFailure::OutOfOrder {
                 head: index,
                 size: head.size,
             });
+        }
+        last_size = head.size;
+        if head.size < log.pruned() {
+            continue;
         }
         let recomputed = log.root_at(head.size).ok_or(AuditFailure::MissingRecords {
             head: index,
@@ -135,7 +152,7 @@ pub fn audit(
             records: log.size(),
         })?;
         if recomputed != head.root {
-            let first_record = previous.map_or(0, |(_, before)| before.head.size);
+            let first_record = previous.map_or(log.pruned(), |(_, before)| before.head.size);
             return Err(AuditFailure::RecordMismatch {
                 head: index,
                 first_record,
@@ -331,6 +348,56 @@ mod tests {
         assert!(matches!(
             audit_records(&records, &foreign, key.public_key()),
             Err(AuditFailure::WrongLog { head: 2, .. })
+        ));
+    }
+
+    #[test]
+    fn a_purged_log_is_audited_from_its_frontier() {
+        let key = key();
+        let records = records(30);
+        let heads = heads_at(&records, &[4, 10, 20, 30], &key);
+        let full = MerkleLog::from_leaves(records.iter().map(LogRecord::leaf_hash));
+        let purged = |records: &[LogRecord]| {
+            let mut log =
+                MerkleLog::from_frontier(10, &full.frontier(10).expect("frontier")).expect("log");
+            for record in &records[10..] {
+                log.append(record.leaf_hash());
+            }
+            log
+        };
+        assert_eq!(
+            audit_log(&purged(&records), &heads, key.public_key()),
+            Ok(())
+        );
+        let mut altered = records.clone();
+        altered[25].status = 1;
+        assert_eq!(
+            audit_log(&purged(&altered), &heads, key.public_key()),
+            Err(AuditFailure::RecordMismatch {
+                head: 3,
+                first_record: 20,
+                last_record: 29
+            })
+        );
+        // A head before the purge point is still signature-checked.
+        let mut forged = heads.clone();
+        forged[0].head.time_ms += 1;
+        assert_eq!(
+            audit_log(&purged(&records), &forged, key.public_key()),
+            Err(AuditFailure::BadSignature { head: 0 })
+        );
+        // A wrong frontier does not match the first head after the purge point.
+        let mut wrong = MerkleLog::from_frontier(10, &[[1; 32], [2; 32]]).expect("log");
+        for record in &records[10..] {
+            wrong.append(record.leaf_hash());
+        }
+        assert!(matches!(
+            audit_log(&wrong, &heads, key.public_key()),
+            Err(AuditFailure::RecordMismatch {
+                head: 1,
+                first_record: 10,
+                ..
+            })
         ));
     }
 

@@ -15,10 +15,20 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
 /// An append-only Merkle tree over leaf hashes, with proofs for any past size.
+///
+/// A log may start from a purged prefix ([`MerkleLog::from_frontier`]): the first `pruned`
+/// leaves are gone, and only the roots of the complete subtrees covering them (the
+/// *frontier*, at most 64 hashes) are kept. Every node the tree needs for sizes of at least
+/// `pruned` is then either one of those roots, built from them and later leaves, or built
+/// from later leaves alone: an aligned subtree never straddles a frontier subtree's edge.
+/// So roots at, inclusion proofs of leaves at and consistency proofs from sizes of at least
+/// `pruned` still work; anything reaching into the purged prefix is `None`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MerkleLog {
-    /// `levels[0]` are the leaf hashes; `levels[k][i]` is the root of leaves
-    /// `[i << k, (i + 1) << k)`, present once all of them are.
+    /// Leaves before this index are purged.
+    pruned: u64,
+    /// `levels[k][i]` is the root of leaves `[(base(k) + i) << k, (base(k) + i + 1) << k)`,
+    /// present once all of them are (or kept from the frontier); `levels[0]` are leaf hashes.
     levels: Vec<Vec<[u8; 32]>>,
 }
 
@@ -37,6 +47,28 @@ impl MerkleLog {
         log
     }
 
+    /// A log of `size` leaves of which only the frontier is known: the roots of the
+    /// complete subtrees covering them, largest (leftmost) first, as
+    /// [`MerkleLog::frontier`] gives them. `None` if there are not exactly as many hashes
+    /// as `size` has one bits.
+    pub fn from_frontier(size: u64, frontier: &[[u8; 32]]) -> Option<Self> {
+        if frontier.len() != size.count_ones() as usize {
+            return None;
+        }
+        let height = (u64::BITS - size.leading_zeros()) as usize;
+        let mut levels = vec![Vec::new(); height];
+        let mut hashes = frontier.iter();
+        for (level, nodes) in levels.iter_mut().enumerate().rev() {
+            if (size >> level) & 1 == 1 {
+                nodes.push(*hashes.next()?);
+            }
+        }
+        Some(Self {
+            pruned: size,
+            levels,
+        })
+    }
+
     /// Append a leaf hash; returns its index.
     pub fn append(&mut self, leaf: [u8; 32]) -> u64 {
         let index = self.size();
@@ -46,10 +78,12 @@ impl MerkleLog {
             if self.levels.len() == level {
                 self.levels.push(Vec::new());
             }
+            let base = self.base(level);
             let nodes = &mut self.levels[level];
             nodes.push(hash);
-            // An even count means the node just added completed a pair.
-            if nodes.len() % 2 == 1 {
+            // An odd index means the node just added completed a pair; its left sibling is
+            // stored, because every level's first stored index is even.
+            if (base + nodes.len() as u64 - 1) % 2 == 0 {
                 break;
             }
             hash = merkle::node_hash(&nodes[nodes.len() - 2], &nodes[nodes.len() - 1]);
@@ -58,15 +92,24 @@ impl MerkleLog {
         index
     }
 
-    /// The number of leaves.
+    /// The number of leaves (purged ones included).
     pub fn size(&self) -> u64 {
-        self.levels.first().map_or(0, |leaves| leaves.len() as u64)
+        self.levels
+            .first()
+            .map_or(self.pruned, |leaves| self.base(0) + leaves.len() as u64)
     }
 
-    /// The leaf hash at `index`, if there is one.
+    /// How many leading leaves are purged (0 for a log built from all its leaves).
+    pub fn pruned(&self) -> u64 {
+        self.pruned
+    }
+
+    /// The leaf hash at `index`, if there is one and it is not purged.
     pub fn leaf(&self, index: u64) -> Option<[u8; 32]> {
-        let index = usize::try_from(index).ok()?;
-        self.levels.first()?.get(index).copied()
+        if index < self.pruned {
+            return None;
+        }
+        self.node(0, index)
     }
 
     /// The root of the whole log.
@@ -74,84 +117,126 @@ impl MerkleLog {
         self.root_at(self.size()).unwrap_or_else(merkle::empty_root)
     }
 
-    /// The root the log had when it held `size` leaves, or `None` if it never had that many.
+    /// The root the log had when it held `size` leaves, or `None` if it never had that many
+    /// (or, for a purged log, if the purged leaves would be needed).
     pub fn root_at(&self, size: u64) -> Option<[u8; 32]> {
         if size > self.size() {
             return None;
         }
-        Some(if size == 0 {
-            merkle::empty_root()
+        if size == 0 {
+            Some(merkle::empty_root())
         } else {
             self.subtree(0, size)
-        })
+        }
+    }
+
+    /// The roots of the complete subtrees covering the first `size` leaves, largest first
+    /// (one per one bit of `size`): what [`MerkleLog::from_frontier`] needs to continue the
+    /// log after purging those leaves.
+    pub fn frontier(&self, size: u64) -> Option<Vec<[u8; 32]>> {
+        if size > self.size() {
+            return None;
+        }
+        let mut start = 0;
+        let mut hashes = Vec::with_capacity(size.count_ones() as usize);
+        for level in (0..u64::BITS).rev() {
+            let len = 1u64 << level;
+            if size & len != 0 {
+                hashes.push(self.subtree(start, len)?);
+                start += len;
+            }
+        }
+        Some(hashes)
     }
 
     /// The inclusion proof of leaf `index` in the tree of the first `size` leaves, or `None`
-    /// if `index >= size` or the log is smaller than `size`.
+    /// if `index >= size`, the log is smaller than `size` or the leaf is purged.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Option<Vec<[u8; 32]>> {
-        if index >= size || size > self.size() {
+        if index >= size || size > self.size() || index < self.pruned {
             return None;
         }
         let mut proof = Vec::with_capacity(64);
-        self.path(index, 0, size, &mut proof);
+        self.path(index, 0, size, &mut proof)?;
         Some(proof)
     }
 
     /// The consistency proof from the tree of `old` leaves to the tree of `new` leaves, or
-    /// `None` if `old > new` or the log is smaller than `new`.
+    /// `None` if `old > new`, the log is smaller than `new`, or purged leaves are needed.
     pub fn consistency_proof(&self, old: u64, new: u64) -> Option<Vec<[u8; 32]>> {
         if old > new || new > self.size() {
             return None;
         }
         let mut proof = Vec::with_capacity(64);
         if old > 0 && old < new {
-            self.subproof(old, 0, new, true, &mut proof);
+            self.subproof(old, 0, new, true, &mut proof)?;
         }
         Some(proof)
     }
 
-    /// RFC 9162 `MTH` of leaves `[start, start + len)`, `len >= 1`, all present.
-    fn subtree(&self, start: u64, len: u64) -> [u8; 32] {
+    /// The first index stored at `level`: even, so that pairs complete inside the store.
+    fn base(&self, level: usize) -> u64 {
+        self.pruned.checked_shr(level as u32).unwrap_or(0) & !1
+    }
+
+    /// The node `index` of `level`, if stored.
+    fn node(&self, level: usize, index: u64) -> Option<[u8; 32]> {
+        let offset = usize::try_from(index.checked_sub(self.base(level))?).ok()?;
+        self.levels.get(level)?.get(offset).copied()
+    }
+
+    /// RFC 9162 `MTH` of leaves `[start, start + len)`, `len >= 1`, if all are available.
+    fn subtree(&self, start: u64, len: u64) -> Option<[u8; 32]> {
         if len.is_power_of_two() && start.is_multiple_of(len) {
             let level = len.trailing_zeros() as usize;
-            // Present: the range is filled, so its node was built when it completed.
-            return self.levels[level][(start >> level) as usize];
+            return self.node(level, start >> level);
         }
         let k = split(len);
-        merkle::node_hash(&self.subtree(start, k), &self.subtree(start + k, len - k))
+        Some(merkle::node_hash(
+            &self.subtree(start, k)?,
+            &self.subtree(start + k, len - k)?,
+        ))
     }
 
     /// RFC 9162 `PATH(index, D[start..start + len])`, appending leaf-to-root.
-    fn path(&self, index: u64, start: u64, len: u64, proof: &mut Vec<[u8; 32]>) {
+    fn path(&self, index: u64, start: u64, len: u64, proof: &mut Vec<[u8; 32]>) -> Option<()> {
         if len <= 1 {
-            return;
+            return Some(());
         }
         let k = split(len);
         if index < k {
-            self.path(index, start, k, proof);
-            proof.push(self.subtree(start + k, len - k));
+            self.path(index, start, k, proof)?;
+            proof.push(self.subtree(start + k, len - k)?);
         } else {
-            self.path(index - k, start + k, len - k, proof);
-            proof.push(self.subtree(start, k));
+            self.path(index - k, start + k, len - k, proof)?;
+            proof.push(self.subtree(start, k)?);
         }
+        Some(())
     }
 
     /// RFC 9162 `SUBPROOF(old, D[start..start + len], whole)`, appending leaf-to-root.
-    fn subproof(&self, old: u64, start: u64, len: u64, whole: bool, proof: &mut Vec<[u8; 32]>) {
+    fn subproof(
+        &self,
+        old: u64,
+        start: u64,
+        len: u64,
+        whole: bool,
+        proof: &mut Vec<[u8; 32]>,
+    ) -> Option<()> {
         if old == len {
             if !whole {
-                proof.push(self.subtree(start, len));
+                proof.push(self.subtree(start, len)?);
             }
-            return;
+            return Some(());
         }
         let k = split(len);
         if old <= k {
-            self.subproof(old, start, k, whole, proof);
-            proof.push(self.subtree(start + k, len - k));
+            self.subproof(old, start, k, whole, proof)?;
+            proof.push(self.subtree(start + k, len - k)?);
         } else {
-            self.subproof(old - k, start + k, len - k, false, proof);
-            proof.push(self.subtree(start, k));
+            self.subproof(old - k, start + k, len - k, false, proof)?;
+            proof.push(self.subtree(start, k)?);
         }
+        Some(())
     }
 }
 
@@ -300,6 +385,56 @@ pub(crate) mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn a_log_continued_from_a_frontier_proves_what_the_full_log_proves() {
+        let all = leaves(3, 70);
+        let full = MerkleLog::from_leaves(all.iter().copied());
+        for pruned in 0..=40u64 {
+            let frontier = full.frontier(pruned).expect("frontier");
+            assert_eq!(frontier.len(), pruned.count_ones() as usize);
+            let mut log = MerkleLog::from_frontier(pruned, &frontier).expect("frontier fits");
+            assert_eq!((log.size(), log.pruned()), (pruned, pruned));
+            assert_eq!(log.root_at(pruned), full.root_at(pruned), "root {pruned}");
+            for leaf in &all[pruned as usize..] {
+                log.append(*leaf);
+            }
+            assert_eq!(log.size(), 70);
+            assert_eq!(log.root(), full.root());
+            for size in pruned..=70 {
+                assert_eq!(
+                    log.root_at(size),
+                    full.root_at(size),
+                    "root {size} after {pruned}"
+                );
+                assert_eq!(log.frontier(size), full.frontier(size));
+                for index in 0..size {
+                    let proof = log.inclusion_proof(index, size);
+                    if index < pruned {
+                        assert_eq!(proof, None);
+                        assert_eq!(log.leaf(index), None);
+                    } else {
+                        assert_eq!(
+                            proof,
+                            full.inclusion_proof(index, size),
+                            "path {index} of {size}"
+                        );
+                        assert_eq!(log.leaf(index), full.leaf(index));
+                    }
+                }
+                for old in 0..=size {
+                    let proof = log.consistency_proof(old, size);
+                    if old >= pruned {
+                        assert_eq!(proof, full.consistency_proof(old, size), "{old} to {size}");
+                    } else if proof.is_some() {
+                        assert_eq!(proof, full.consistency_proof(old, size));
+                    }
+                }
+            }
+        }
+        assert_eq!(MerkleLog::from_frontier(5, &[[0; 32]]), None);
+        assert_eq!(MerkleLog::from_frontier(5, &[[0; 32]; 3]), None);
     }
 
     #[test]
