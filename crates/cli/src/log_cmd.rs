@@ -14,6 +14,17 @@ pub(crate) enum LogCommand {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Archive the timestamped records not yet archived into the gateway's
+    /// `log_archive_dir` (what the gateway does every `log_archive_interval_seconds`), then
+    /// purge from the database the archived records older than `log_retention_days`.
+    Archive {
+        /// The gateway's configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Only write archives; purge nothing.
+        #[arg(long)]
+        no_purge: bool,
+    },
     /// Fetch the evidence bundle of one message from a gateway's admin API, to check
     /// offline with `lienthong verify`.
     Export {
@@ -56,6 +67,48 @@ pub(crate) async fn run(command: LogCommand) -> anyhow::Result<()> {
                 }
                 Err(failure) => bail!("message log {log_id} does not verify: {failure}"),
             }
+        }
+        LogCommand::Archive { config, no_purge } => {
+            let config =
+                lienthong_gateway::config::Config::load(&config).map_err(anyhow::Error::msg)?;
+            let pem = std::fs::read(&config.auth_certificate)
+                .with_context(|| format!("read {}", config.auth_certificate.display()))?;
+            let der = lienthong_pki::parse_certificate_pem(&pem)?;
+            let store = lienthong_store::Store::open(&config.database_url).await?;
+            let log_id = config.server_id.to_string();
+            let dir = &config.log_archive_dir;
+            let written = lienthong_gateway::archive::write_archives(
+                &store,
+                &log_id,
+                dir,
+                &[("log-key".to_owned(), der)],
+            )
+            .await
+            .map_err(anyhow::Error::msg)?;
+            for archive in &written {
+                println!(
+                    "archive {} (records {}..{}) written to {}",
+                    archive.sequence,
+                    archive.first,
+                    archive.end,
+                    dir.join(&archive.file_name).display()
+                );
+            }
+            if written.is_empty() {
+                println!("no new timestamped records to archive");
+            }
+            if let (Some(retention), false) = (config.log_retention, no_purge) {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)?
+                    .as_secs();
+                let cutoff = i64::try_from(now.saturating_sub(retention.as_secs()))?;
+                let purged =
+                    lienthong_gateway::archive::purge_archived(&store, &log_id, dir, cutoff)
+                        .await
+                        .map_err(anyhow::Error::msg)?;
+                println!("{purged} archived records older than the retention period purged");
+            }
+            Ok(())
         }
         LogCommand::Export {
             admin_url,

@@ -11,6 +11,7 @@ mod log_cmd;
 mod passphrase;
 mod pki_cmd;
 mod sample_cmd;
+mod verify_archive;
 mod verify_cmd;
 
 use clap::{Parser, Subcommand};

@@ -15,7 +15,8 @@ use std::path::{Path, PathBuf};
 /// Exits 0 only if every check passed; a check not made counts as not holding.
 #[derive(Debug, clap::Args)]
 pub(crate) struct VerifyArgs {
-    /// The evidence bundle (ASiC-E ZIP).
+    /// The evidence bundle (ASiC-E ZIP), a message-log archive, or a directory of a log's
+    /// archives (checked in name order, each linked to the one before).
     bundle: PathBuf,
     /// The configuration anchor (JSON): the keys that sign the global configuration.
     /// It is the trust root of the whole check.
@@ -35,6 +36,20 @@ pub(crate) struct VerifyArgs {
 }
 
 pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<()> {
+    if args.bundle.is_dir() || crate::verify_archive::is_archive(&read(&args.bundle)?) {
+        let anchor: Anchor = serde_json::from_slice(&read(&args.anchor)?)
+            .with_context(|| format!("parse anchor {}", args.anchor.display()))?;
+        let roots = trust_roots(&read(&args.conf)?, &anchor)
+            .with_context(|| format!("verify configuration {}", args.conf.display()))?;
+        let log_key = match &args.log_key {
+            Some(path) => Some(
+                parse_public_key(&read(path)?)
+                    .with_context(|| format!("parse log key {}", path.display()))?,
+            ),
+            None => None,
+        };
+        return crate::verify_archive::run(&args.bundle, log_key.as_ref(), &roots, args.json);
+    }
     let bundle = read_bundle(&read(&args.bundle)?)
         .with_context(|| format!("read bundle {}", args.bundle.display()))?;
     let anchor: Anchor = serde_json::from_slice(&read(&args.anchor)?)
@@ -118,7 +133,7 @@ fn parse_public_key(bytes: &[u8]) -> anyhow::Result<PublicKey> {
 }
 
 /// One line per check: PASS, FAIL or NOT CHECKED, the name and what was found.
-fn human(verdict: &Verdict) -> String {
+pub(crate) fn human(verdict: &Verdict) -> String {
     let mut out = String::new();
     for check in &verdict.checks {
         let mark = match check.outcome {
@@ -138,6 +153,6 @@ fn human(verdict: &Verdict) -> String {
     out
 }
 
-fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
+pub(crate) fn read(path: &Path) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("read {}", path.display()))
 }

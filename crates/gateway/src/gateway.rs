@@ -194,6 +194,12 @@ impl Gateway {
             metrics.clone(),
         );
         let opmon = crate::opmon::OpMonitor::spawn(store.clone(), config.opmon_retention);
+        // Cluster nodes (a shared database) share the replay memory through it.
+        let replay = if store.is_shared() {
+            ReplayGuard::shared(CLOCK_SKEW_MS, store.clone())
+        } else {
+            ReplayGuard::new(CLOCK_SKEW_MS)
+        };
         let gateway = Arc::new(Self {
             subsystems: config
                 .subsystems
@@ -212,7 +218,7 @@ impl Gateway {
             backends: crate::backend::BackendClients::default(),
             limits,
             verifier: BatchVerifier::new(65_536),
-            replay: ReplayGuard::new(CLOCK_SKEW_MS),
+            replay,
             ocsp: OcspCache::new(),
             journal,
             log_signer: keys.auth.clone(),

@@ -1,28 +1,87 @@
 //! Replay protection: a message (id + signature) is accepted once. Messages older than the
 //! accepted clock skew are refused outright, so the memory of seen messages only needs to
 //! span that window.
+//!
+//! A gateway alone keeps that memory in its process. Nodes of a cluster (gateways sharing a
+//! PostgreSQL store) also share it through the store, so a message accepted by one node is
+//! refused by every other: the keys of concurrent requests are written together in one
+//! transaction by a writer task (as the message log's group commit does), and a key
+//! counts as new only for the node whose insert created it.
 
+use lienthong_store::Store;
 use std::collections::HashMap;
 use std::sync::Mutex;
+use tokio::sync::{mpsc, oneshot};
+
+/// Keys written per transaction at most.
+const MAX_BATCH: usize = 256;
+/// Seen keys kept in process before the expired ones are dropped.
+const LOCAL_CAPACITY: usize = 100_000;
+
+type Key = [u8; 32];
+type Reply = oneshot::Sender<Result<bool, String>>;
 
 /// Seen messages within the window.
 #[derive(Debug)]
 pub(crate) struct ReplayGuard {
     window_ms: i64,
-    seen: Mutex<HashMap<[u8; 32], i64>>,
+    seen: Mutex<HashMap<Key, i64>>,
+    shared: Option<mpsc::Sender<(Key, i64, Reply)>>,
 }
 
 impl ReplayGuard {
-    /// A guard accepting message times within `window_ms` of now.
+    /// A guard accepting message times within `window_ms` of now, remembering in process.
     pub(crate) fn new(window_ms: i64) -> Self {
         Self {
             window_ms,
             seen: Mutex::new(HashMap::new()),
+            shared: None,
+        }
+    }
+
+    /// A guard that also shares its memory with the other nodes using `store`, and
+    /// forgets expired keys there every minute. Must be called within a Tokio runtime.
+    pub(crate) fn shared(window_ms: i64, store: Store) -> Self {
+        let (queue, mut incoming) = mpsc::channel::<(Key, i64, Reply)>(4 * MAX_BATCH);
+        let writer = store.clone();
+        tokio::spawn(async move {
+            let mut batch = Vec::with_capacity(MAX_BATCH);
+            while incoming.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                let keys: Vec<(Key, i64)> = batch.iter().map(|(k, t, _)| (*k, *t)).collect();
+                match writer.replay().remember_messages(&keys).await {
+                    Ok(fresh) => {
+                        for ((_, _, reply), fresh) in batch.drain(..).zip(fresh) {
+                            let _ = reply.send(Ok(fresh));
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "cannot reach the shared replay memory");
+                        for (_, _, reply) in batch.drain(..) {
+                            let _ = reply.send(Err(error.to_string()));
+                        }
+                    }
+                }
+            }
+        });
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                let horizon = crate::gateway::unix_now_ms() - 2 * window_ms;
+                if let Err(error) = store.replay().forget_messages_before(horizon).await {
+                    tracing::warn!(%error, "cannot forget expired keys of the replay memory");
+                }
+            }
+        });
+        Self {
+            window_ms,
+            seen: Mutex::new(HashMap::new()),
+            shared: Some(queue),
         }
     }
 
     /// Accept a message once. `Err` says why not.
-    pub(crate) fn check(
+    pub(crate) async fn check(
         &self,
         message_id: &str,
         signature: &str,
@@ -37,16 +96,38 @@ impl ReplayGuard {
         key_material.push(0);
         key_material.extend_from_slice(signature.as_bytes());
         let key = crate::message::digest(&key_material);
-        let mut seen = self.seen.lock().map_err(|_| "replay memory unavailable")?;
-        if seen.len() > 100_000 {
-            let horizon = now_ms - self.window_ms;
-            seen.retain(|_, &mut time| time >= horizon);
+        {
+            let mut seen = self.seen.lock().map_err(|_| "replay memory unavailable")?;
+            if seen.len() > LOCAL_CAPACITY {
+                let horizon = now_ms - self.window_ms;
+                seen.retain(|_, &mut time| time >= horizon);
+            }
+            if seen.contains_key(&key) {
+                return Err("this message (id and signature) was already received");
+            }
+            seen.insert(key, message_time_ms);
         }
-        if seen.contains_key(&key) {
-            return Err("this message (id and signature) was already received");
+        let Some(shared) = &self.shared else {
+            return Ok(());
+        };
+        let (reply, answer) = oneshot::channel();
+        let fresh = match shared.send((key, message_time_ms, reply)).await {
+            Ok(()) => answer.await.unwrap_or(Err("writer stopped".into())),
+            Err(_) => Err("writer stopped".into()),
+        };
+        match fresh {
+            Ok(true) => Ok(()),
+            Ok(false) => Err("this message (id and signature) was already received by another node"),
+            Err(error) => {
+                tracing::error!(%error, "refusing a message: the shared replay memory is unavailable");
+                // Not remembered anywhere else: let a retry of the same message through
+                // once the store is back.
+                if let Ok(mut seen) = self.seen.lock() {
+                    seen.remove(&key);
+                }
+                Err("the shared replay memory is unavailable")
+            }
         }
-        seen.insert(key, message_time_ms);
-        Ok(())
     }
 }
 
@@ -54,12 +135,34 @@ impl ReplayGuard {
 mod tests {
     use super::*;
 
-    #[test]
-    fn accepts_once_and_refuses_stale() {
+    #[tokio::test]
+    async fn accepts_once_and_refuses_stale() {
         let guard = ReplayGuard::new(300_000);
-        assert!(guard.check("id", "sig", 1_000_000, 1_000_000).is_ok());
-        assert!(guard.check("id", "sig", 1_000_000, 1_000_001).is_err());
-        assert!(guard.check("id", "other-sig", 1_000_000, 1_000_001).is_ok());
-        assert!(guard.check("old", "sig", 0, 1_000_000).is_err());
+        assert!(guard.check("id", "sig", 1_000_000, 1_000_000).await.is_ok());
+        assert!(guard.check("id", "sig", 1_000_000, 1_000_001).await.is_err());
+        assert!(
+            guard
+                .check("id", "other-sig", 1_000_000, 1_000_001)
+                .await
+                .is_ok()
+        );
+        assert!(guard.check("old", "sig", 0, 1_000_000).await.is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nodes_sharing_a_store_accept_a_message_once() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("shared.db").display());
+        let store = Store::open(&url).await.expect("open the store");
+        let now = crate::gateway::unix_now_ms();
+        let one = ReplayGuard::shared(300_000, store.clone());
+        let two = ReplayGuard::shared(300_000, store);
+        assert!(one.check("id-1", "sig", now, now).await.is_ok());
+        assert_eq!(
+            two.check("id-1", "sig", now, now).await,
+            Err("this message (id and signature) was already received by another node")
+        );
+        assert!(two.check("id-2", "sig", now, now).await.is_ok());
+        assert!(one.check("id-2", "sig", now, now).await.is_err());
     }
 }

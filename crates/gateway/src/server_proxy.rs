@@ -140,6 +140,7 @@ async fn serve(
             header.time_ms,
             unix_now_ms(),
         )
+        .await
         .map_err(|why| XRoadError::server_proxy("ReplayedMessage", why))?;
 
     // 6. The service and the access right (deny by default).
