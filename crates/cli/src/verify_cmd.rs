@@ -30,6 +30,10 @@ pub(crate) struct VerifyArgs {
     /// the tree head signature is not checked. (The gateway will publish it later.)
     #[arg(long)]
     log_key: Option<PathBuf>,
+    /// The member's X25519 private key (PEM PKCS #8, as `openssl genpkey -algorithm X25519`
+    /// writes it), to open bodies the log kept encrypted and check them against the record.
+    #[arg(long)]
+    body_key: Option<PathBuf>,
     /// Print the verdict as JSON.
     #[arg(long)]
     json: bool,
@@ -50,8 +54,15 @@ pub(crate) fn run(args: VerifyArgs) -> anyhow::Result<()> {
         };
         return crate::verify_archive::run(&args.bundle, log_key.as_ref(), &roots, args.json);
     }
-    let bundle = read_bundle(&read(&args.bundle)?)
+    let mut bundle = read_bundle(&read(&args.bundle)?)
         .with_context(|| format!("read bundle {}", args.bundle.display()))?;
+    if let Some(path) = &args.body_key {
+        let key = lienthong_crypto::BoxSecretKey::parse(&read(path)?)
+            .with_context(|| format!("parse body key {}", path.display()))?;
+        lienthong_ledger::open_bodies(&mut bundle, &key)
+            .map_err(anyhow::Error::msg)
+            .context("open the encrypted bodies")?;
+    }
     let anchor: Anchor = serde_json::from_slice(&read(&args.anchor)?)
         .with_context(|| format!("parse anchor {}", args.anchor.display()))?;
     let roots = trust_roots(&read(&args.conf)?, &anchor)

@@ -37,6 +37,9 @@ pub enum CryptoError {
         path: String,
         source: std::io::Error,
     },
+    /// An encrypted body could not be opened (see `open_body`).
+    #[error("cannot decrypt: {0}")]
+    Decrypt(&'static str),
     /// The system random generator or the signing backend failed.
     #[error("cryptographic backend failure: {0}")]
     Backend(&'static str),

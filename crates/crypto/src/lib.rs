@@ -7,6 +7,7 @@
 //! records the [`Suite`] that made it, so that a verifier never has to guess an algorithm.
 
 mod batch;
+mod body_box;
 mod error;
 mod hash;
 mod key;
@@ -20,6 +21,7 @@ pub use batch::{
     BatchSignature, BatchSigner, BatchSignerStats, BatchVerifier, BatchVerifierStats, MAX_BATCH,
     MalformedBatchSignature, sign_batch,
 };
+pub use body_box::{BoxPublicKey, BoxSecretKey, open_body, seal_body};
 pub use error::CryptoError;
 pub use hash::HashAlgorithm;
 pub use key::{KeyAlgorithm, PublicKey, SoftwareKey};

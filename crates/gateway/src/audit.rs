@@ -3,8 +3,40 @@
 //! successive heads. Names the first record that does not match.
 
 use lienthong_crypto::PublicKey;
-use lienthong_ledger::SignedTreeHead;
+use lienthong_ledger::{BodyPart, LogRecord, SignedTreeHead};
 use lienthong_store::Store;
+
+/// Bodies kept in clear beside record `index` (canonical `bytes`) must match its digests.
+/// Encrypted ones cannot be read here; their AEAD tag is checked when the member opens them.
+async fn check_bodies(store: &Store, log_id: &str, index: u64, bytes: &[u8]) -> Result<(), String> {
+    let Some(kept) = store
+        .ledger()
+        .bodies(log_id, index)
+        .await
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(());
+    };
+    if kept.encrypted_to.is_some() {
+        return Ok(());
+    }
+    let record: LogRecord =
+        serde_json::from_slice(bytes).map_err(|e| format!("record {index} is unreadable: {e}"))?;
+    for (part, body) in [
+        (BodyPart::Request, kept.request),
+        (BodyPart::Response, kept.response),
+    ] {
+        if let Some(body) = body {
+            lienthong_ledger::body_matches(&record, part, &body).map_err(|why| {
+                format!(
+                    "record {index} (message {:?}): {why}: the stored body was altered",
+                    record.message_id
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
 
 /// What a clean audit covered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,22 +58,38 @@ pub async fn audit_stored_log(
 ) -> Result<AuditSummary, String> {
     let ledger = store.ledger();
     let size = ledger.size(log_id).await.map_err(|e| e.to_string())?;
-    let stored_leaves = ledger
-        .leaf_hashes(log_id, 0, size)
-        .await
-        .map_err(|e| e.to_string())?;
+    let stored_leaves = match ledger.leaf_hashes(log_id, 0, size).await {
+        Ok(leaves) => leaves,
+        Err(lienthong_store::StoreError::NotFound { .. }) => {
+            for index in 0..size {
+                if ledger
+                    .record(log_id, index)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .is_none()
+                {
+                    return Err(format!(
+                        "record {index} is missing: it was deleted from the log"
+                    ));
+                }
+            }
+            return Err("records are missing from the log".into());
+        }
+        Err(error) => return Err(error.to_string()),
+    };
     for (index, stored_leaf) in stored_leaves.iter().enumerate() {
         let index = index as u64;
-        let (_, _, bytes) = ledger
+        let (message_id, _, bytes) = ledger
             .record(log_id, index)
             .await
             .map_err(|e| e.to_string())?
             .ok_or_else(|| format!("record {index} is missing"))?;
         if lienthong_crypto::merkle::leaf_hash(&bytes) != *stored_leaf {
             return Err(format!(
-                "record {index} does not match its leaf: the record was altered"
+                "record {index} (message {message_id:?}) does not match its leaf: the record was altered"
             ));
         }
+        check_bodies(store, log_id, index, &bytes).await?;
     }
     let stored_heads = ledger.heads(log_id).await.map_err(|e| e.to_string())?;
     let mut heads = Vec::with_capacity(stored_heads.len());

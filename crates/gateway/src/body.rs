@@ -108,6 +108,21 @@ where
 }
 
 impl Spooled {
+    /// A copy of the whole body (`length` bytes) that leaves it ready to stream.
+    pub fn copy_bytes(&self, length: u64) -> std::io::Result<Vec<u8>> {
+        match self {
+            Self::Memory(bytes) => Ok(bytes.to_vec()),
+            Self::File(file) => {
+                use std::os::unix::fs::FileExt as _;
+                let length = usize::try_from(length).map_err(std::io::Error::other)?;
+                let mut copy = vec![0; length];
+                // Positioned reads leave the file's cursor where streaming expects it.
+                file.read_exact_at(&mut copy, 0)?;
+                Ok(copy)
+            }
+        }
+    }
+
     /// A body to send: the bytes, or a 64 KiB-chunked stream from the file.
     pub fn into_body(self) -> GatewayBody {
         match self {

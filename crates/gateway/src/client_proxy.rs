@@ -123,6 +123,7 @@ async fn exchange(
         .get()
         .ok_or_else(|| XRoadError::client_proxy("OutdatedGlobalConf", "no global configuration"))?;
     check_local_client(gateway, &view, &client, connection)?;
+    gateway.check_timestamping(XRoadError::client_proxy)?;
     let member = gateway.members.get(client.member()).ok_or_else(|| {
         XRoadError::client(
             "InvalidClientIdentifier",
@@ -139,6 +140,11 @@ async fn exchange(
         }
         other => XRoadError::client_proxy("InternalError", other.to_string()),
     })?;
+    let request_for_log = gateway.body_for_log(
+        gateway.client_body_logging(&client),
+        &collected,
+        lienthong_ledger::BodyPart::Request,
+    );
     let header = RequestHeader {
         message_id: message_id.to_owned(),
         client: client.clone(),
@@ -248,6 +254,7 @@ async fn exchange(
                     &conf.conf.policy,
                     response,
                     &sent,
+            request_for_log: &request_for_log,
                     message_id,
                 )
                 .await;
@@ -348,6 +355,8 @@ async fn finish(
             out.headers_mut()
                 .insert("x-road-id", header_value(message_id));
             return Ok(out);
+    /// The request body, if the log keeps it.
+    request_for_log: &'a Option<Vec<u8>>,
         }
         return Err(XRoadError::client_proxy(
             "InvalidSignatureValue",
@@ -402,7 +411,7 @@ async fn finish(
         return Err(bad("the body does not match the signed digest".into()));
     }
     // Nothing is released to the client before its record is durable in the message log.
-    let record = lienthong_ledger::LogRecord {
+    let mut record = lienthong_ledger::LogRecord {
         message_id: request.message_id.clone(),
         side: lienthong_ledger::Side::Client,
         client: request.client.to_string(),
@@ -429,7 +438,17 @@ async fn finish(
         status: header.status,
         body: lienthong_ledger::BodyEvidence::DigestOnly,
     };
-    let committed = gateway.journal.record(&record, unix_now());
+    let logging = gateway.client_body_logging(&request.client);
+    let response_for_log =
+        gateway.body_for_log(logging, &collected, lienthong_ledger::BodyPart::Response);
+    let bodies = crate::log_bodies::keep(
+        logging,
+        &mut record,
+        sent.request_for_log.clone(),
+        response_for_log,
+    )
+    .map_err(|e| XRoadError::client_proxy("InternalError", e.message))?;
+    let committed = gateway.journal.record(&record, bodies, unix_now());
     gateway
         .metrics
         .time(Stage::ClientLogCommit, committed)

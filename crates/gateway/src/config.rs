@@ -15,6 +15,9 @@
 //! max_body_bytes = 104857600
 //! memory_body_bytes = 262144               # larger bodies are spooled to disk
 //! conf_poll_seconds = 60
+//! timestamp_failure_tolerance_seconds = 14400 # refuse exchanges once the oldest record
+//!                                          # not yet timestamped is older (0: never refuse)
+//! max_logged_body_bytes = 10485760         # larger bodies are logged by digest only
 //! opmon_retention_days = 30                # operational-monitoring records are kept this long
 //!
 //! [[member]]                               # members this gateway signs for
@@ -22,10 +25,12 @@
 //! sign_key = "sign"
 //! sign_certificate = "sign.pem"
 //!
-//! [[subsystem]]                            # local clients and how they connect
+//! [[subsystem]]                            # local subsystems (clients and providers)
 //! id = "VN/GOV/000123/citizen-registry"
-//! connection = "http"                      # http | https | mtls
+//! connection = "http"                      # as a client: http (default) | https | mtls
 //! client_certificates = []                 # SHA-256 (hex) of accepted client certificates (mtls)
+//! message_body_logging = "digest"          # digest (default) | full | encrypted
+//! body_encryption_key = "bodies.pub"       # encrypted: the member's X25519 public key (PEM)
 //! ```
 
 use lienthong_model::{MemberId, ServerId, SubsystemId};
@@ -72,6 +77,10 @@ pub struct RawConfig {
     conf_poll_seconds: u64,
     #[serde(default = "default_opmon_retention")]
     opmon_retention_days: u64,
+    #[serde(default = "default_timestamp_tolerance")]
+    timestamp_failure_tolerance_seconds: u64,
+    #[serde(default = "default_max_logged_body")]
+    max_logged_body_bytes: u64,
     #[serde(default, rename = "member")]
     members: Vec<RawMember>,
     #[serde(default, rename = "subsystem")]
@@ -90,9 +99,23 @@ struct RawMember {
 #[serde(deny_unknown_fields)]
 struct RawSubsystem {
     id: SubsystemId,
+    #[serde(default = "default_connection")]
     connection: Connection,
     #[serde(default)]
     client_certificates: Vec<String>,
+    #[serde(default)]
+    message_body_logging: RawBodyLogging,
+    #[serde(default)]
+    body_encryption_key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum RawBodyLogging {
+    #[default]
+    Digest,
+    Full,
+    Encrypted,
 }
 
 fn default_max_body() -> u64 {
@@ -103,6 +126,29 @@ fn default_memory_body() -> usize {
 }
 fn default_poll() -> u64 {
     60
+}
+fn default_connection() -> Connection {
+    Connection::Http
+}
+/// X-Road's default acceptable timestamp failure period: four hours.
+fn default_timestamp_tolerance() -> u64 {
+    4 * 60 * 60
+}
+fn default_max_logged_body() -> u64 {
+    10 * 1024 * 1024
+}
+
+/// What the message log keeps of a subsystem's bodies (as client, or as provider). The
+/// body digests are logged, and signed, in every case.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum BodyLogging {
+    /// Only the digests: the parties keep the bodies; the log proves which ones.
+    #[default]
+    Digest,
+    /// The bodies in clear beside the record.
+    Full,
+    /// The bodies encrypted to the member's X25519 key: the gateway cannot read them back.
+    Encrypted(lienthong_crypto::BoxPublicKey),
 }
 /// X-Road keeps operational-monitoring records a week by default; a month suits audits.
 fn default_opmon_retention() -> u64 {
@@ -123,6 +169,7 @@ pub struct SubsystemConfig {
     pub id: SubsystemId,
     pub connection: Connection,
     pub client_certificates: Vec<String>,
+    pub body_logging: BodyLogging,
 }
 
 /// The validated configuration.
@@ -145,6 +192,10 @@ pub struct Config {
     pub conf_poll: Duration,
     /// Operational-monitoring records older than this are purged.
     pub opmon_retention: Duration,
+    /// How long records may go untimestamped before exchanges are refused (zero: never).
+    pub timestamp_failure_tolerance: Duration,
+    /// Bodies larger than this are logged by digest only, whatever the subsystem says.
+    pub max_logged_body_bytes: u64,
     pub members: Vec<MemberConfig>,
     pub subsystems: Vec<SubsystemConfig>,
 }
@@ -178,6 +229,8 @@ impl Config {
             memory_body_bytes,
             conf_poll_seconds,
             opmon_retention_days,
+            timestamp_failure_tolerance_seconds,
+            max_logged_body_bytes,
             members,
             subsystems,
         } = raw;
@@ -206,6 +259,34 @@ impl Config {
                 ));
             }
         }
+        let mut body_logging = Vec::with_capacity(subsystems.len());
+        for subsystem in &subsystems {
+            body_logging.push(match (subsystem.message_body_logging, &subsystem.body_encryption_key) {
+                (RawBodyLogging::Digest, None) => BodyLogging::Digest,
+                (RawBodyLogging::Full, None) => BodyLogging::Full,
+                (RawBodyLogging::Encrypted, Some(path)) => {
+                    let path = base.join(path);
+                    let bytes = std::fs::read(&path)
+                        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+                    BodyLogging::Encrypted(
+                        lienthong_crypto::BoxPublicKey::parse(&bytes)
+                            .map_err(|e| format!("{}: {e}", path.display()))?,
+                    )
+                }
+                (RawBodyLogging::Encrypted, None) => {
+                    return Err(format!(
+                        "subsystem {}: message_body_logging = \"encrypted\" needs body_encryption_key",
+                        subsystem.id
+                    ));
+                }
+                (_, Some(_)) => {
+                    return Err(format!(
+                        "subsystem {}: body_encryption_key is only for message_body_logging = \"encrypted\"",
+                        subsystem.id
+                    ));
+                }
+            });
+        }
         let database_url = match database_url.strip_prefix("sqlite://") {
             Some(path) if Path::new(path).is_relative() => {
                 format!("sqlite://{}", base.join(path).display())
@@ -232,6 +313,8 @@ impl Config {
             memory_body_bytes,
             conf_poll: Duration::from_secs(conf_poll_seconds),
             opmon_retention: Duration::from_secs(opmon_retention_days * 24 * 60 * 60),
+            timestamp_failure_tolerance: Duration::from_secs(timestamp_failure_tolerance_seconds),
+            max_logged_body_bytes,
             members: members
                 .into_iter()
                 .map(|m| MemberConfig {
@@ -242,7 +325,8 @@ impl Config {
                 .collect(),
             subsystems: subsystems
                 .into_iter()
-                .map(|s| SubsystemConfig {
+                .zip(body_logging)
+                .map(|(s, body_logging)| SubsystemConfig {
                     id: s.id,
                     connection: s.connection,
                     client_certificates: s
@@ -250,6 +334,7 @@ impl Config {
                         .into_iter()
                         .map(|h| h.to_ascii_lowercase())
                         .collect(),
+                    body_logging,
                 })
                 .collect(),
         })

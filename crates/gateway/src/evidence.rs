@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use lienthong_ledger::{
-    Bundle, LogRecord, MerkleLog, SignedTreeHead, TimestampedHead, write_bundle,
+    Bundle, InclusionProof, LogRecord, MerkleLog, SignedTreeHead, TimestampedHead, write_bundle,
 };
 use std::sync::Arc;
 
@@ -60,8 +60,47 @@ impl Gateway {
             signed,
             tsa_token: head.tsa_token.unwrap_or_default(),
         };
-        let mut bundle = Bundle::from_log(&tree, record, index, timestamped)
-            .ok_or("the stored record does not match its leaf")?;
+        let mut bundle = match Bundle::from_log(&tree, record.clone(), index, timestamped.clone()) {
+            Some(bundle) => bundle,
+            None => {
+                // Exported all the same: the evidence is what is stored, and the verifier
+                // names what does not hold.
+                tracing::error!(
+                    message_id,
+                    index,
+                    "the stored record does not match its leaf: exporting it for the verifier to judge"
+                );
+                Bundle {
+                    proof: InclusionProof {
+                        leaf_index: index,
+                        tree_size: head.size,
+                        path: tree
+                            .inclusion_proof(index, head.size)
+                            .ok_or("no inclusion proof for the record")?,
+                    },
+                    record,
+                    head: timestamped,
+                    certificates: Vec::new(),
+                    bodies: Vec::new(),
+                }
+            }
+        };
+        if let Some(kept) = ledger
+            .bodies(&log, index)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            let suffix = if kept.encrypted_to.is_some() {
+                ".sealed"
+            } else {
+                ""
+            };
+            for (part, body) in [("request", kept.request), ("response", kept.response)] {
+                if let Some(body) = body {
+                    bundle.bodies.push((format!("{part}{suffix}"), body));
+                }
+            }
+        }
         bundle
             .certificates
             .push(("log-key".to_owned(), self.auth_certificate.der.clone()));

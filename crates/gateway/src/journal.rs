@@ -6,7 +6,7 @@
 use crate::XRoadError;
 use crate::metrics::Metrics;
 use lienthong_ledger::LogRecord;
-use lienthong_store::{NewLedgerEntry, Store};
+use lienthong_store::{LedgerBodies, NewLedgerEntry, Store};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -16,11 +16,13 @@ use tokio::sync::{mpsc, oneshot};
 const MAX_BATCH: usize = 512;
 
 type Reply = oneshot::Sender<Result<u64, String>>;
+/// A record and the bodies kept beside it, if any.
+type Logged = (NewLedgerEntry, Option<LedgerBodies>);
 
 /// A handle to the writer task.
 #[derive(Debug, Clone)]
 pub(crate) struct Journal {
-    queue: mpsc::Sender<(NewLedgerEntry, Reply)>,
+    queue: mpsc::Sender<(Logged, Reply)>,
     /// Records handed in and not yet answered (queued or being committed).
     pending: Arc<AtomicUsize>,
 }
@@ -28,14 +30,19 @@ pub(crate) struct Journal {
 impl Journal {
     /// Start the writer for the log `log_id` in `store`.
     pub(crate) fn spawn(store: Store, log_id: String, metrics: Arc<Metrics>) -> Self {
-        let (queue, mut incoming) = mpsc::channel::<(NewLedgerEntry, Reply)>(4 * MAX_BATCH);
+        let (queue, mut incoming) = mpsc::channel::<(Logged, Reply)>(4 * MAX_BATCH);
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
             while incoming.recv_many(&mut batch, MAX_BATCH).await > 0 {
                 let (entries, replies): (Vec<_>, Vec<_>) =
                     std::mem::take(&mut batch).into_iter().unzip();
+                let (entries, bodies): (Vec<_>, Vec<_>) = entries.into_iter().unzip();
                 metrics.log_batch(entries.len());
-                match store.ledger().append(&log_id, &entries).await {
+                match store
+                    .ledger()
+                    .append_with_bodies(&log_id, &entries, &bodies)
+                    .await
+                {
                     Ok(first) => {
                         for (offset, reply) in replies.into_iter().enumerate() {
                             let _ = reply.send(Ok(first + offset as u64));
@@ -74,8 +81,14 @@ impl Journal {
         true
     }
 
-    /// Append `record` and wait until it is committed; returns its index in the log.
-    pub(crate) async fn record(&self, record: &LogRecord, now: i64) -> Result<u64, XRoadError> {
+    /// Append `record` (and the `bodies` kept beside it) and wait until it is committed;
+    /// returns its index in the log.
+    pub(crate) async fn record(
+        &self,
+        record: &LogRecord,
+        bodies: Option<LedgerBodies>,
+        now: i64,
+    ) -> Result<u64, XRoadError> {
         crate::opmon::note_logged(record);
         let failed = |why: String| {
             XRoadError::server_proxy(
@@ -92,7 +105,7 @@ impl Journal {
         let (reply, committed) = oneshot::channel();
         let _pending = Pending::enter(&self.pending);
         self.queue
-            .send((entry, reply))
+            .send(((entry, bodies), reply))
             .await
             .map_err(|_| failed("the log writer has stopped".into()))?;
         committed

@@ -17,6 +17,7 @@ mod evidence;
 mod gateway;
 pub mod health;
 mod journal;
+mod log_bodies;
 pub mod message;
 pub mod meta;
 mod metrics;

@@ -1,13 +1,24 @@
 //! Sealing the message log: a signed tree head over every record so far, timestamped by
 //! the federation's TSA — one TSA call per interval however many exchanges there were.
-//! If the TSA cannot be reached the head is stored without a token and sealed again at the
-//! next interval.
+//!
+//! If the TSA cannot be reached the head is stored without a token, exchanges go on, and
+//! the seal is retried every few seconds (doubling up to the interval) until a TSA answers.
+//! Once the oldest record no timestamped head covers is older than the configured
+//! tolerance (`timestamp_failure_tolerance_seconds`, as X-Road's acceptable timestamp
+//! failure period), new exchanges are refused; the first successful seal lifts that.
 
+use crate::XRoadError;
 use crate::gateway::{Gateway, unix_now, unix_now_ms};
 use base64::Engine as _;
 use lienthong_crypto::HashAlgorithm;
-use lienthong_ledger::{MerkleLog, TreeHead, sign_head};
+use lienthong_ledger::{LogRecord, MerkleLog, TreeHead, sign_head};
+use std::sync::Mutex;
 use std::time::Duration;
+use tokio::time::Instant;
+
+/// The first retry after a failed seal; each further failure doubles the wait, up to the
+/// timestamping interval.
+const FIRST_RETRY: Duration = Duration::from_secs(2);
 
 /// What a seal did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +29,80 @@ pub enum SealOutcome {
     Timestamped { size: u64 },
     /// A head over `size` records, signed but not yet timestamped (the TSA failed).
     SignedOnly { size: u64, reason: String },
+}
+
+/// Whether the log's records are being timestamped: since when they are not, if so.
+///
+/// The age of the oldest untimestamped record is measured on Tokio's clock (an `Instant`
+/// placed that long before the failed seal), so that tests can move it with paused time.
+#[derive(Debug, Default)]
+pub(crate) struct TimestampHealth {
+    failing: Mutex<Option<TimestampFailure>>,
+}
+
+#[derive(Debug, Clone)]
+struct TimestampFailure {
+    /// Unix milliseconds of the oldest record no timestamped head covers.
+    since_ms: i64,
+    /// The same moment on Tokio's clock.
+    since: Instant,
+    /// What the TSA (or the way to it) said last.
+    reason: String,
+}
+
+impl TimestampHealth {
+    /// Records from `oldest_ms` on are not timestamped: `reason`. Keeps an earlier start.
+    fn failed(&self, oldest_ms: i64, reason: &str) {
+        let age = Duration::from_millis(u64::try_from(unix_now_ms() - oldest_ms).unwrap_or(0));
+        let now = Instant::now();
+        if let Ok(mut failing) = self.failing.lock() {
+            let since = failing.as_ref().map_or_else(
+                || now.checked_sub(age).unwrap_or(now),
+                |earlier| earlier.since,
+            );
+            let since_ms = failing.as_ref().map_or(oldest_ms, |f| f.since_ms);
+            *failing = Some(TimestampFailure {
+                since_ms,
+                since,
+                reason: reason.to_owned(),
+            });
+        }
+    }
+
+    /// Every record is covered by a timestamped head again (or none waits for one).
+    fn recovered(&self) {
+        if let Ok(mut failing) = self.failing.lock()
+            && failing.take().is_some()
+        {
+            tracing::info!("message log timestamped again; exchanges are accepted");
+        }
+    }
+
+    /// The refusal to send while the oldest untimestamped record is older than `tolerance`
+    /// (never when `tolerance` is zero). `refuse` builds the side's X-Road error.
+    pub(crate) fn check(
+        &self,
+        tolerance: Duration,
+        refuse: fn(&str, String) -> XRoadError,
+    ) -> Result<(), XRoadError> {
+        let Ok(failing) = self.failing.lock() else {
+            return Ok(());
+        };
+        match failing.as_ref() {
+            Some(failure) if !tolerance.is_zero() && failure.since.elapsed() > tolerance => {
+                Err(refuse(
+                    "TimestampFailure",
+                    format!(
+                        "the message log could not be timestamped since {} (for more than the tolerated {} s): {}; exchanges resume once a timestamp authority answers",
+                        utc_text(failure.since_ms),
+                        tolerance.as_secs(),
+                        failure.reason
+                    ),
+                ))
+            }
+            _ => Ok(()),
+        }
+    }
 }
 
 impl Gateway {
@@ -31,6 +116,7 @@ impl Gateway {
             && latest.tsa_token.is_some()
         {
             self.metrics.timestamped(unix_now()); // every record is covered: as fresh
+            self.timestamping.recovered();
             return Ok(SealOutcome::Unchanged { size });
         }
         let leaves = ledger
@@ -50,7 +136,7 @@ impl Gateway {
         let outcome = match &token {
             Ok(_) => SealOutcome::Timestamped { size },
             Err(reason) => {
-                tracing::warn!(%reason, size, "message log head signed but not timestamped; retrying at the next interval");
+                tracing::warn!(%reason, size, "message log head signed but not timestamped; retrying soon");
                 SealOutcome::SignedOnly {
                     size,
                     reason: reason.clone(),
@@ -59,6 +145,28 @@ impl Gateway {
         };
         // A head of the same size stored earlier without a token is completed, not replaced.
         let existing = ledger.heads(&log).await.map_err(|e| e.to_string())?;
+        match &token {
+            Ok(_) => self.timestamping.recovered(),
+            Err(reason) => {
+                let covered = existing
+                    .iter()
+                    .filter(|h| h.tsa_token.is_some())
+                    .map(|h| h.size)
+                    .max()
+                    .unwrap_or(0);
+                if covered < size {
+                    // The oldest record no timestamped head covers: when it came in.
+                    let oldest = ledger
+                        .record(&log, covered)
+                        .await
+                        .ok()
+                        .flatten()
+                        .and_then(|(_, _, bytes)| serde_json::from_slice::<LogRecord>(&bytes).ok())
+                        .map_or_else(unix_now_ms, |record| record.request_in);
+                    self.timestamping.failed(oldest, reason);
+                }
+            }
+        }
         let stored_head = existing
             .iter()
             .find(|h| h.size == size)
@@ -130,23 +238,104 @@ impl Gateway {
         Err(last)
     }
 
-    /// Seal every `timestamping_interval_seconds` (from the global configuration).
+    /// Refuse a new exchange while the log has gone untimestamped for longer than the
+    /// tolerance; `refuse` is the side's error constructor.
+    pub(crate) fn check_timestamping(
+        &self,
+        refuse: fn(&str, String) -> XRoadError,
+    ) -> Result<(), XRoadError> {
+        self.timestamping
+            .check(self.config.timestamp_failure_tolerance, refuse)
+    }
+
+    /// Seal every `timestamping_interval_seconds` (from the global configuration); after
+    /// a failure, retry sooner (2 s, doubling up to the interval).
     pub(crate) async fn seal_periodically(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut retry: Option<Duration> = None;
         loop {
-            let interval = self
-                .trust
-                .get()
-                .map(|v| v.conf.conf.policy.timestamping_interval_seconds)
-                .unwrap_or(60)
-                .max(1);
+            let interval = Duration::from_secs(
+                self.trust
+                    .get()
+                    .map(|v| v.conf.conf.policy.timestamping_interval_seconds)
+                    .unwrap_or(60)
+                    .max(1),
+            );
+            let wait = retry.map_or(interval, |retry| retry.min(interval));
             tokio::select! {
                 _ = crate::gateway::stopped(&mut stop) => return,
-                _ = tokio::time::sleep(Duration::from_secs(interval)) => {
-                    if let Err(error) = self.seal_log().await {
-                        tracing::error!(%error, at = unix_now(), "cannot seal the message log");
-                    }
+                _ = tokio::time::sleep(wait) => {
+                    retry = match self.seal_log().await {
+                        Ok(SealOutcome::SignedOnly { .. }) => Some(retry.map_or(FIRST_RETRY, |r| r * 2)),
+                        Ok(_) => None,
+                        Err(error) => {
+                            tracing::error!(%error, at = unix_now(), "cannot seal the message log");
+                            Some(retry.map_or(FIRST_RETRY, |r| r * 2))
+                        }
+                    };
                 }
             }
         }
+    }
+}
+
+/// Unix milliseconds as `YYYY-MM-DDTHH:MM:SSZ` (UTC), for messages.
+fn utc_text(unix_ms: i64) -> String {
+    let seconds = unix_ms.div_euclid(1000);
+    let (days, of_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let mp = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        of_day / 3600,
+        of_day % 3600 / 60,
+        of_day % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_text_is_iso_8601() {
+        assert_eq!(utc_text(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_text(951_782_400_000), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_text(1_790_000_000_123), "2026-09-21T14:13:20Z");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn refuses_past_the_tolerance_and_recovers() {
+        let health = TimestampHealth::default();
+        let tolerance = Duration::from_secs(600);
+        let refuse = XRoadError::client_proxy;
+        assert!(health.check(tolerance, refuse).is_ok());
+        // The oldest untimestamped record came in 500 s ago: still tolerated.
+        health.failed(unix_now_ms() - 500_000, "TSA unreachable");
+        assert!(health.check(tolerance, refuse).is_ok());
+        tokio::time::advance(Duration::from_secs(101)).await;
+        let error = health
+            .check(tolerance, refuse)
+            .expect_err("past the tolerance");
+        assert_eq!(error.kind, "Server.ClientProxy.TimestampFailure");
+        assert!(
+            error.message.contains("TSA unreachable"),
+            "{}",
+            error.message
+        );
+        // A later failure keeps the earlier start; zero tolerance never refuses.
+        health.failed(unix_now_ms(), "still down");
+        assert!(health.check(tolerance, refuse).is_err());
+        assert!(health.check(Duration::ZERO, refuse).is_ok());
+        health.recovered();
+        assert!(health.check(tolerance, refuse).is_ok());
     }
 }

@@ -71,6 +71,7 @@ async fn serve(
         .trust
         .get()
         .ok_or_else(|| XRoadError::server_proxy("OutdatedGlobalConf", "no global configuration"))?;
+    gateway.check_timestamping(XRoadError::server_proxy)?;
     let request_in = unix_now_ms();
     let (parts, body) = request.into_parts();
     let invalid = |why: String| XRoadError::server_proxy("InvalidRequest", why);
@@ -205,6 +206,9 @@ async fn serve(
             "the body does not match the signed digest".into(),
         ));
     }
+    let logging = gateway.body_logging(header.service.provider());
+    let request_for_log =
+        gateway.body_for_log(logging, &collected, lienthong_ledger::BodyPart::Request);
 
     // 8. The service (or a metaservice) answers.
     let mut backend_times = (None, None);
@@ -342,7 +346,7 @@ async fn serve(
             )
         })?;
     // 10. Nothing is acknowledged before its record is durable in the message log.
-    let record = lienthong_ledger::LogRecord {
+    let mut record = lienthong_ledger::LogRecord {
         message_id: header.message_id.clone(),
         side: lienthong_ledger::Side::Provider,
         client: header.client.to_string(),
@@ -365,7 +369,11 @@ async fn serve(
         status: status.as_u16(),
         body: lienthong_ledger::BodyEvidence::DigestOnly,
     };
-    let committed = gateway.journal.record(&record, unix_now());
+    let response_for_log =
+        gateway.body_for_log(logging, &response_body, lienthong_ledger::BodyPart::Response);
+    let bodies =
+        crate::log_bodies::keep(logging, &mut record, request_for_log, response_for_log)?;
+    let committed = gateway.journal.record(&record, bodies, unix_now());
     gateway
         .metrics
         .time(Stage::ProviderLogCommit, committed)

@@ -8,6 +8,9 @@
 //! - `proof.json`: the [`InclusionProof`] of the record in the head's tree;
 //! - `tree-head.json`: the [`SignedTreeHead`] in its canonical JSON;
 //! - `timestamp.tsr`: the TSA's RFC 3161 token (DER) over the head's imprint;
+//! - `bodies/request`, `bodies/response`: the message bodies, if the log kept them in clear,
+//!   or `bodies/request.sealed`, `bodies/response.sealed` if it kept them encrypted to the
+//!   member's key (see [`crate::open_bodies`]); checked against the record's digests;
 //! - `certificates/NAME.der`: certificates an auditor may want (the log's, the TSA's, CA
 //!   certificates). They are conveniences, not evidence: the verifier is given its keys.
 //!
@@ -40,6 +43,9 @@ const PROOF: &str = "proof.json";
 const TREE_HEAD: &str = "tree-head.json";
 const TIMESTAMP: &str = "timestamp.tsr";
 const CERTIFICATES: &str = "certificates/";
+const BODIES: &str = "bodies/";
+/// The names a body may have in a bundle (after `bodies/`).
+pub const BODY_NAMES: [&str; 4] = ["request", "response", "request.sealed", "response.sealed"];
 
 /// One record's evidence.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,6 +58,8 @@ pub struct Bundle {
     pub head: TimestampedHead,
     /// Certificates by name (the file name without `certificates/` and `.der`), DER.
     pub certificates: Vec<(String, Vec<u8>)>,
+    /// The message bodies the log kept, by name (one of [`BODY_NAMES`]), in that order.
+    pub bodies: Vec<(String, Vec<u8>)>,
 }
 
 impl Bundle {
@@ -78,6 +86,7 @@ impl Bundle {
             },
             head,
             certificates: Vec::new(),
+            bodies: Vec::new(),
         })
     }
 }
@@ -181,6 +190,12 @@ pub fn write_bundle(bundle: &Bundle) -> Result<Vec<u8>, BundleError> {
         ),
         (TIMESTAMP.into(), stored, bundle.head.tsa_token.clone()),
     ];
+    for (name, body) in &bundle.bodies {
+        if !BODY_NAMES.contains(&name.as_str()) {
+            return Err(BundleError::UnexpectedEntry(format!("{BODIES}{name}")));
+        }
+        entries.push((format!("{BODIES}{name}"), deflated, body.clone()));
+    }
     for (name, der) in &bundle.certificates {
         entries.push((certificate_path(name), stored, der.clone()));
     }
@@ -217,6 +232,7 @@ pub fn read_bundle(bytes: &[u8]) -> Result<Bundle, BundleError> {
     let mut manifest_xml = None;
     let (mut record, mut proof, mut tree_head, mut timestamp) = (None, None, None, None);
     let mut certificates: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut bodies: Vec<(String, Vec<u8>)> = Vec::new();
     for index in 0..archive.len() {
         let unreadable = |e: &dyn std::fmt::Display| BundleError::Unreadable {
             index,
@@ -246,6 +262,16 @@ pub fn read_bundle(bytes: &[u8]) -> Result<Bundle, BundleError> {
         total += content.len() as u64;
         if total > MAX_TOTAL_SIZE {
             return Err(BundleError::TooLarge);
+        }
+        if let Some(body) = name.strip_prefix(BODIES) {
+            if !BODY_NAMES.contains(&body) {
+                return Err(BundleError::UnexpectedEntry(name));
+            }
+            if bodies.iter().any(|(seen, _)| seen == body) {
+                return Err(BundleError::DuplicateEntry(name));
+            }
+            bodies.push((body.to_owned(), content));
+            continue;
         }
         let slot = match name.as_str() {
             "mimetype" if index == 0 => {
@@ -285,6 +311,7 @@ pub fn read_bundle(bytes: &[u8]) -> Result<Bundle, BundleError> {
             tsa_token: timestamp.ok_or(BundleError::MissingEntry(TIMESTAMP))?,
         },
         certificates,
+        bodies,
     };
     if manifest_xml != manifest(&bundle).as_bytes() {
         return Err(BundleError::BadManifest);
@@ -355,6 +382,14 @@ fn manifest(bundle: &Bundle) -> String {
     entry(&mut xml, PROOF, "application/json");
     entry(&mut xml, TREE_HEAD, "application/json");
     entry(&mut xml, TIMESTAMP, "application/timestamp-reply");
+    for (name, _) in &bundle.bodies {
+        // Body names are from BODY_NAMES: no XML escaping needed.
+        entry(
+            &mut xml,
+            &format!("{BODIES}{name}"),
+            "application/octet-stream",
+        );
+    }
     for (name, _) in &bundle.certificates {
         // Certificate names are restricted to characters that need no XML escaping.
         entry(&mut xml, &certificate_path(name), "application/pkix-cert");

@@ -5,6 +5,7 @@
 //! [`verify_bundle`]. No IO, no clocks: times are passed in, trust roots are given.
 
 mod audit;
+mod body;
 mod bundle;
 mod encoding;
 mod log;
@@ -12,8 +13,9 @@ mod record;
 mod verify;
 
 pub use audit::{AuditFailure, audit, audit_records};
+pub use body::{BodyPart, CHECK_BODY, body_aad, body_matches, open_bodies};
 pub use bundle::{
-    Bundle, BundleError, InclusionProof, MAX_ENTRIES, MAX_ENTRY_SIZE, MAX_TOTAL_SIZE, MIMETYPE,
+    BODY_NAMES, Bundle, BundleError, InclusionProof, MAX_ENTRIES, MAX_ENTRY_SIZE, MAX_TOTAL_SIZE, MIMETYPE,
     read_bundle, write_bundle,
 };
 pub use log::{MerkleLog, SignedTreeHead, TimestampedHead, TreeHead, sign_head};

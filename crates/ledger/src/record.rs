@@ -88,6 +88,14 @@ pub enum BodyEvidence {
     },
     /// Only the hashes in the record; the bodies were not kept.
     DigestOnly,
+    /// The bodies are stored beside the record, not in it: in clear when `encrypted_to` is
+    /// `None`, else encrypted to the member's X25519 key of that id (see
+    /// [`crate::body_aad`]). The record's digests are what they are checked against, so
+    /// they can be removed earlier than the record without breaking the log.
+    Beside {
+        /// The id of the key the bodies are encrypted to, if they are.
+        encrypted_to: Option<String>,
+    },
     /// The bodies encrypted under a key held outside the log.
     Encrypted {
         /// Which key encrypted them.

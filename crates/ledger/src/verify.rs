@@ -130,7 +130,9 @@ pub struct TrustRoots {
 /// the logged OCSP response (if any) said it was good then (at most
 /// [`OCSP_MAX_AGE_SECONDS`] old). Every check is made even after one fails, so the verdict
 /// names all that is wrong. Without `log_key` the head signature is
-/// [`Outcome::NotChecked`].
+/// [`Outcome::NotChecked`]. Each body the bundle carries in clear is checked against the
+/// record's digest ([`crate::CHECK_BODY`]); an encrypted one is not checked until opened
+/// with [`crate::open_bodies`].
 pub fn verify_bundle(bundle: &Bundle, log_key: Option<&PublicKey>, roots: &TrustRoots) -> Verdict {
     let record = &bundle.record;
     let signed = &bundle.head.signed;
@@ -156,8 +158,9 @@ pub fn verify_bundle(bundle: &Bundle, log_key: Option<&PublicKey>, roots: &Trust
         ))
     } else {
         Err(format!(
-            "record {} (leaf {}) does not lead to root {} of the head",
+            "record {} (message {:?}, leaf {}) does not lead to root {} of the head",
             proof.leaf_index,
+            record.message_id,
             hex::encode(leaf),
             hex::encode(head.root)
         ))
@@ -220,6 +223,7 @@ pub fn verify_bundle(bundle: &Bundle, log_key: Option<&PublicKey>, roots: &Trust
         };
         checks.push(check(CHECK_RESPONSE_SIGNATURE, response));
     }
+    checks.extend(crate::body::check_bodies(bundle));
     Verdict { checks }
 }
 

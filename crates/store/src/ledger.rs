@@ -18,6 +18,59 @@ pub struct NewLedgerEntry {
     pub recorded_at: i64,
 }
 
+/// Message bodies kept beside a record. They are not covered by the record's leaf hash: the
+/// record holds the body digests, against which they are checked.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LedgerBodies {
+    /// `None` for bodies in clear; else the id of the key they are encrypted to.
+    pub encrypted_to: Option<String>,
+    /// The request body (or its ciphertext), if kept.
+    pub request: Option<Vec<u8>>,
+    /// The response body (or its ciphertext), if kept.
+    pub response: Option<Vec<u8>>,
+}
+
+impl std::fmt::Debug for LedgerBodies {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Bodies may hold personal data: their sizes only.
+        f.debug_struct("LedgerBodies")
+            .field("encrypted_to", &self.encrypted_to)
+            .field("request_bytes", &self.request.as_ref().map(Vec::len))
+            .field("response_bytes", &self.response.as_ref().map(Vec::len))
+            .finish()
+    }
+}
+
+/// The purged start of a log: records before `size` are gone, and `frontier` holds the
+/// roots of the complete subtrees over them (largest first), enough to go on computing the
+/// tree's roots and proofs from `size` on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PrunedPrefix {
+    /// How many leading records were purged.
+    pub size: u64,
+    /// One hash per one bit of `size`.
+    pub frontier: Vec<[u8; 32]>,
+}
+
+/// An archive file written of a log, as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredArchive {
+    /// 1 for the log's first archive, then one more for each.
+    pub sequence: u64,
+    /// The first record it holds.
+    pub first: u64,
+    /// One past its last record.
+    pub end: u64,
+    /// Its file name in the archive directory.
+    pub file_name: String,
+    /// SHA-256 of the file.
+    pub sha256: [u8; 32],
+    /// When its last record was recorded (Unix seconds): retention counts from there.
+    pub last_recorded_at: i64,
+    /// Unix seconds.
+    pub created_at: i64,
+}
+
 /// A signed tree head as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredHead {
@@ -77,6 +130,16 @@ pub trait LedgerStore: Send + Sync {
     /// Retention: delete the records with index < `idx`; returns how many were deleted.
     /// The log's size and its heads are kept.
     async fn delete_records_before(&self, log_id: &str, idx: u64) -> Result<u64, StoreError>;
+    /// [`LedgerStore::append`], storing `bodies[i]` (if any) beside `entries[i]` in the same
+    /// transaction; `bodies` may be shorter than `entries`.
+    async fn append_with_bodies(
+        &self,
+        log_id: &str,
+        entries: &[NewLedgerEntry],
+        bodies: &[Option<LedgerBodies>],
+    ) -> Result<u64, StoreError>;
+    /// The bodies stored beside record `idx`, if any.
+    async fn bodies(&self, log_id: &str, idx: u64) -> Result<Option<LedgerBodies>, StoreError>;
 }
 
 /// Rows per multi-row `INSERT`: 6 parameters each, far below either backend's limit.

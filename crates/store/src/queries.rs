@@ -246,6 +246,15 @@ macro_rules! impl_stores {
         #[async_trait::async_trait]
         impl crate::LedgerStore for $backend {
             async fn append(&self, log_id: &str, entries: &[crate::NewLedgerEntry]) -> Result<u64, crate::StoreError> {
+                self.append_with_bodies(log_id, entries, &[]).await
+            }
+
+            async fn append_with_bodies(
+                &self,
+                log_id: &str,
+                entries: &[crate::NewLedgerEntry],
+                bodies: &[Option<crate::LedgerBodies>],
+            ) -> Result<u64, crate::StoreError> {
                 if entries.is_empty() {
                     return self.size(log_id).await;
                 }
@@ -285,6 +294,20 @@ macro_rules! impl_stores {
                         .execute(&mut *tx)
                         .await
                         .map_err(crate::StoreError::db("insert ledger records"))?;
+                }
+                for (offset, kept) in bodies.iter().take(entries.len()).enumerate() {
+                    let Some(kept) = kept else { continue };
+                    sqlx::query(
+                        "INSERT INTO ledger_bodies (log_id, idx, encrypted_to, request, response) VALUES ($1, $2, $3, $4, $5)",
+                    )
+                    .bind(log_id)
+                    .bind(first + crate::ledger::to_sql(offset as u64)?)
+                    .bind(kept.encrypted_to.as_deref())
+                    .bind(kept.request.as_deref())
+                    .bind(kept.response.as_deref())
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(crate::StoreError::db("insert ledger bodies"))?;
                 }
                 tx.commit().await.map_err(crate::StoreError::db("commit a ledger append"))?;
                 crate::ledger::from_sql(first)
@@ -391,6 +414,13 @@ macro_rules! impl_stores {
             }
 
             async fn delete_records_before(&self, log_id: &str, idx: u64) -> Result<u64, crate::StoreError> {
+                // Bodies go first: a body never outlives its record.
+                sqlx::query("DELETE FROM ledger_bodies WHERE log_id = $1 AND idx < $2")
+                    .bind(log_id)
+                    .bind(crate::ledger::to_sql(idx)?)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(crate::StoreError::db("purge ledger bodies"))?;
                 let done = sqlx::query("DELETE FROM ledger_records WHERE log_id = $1 AND idx < $2")
                     .bind(log_id)
                     .bind(crate::ledger::to_sql(idx)?)
@@ -398,6 +428,22 @@ macro_rules! impl_stores {
                     .await
                     .map_err(crate::StoreError::db("purge ledger records"))?;
                 Ok(done.rows_affected())
+            }
+
+            async fn bodies(&self, log_id: &str, idx: u64) -> Result<Option<crate::LedgerBodies>, crate::StoreError> {
+                let row: Option<(Option<String>, Option<Vec<u8>>, Option<Vec<u8>>)> = sqlx::query_as(
+                    "SELECT encrypted_to, request, response FROM ledger_bodies WHERE log_id = $1 AND idx = $2",
+                )
+                .bind(log_id)
+                .bind(crate::ledger::to_sql(idx)?)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(crate::StoreError::db("read ledger bodies"))?;
+                Ok(row.map(|(encrypted_to, request, response)| crate::LedgerBodies {
+                    encrypted_to,
+                    request,
+                    response,
+                }))
             }
         }
 

@@ -2,7 +2,7 @@
 //! and reads, lookups by message id, tree heads, retention, and two nodes appending to
 //! one log at once.
 
-use lienthong_store::{NewLedgerEntry, Store, StoreError, StoredHead};
+use lienthong_store::{LedgerBodies, NewLedgerEntry, Store, StoreError, StoredHead};
 use lienthong_testkit::PgServer;
 use std::time::Instant;
 use tokio::task::JoinSet;
@@ -240,6 +240,52 @@ async fn purge_keeps_the_size(store: &Store) {
     assert!(ledger.record("other", 0).await.expect("record").is_some());
 }
 
+async fn bodies_are_kept_beside_records(store: &Store) {
+    let ledger = store.ledger();
+    let clear = LedgerBodies {
+        encrypted_to: None,
+        request: Some(b"request body".to_vec()),
+        response: Some(Vec::new()),
+    };
+    let sealed = LedgerBodies {
+        encrypted_to: Some("0123456789abcdef".into()),
+        request: None,
+        response: Some(vec![1, 2, 3]),
+    };
+    let first = ledger
+        .append_with_bodies(
+            LOG,
+            &entries(0..3),
+            &[Some(clear.clone()), None, Some(sealed.clone())],
+        )
+        .await
+        .expect("append");
+    assert_eq!(first, 0);
+    assert_eq!(ledger.bodies(LOG, 0).await.expect("bodies"), Some(clear));
+    assert_eq!(ledger.bodies(LOG, 1).await.expect("bodies"), None);
+    assert_eq!(ledger.bodies(LOG, 2).await.expect("bodies"), Some(sealed));
+    // Fewer bodies than records: the rest have none; indices follow the log.
+    let body = LedgerBodies {
+        encrypted_to: None,
+        request: Some(b"x".to_vec()),
+        response: None,
+    };
+    assert_eq!(
+        ledger
+            .append_with_bodies(LOG, &entries(3..5), &[Some(body.clone())])
+            .await
+            .expect("append"),
+        3
+    );
+    assert_eq!(ledger.bodies(LOG, 3).await.expect("bodies"), Some(body));
+    assert_eq!(ledger.bodies(LOG, 4).await.expect("bodies"), None);
+    assert_eq!(ledger.size(LOG).await.expect("size"), 5);
+    // Retention removes a record's bodies with it.
+    ledger.delete_records_before(LOG, 3).await.expect("purge");
+    assert_eq!(ledger.bodies(LOG, 0).await.expect("bodies"), None);
+    assert!(ledger.bodies(LOG, 3).await.expect("bodies").is_some());
+}
+
 // --- Concurrency --------------------------------------------------------------------------
 
 /// Two gateway nodes (two `Store` handles) append batches to one log at once: every
@@ -391,6 +437,7 @@ for_both_backends! {
         bulk_appends_read_back,
         heads_are_stored_and_timestamped,
         purge_keeps_the_size,
+        bodies_are_kept_beside_records,
     ],
     databases: [two_nodes_append_to_one_log],
 }

@@ -1,0 +1,159 @@
+//! The TSA goes down: exchanges continue and the log is signed but not timestamped; once
+//! the oldest untimestamped record is older than the tolerance, both gateways refuse new
+//! exchanges with a clear error; when the TSA is back they timestamp the log and accept
+//! exchanges again by themselves. Tokio's clock is paused and moved, never slept on.
+
+mod common;
+
+use common::federation;
+use lienthong_federation::{CLIENT_SUBSYSTEM, Federation};
+use lienthong_gateway::SealOutcome;
+use std::time::Duration;
+
+/// One exchange with message id `id`: status, `X-Road-Error`, body.
+async fn exchange(federation: &Federation, id: &str) -> (u16, String, String) {
+    let url = format!(
+        "{}{}/001099012345",
+        federation.endpoint("client_gateway_url"),
+        federation.endpoint("service_path")
+    );
+    let response = reqwest::Client::new()
+        .get(url)
+        .header("X-Road-Client", CLIENT_SUBSYSTEM)
+        .header("X-Road-Id", id)
+        .send()
+        .await
+        .expect("the client gateway answers");
+    let status = response.status().as_u16();
+    let error = response
+        .headers()
+        .get("x-road-error")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (status, error, response.text().await.unwrap_or_default())
+}
+
+/// Point the federation's approved TSA at `url` and wait until both gateways use it.
+async fn move_tsa(federation: &Federation, url: &str) {
+    let registry = federation.registry.store().registry();
+    let object = registry
+        .object("tsa", "demo-tsa")
+        .await
+        .expect("read the TSA")
+        .expect("the demo TSA is approved");
+    let mut tsa: serde_json::Value = serde_json::from_str(&object.body).expect("TSA JSON");
+    tsa["url"] = url.into();
+    registry
+        .update_object("tsa", "demo-tsa", &tsa.to_string(), object.revision)
+        .await
+        .expect("update the TSA");
+    federation
+        .registry
+        .publish(common::now_ms() / 1000)
+        .await
+        .expect("publish");
+    for gateway in &federation.gateways {
+        for _ in 0..200 {
+            gateway
+                .conf()
+                .refresh(common::now_ms() / 1000)
+                .await
+                .expect("refresh the configuration");
+            let moved = gateway.trust().get().is_some_and(|view| {
+                view.conf
+                    .conf
+                    .timestamp_authorities
+                    .iter()
+                    .all(|t| t.url == url)
+            });
+            if moved {
+                break;
+            }
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+// A current-thread runtime: Tokio's clock can only be paused there.
+#[tokio::test]
+async fn tsa_failure_is_tolerated_then_refused_then_recovered() {
+    let dir = tempfile::tempdir().expect("dir");
+    let federation = federation(&dir).await;
+    let tsa_url = federation.endpoint("tsa_url");
+    let (status, _, body) = exchange(&federation, "before-outage").await;
+    assert_eq!(status, 200, "{body}");
+
+    // The TSA becomes unreachable (its URL now names a closed port).
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.local_addr().expect("address").port()
+    };
+    move_tsa(&federation, &format!("http://127.0.0.1:{closed}/tsa")).await;
+    let (status, _, body) = exchange(&federation, "during-outage").await;
+    assert_eq!(
+        status, 200,
+        "exchanges continue while the TSA is down: {body}"
+    );
+    for gateway in &federation.gateways {
+        let outcome = gateway.seal_log().await.expect("seal");
+        assert!(
+            matches!(outcome, SealOutcome::SignedOnly { .. }),
+            "{}: {outcome:?}",
+            gateway.server_id()
+        );
+    }
+
+    // Past the tolerance (four hours by default), new exchanges are refused.
+    tokio::time::pause();
+    let tolerance = federation.gateways[0].config().timestamp_failure_tolerance;
+    assert_eq!(tolerance, Duration::from_secs(4 * 3600));
+    tokio::time::advance(tolerance + Duration::from_secs(60)).await;
+    let (status, error, body) = exchange(&federation, "past-tolerance").await;
+    assert_eq!(status, 500, "{body}");
+    assert_eq!(error, "Server.ClientProxy.TimestampFailure", "{body}");
+    assert!(
+        body.contains("could not be timestamped since"),
+        "the error says since when: {body}"
+    );
+
+    // The TSA is back: the gateways' own retries timestamp the log, exchanges resume.
+    move_tsa(&federation, &tsa_url).await;
+    let mut recovered = None;
+    for attempt in 0..200 {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let (status, error, body) = exchange(&federation, &format!("after-{attempt}")).await;
+        if status == 200 {
+            recovered = Some(attempt);
+            break;
+        }
+        // The provider's gateway may still refuse for its own log a little longer.
+        assert!(
+            error.ends_with(".TimestampFailure"),
+            "refused for the timestamps only: {error} {body}"
+        );
+    }
+    assert!(
+        recovered.is_some(),
+        "the gateway never accepted exchanges again"
+    );
+    for gateway in &federation.gateways {
+        let log = gateway.server_id().to_string();
+        let ledger = gateway.store().ledger();
+        let during = *ledger
+            .find_by_message_id(&log, "during-outage")
+            .await
+            .expect("find")
+            .first()
+            .expect("the record made during the outage");
+        let heads = ledger.heads(&log).await.expect("heads");
+        assert!(
+            heads
+                .iter()
+                .any(|h| h.size > during && h.tsa_token.is_some()),
+            "{log}: a timestamped head covers the record made while the TSA was down"
+        );
+    }
+    federation.stop().await;
+}
