@@ -38,6 +38,16 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         write: Option<PathBuf>,
     },
+    /// The message log: append throughput on SQLite and PostgreSQL (batched and one record
+    /// per commit) and verification speed (log audit, evidence bundles); see `bench_log`.
+    Log {
+        /// Records to append per run.
+        #[arg(long, default_value_t = 20_000)]
+        records: usize,
+        /// Rewrite this file's `log` section with the results.
+        #[arg(long)]
+        write: Option<PathBuf>,
+    },
     /// Signatures/s and verifications/s per suite, OCSP responses/s and TSA tokens/s
     /// (one core, in process).
     Trust {
@@ -66,6 +76,19 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
                     path.display()
                 );
                 write_section(&path, "exchange", &with_header(&command, &table))?;
+                println!("written to {}", path.display());
+            }
+            Ok(())
+        }
+        BenchCommand::Log { records, write } => {
+            let table = crate::bench_log::log(records).await?;
+            println!("{table}");
+            if let Some(path) = write {
+                let command = format!(
+                    "lienthong bench log --records {records} --write {}",
+                    path.display()
+                );
+                write_section(&path, "log", &with_header(&command, &table))?;
                 println!("written to {}", path.display());
             }
             Ok(())

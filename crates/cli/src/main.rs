@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_compare;
+mod bench_log;
 mod bench_tools;
 mod central_cmd;
 mod demo;
