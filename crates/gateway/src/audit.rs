@@ -58,10 +58,13 @@ pub async fn audit_stored_log(
 ) -> Result<AuditSummary, String> {
     let ledger = store.ledger();
     let size = ledger.size(log_id).await.map_err(|e| e.to_string())?;
-    let stored_leaves = match ledger.leaf_hashes(log_id, 0, size).await {
+    // Records before the purged start are in the archives (`lienthong verify DIR`); the
+    // frontier kept for them is checked against the first head after it.
+    let (pruned, stored_leaves) = match ledger.tree_leaves(log_id, size).await {
         Ok(leaves) => leaves,
         Err(lienthong_store::StoreError::NotFound { .. }) => {
-            for index in 0..size {
+            let pruned = ledger.pruned(log_id).await.map_err(|e| e.to_string())?;
+            for index in pruned.size..size {
                 if ledger
                     .record(log_id, index)
                     .await
@@ -77,8 +80,7 @@ pub async fn audit_stored_log(
         }
         Err(error) => return Err(error.to_string()),
     };
-    for (index, stored_leaf) in stored_leaves.iter().enumerate() {
-        let index = index as u64;
+    for (index, stored_leaf) in (pruned.size..).zip(&stored_leaves) {
         let (message_id, _, bytes) = ledger
             .record(log_id, index)
             .await
@@ -98,7 +100,12 @@ pub async fn audit_stored_log(
             .map_err(|e| format!("tree head of size {}: unreadable: {e}", head.size))?;
         heads.push(signed);
     }
-    lienthong_ledger::audit(&stored_leaves, &heads, key).map_err(|failure| failure.to_string())?;
+    let mut tree = lienthong_ledger::MerkleLog::from_frontier(pruned.size, &pruned.frontier)
+        .ok_or("the stored frontier does not fit the purged size")?;
+    for leaf in &stored_leaves {
+        tree.append(*leaf);
+    }
+    lienthong_ledger::audit_log(&tree, &heads, key).map_err(|failure| failure.to_string())?;
     Ok(AuditSummary {
         records: size,
         heads: heads.len(),

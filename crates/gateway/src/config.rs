@@ -15,10 +15,14 @@
 //! max_body_bytes = 104857600
 //! memory_body_bytes = 262144               # larger bodies are spooled to disk
 //! conf_poll_seconds = 60
+//! opmon_retention_days = 30                # operational-monitoring records are kept this long
 //! timestamp_failure_tolerance_seconds = 14400 # refuse exchanges once the oldest record
 //!                                          # not yet timestamped is older (0: never refuse)
 //! max_logged_body_bytes = 10485760         # larger bodies are logged by digest only
-//! opmon_retention_days = 30                # operational-monitoring records are kept this long
+//! log_archive_dir = "state/archive"        # message-log archives (default: STATE_DIR/archive)
+//! log_archive_interval_seconds = 86400     # how often timestamped records are archived
+//! log_retention_days = 180                 # archived records older than this leave the
+//!                                          # database (0: keep them there forever)
 //!
 //! [[member]]                               # members this gateway signs for
 //! id = "VN/GOV/000123"
@@ -81,6 +85,12 @@ pub struct RawConfig {
     timestamp_failure_tolerance_seconds: u64,
     #[serde(default = "default_max_logged_body")]
     max_logged_body_bytes: u64,
+    #[serde(default)]
+    log_archive_dir: Option<PathBuf>,
+    #[serde(default = "default_log_archive_interval")]
+    log_archive_interval_seconds: u64,
+    #[serde(default = "default_log_retention")]
+    log_retention_days: u64,
     #[serde(default, rename = "member")]
     members: Vec<RawMember>,
     #[serde(default, rename = "subsystem")]
@@ -124,8 +134,18 @@ fn default_max_body() -> u64 {
 fn default_memory_body() -> usize {
     256 * 1024
 }
+fn default_log_archive_interval() -> u64 {
+    24 * 60 * 60
+}
+fn default_log_retention() -> u64 {
+    180
+}
 fn default_poll() -> u64 {
     60
+}
+/// X-Road keeps operational-monitoring records a week by default; a month suits audits.
+fn default_opmon_retention() -> u64 {
+    30
 }
 fn default_connection() -> Connection {
     Connection::Http
@@ -149,10 +169,6 @@ pub enum BodyLogging {
     Full,
     /// The bodies encrypted to the member's X25519 key: the gateway cannot read them back.
     Encrypted(lienthong_crypto::BoxPublicKey),
-}
-/// X-Road keeps operational-monitoring records a week by default; a month suits audits.
-fn default_opmon_retention() -> u64 {
-    30
 }
 
 /// A member this gateway signs for.
@@ -196,6 +212,12 @@ pub struct Config {
     pub timestamp_failure_tolerance: Duration,
     /// Bodies larger than this are logged by digest only, whatever the subsystem says.
     pub max_logged_body_bytes: u64,
+    /// Where the message-log archives are written.
+    pub log_archive_dir: PathBuf,
+    /// How often the timestamped records not yet archived are archived.
+    pub log_archive_interval: Duration,
+    /// How long archived records stay in the database; `None`: for ever.
+    pub log_retention: Option<Duration>,
     pub members: Vec<MemberConfig>,
     pub subsystems: Vec<SubsystemConfig>,
 }
@@ -231,9 +253,20 @@ impl Config {
             opmon_retention_days,
             timestamp_failure_tolerance_seconds,
             max_logged_body_bytes,
+            log_archive_dir,
+            log_archive_interval_seconds,
+            log_retention_days,
             members,
             subsystems,
         } = raw;
+        if log_archive_interval_seconds == 0 || log_retention_days > 36_500 {
+            return Err(
+                "log_archive_interval_seconds must be positive and log_retention_days at most 36500"
+                    .into(),
+            );
+        }
+        let log_archive_dir =
+            base.join(log_archive_dir.unwrap_or_else(|| state_dir.join("archive")));
         if opmon_retention_days == 0 || opmon_retention_days > 3650 {
             return Err("opmon_retention_days must be 1 to 3650".into());
         }
@@ -315,6 +348,10 @@ impl Config {
             opmon_retention: Duration::from_secs(opmon_retention_days * 24 * 60 * 60),
             timestamp_failure_tolerance: Duration::from_secs(timestamp_failure_tolerance_seconds),
             max_logged_body_bytes,
+            log_archive_dir,
+            log_archive_interval: Duration::from_secs(log_archive_interval_seconds),
+            log_retention: (log_retention_days > 0)
+                .then(|| Duration::from_secs(log_retention_days * 24 * 60 * 60)),
             members: members
                 .into_iter()
                 .map(|m| MemberConfig {

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use lienthong_ledger::{
-    Bundle, InclusionProof, LogRecord, MerkleLog, SignedTreeHead, TimestampedHead, write_bundle,
+    Bundle, InclusionProof, LogRecord, SignedTreeHead, TimestampedHead, write_bundle,
 };
 use std::sync::Arc;
 
@@ -51,11 +51,7 @@ impl Gateway {
             serde_json::from_slice(&bytes).map_err(|e| format!("stored record: {e}"))?;
         let signed: SignedTreeHead =
             serde_json::from_slice(&head.head).map_err(|e| format!("stored head: {e}"))?;
-        let leaves = ledger
-            .leaf_hashes(&log, 0, head.size)
-            .await
-            .map_err(|e| e.to_string())?;
-        let tree = MerkleLog::from_leaves(leaves);
+        let tree = crate::archive::stored_tree(ledger, &log, head.size).await?;
         let timestamped = TimestampedHead {
             signed,
             tsa_token: head.tsa_token.unwrap_or_default(),

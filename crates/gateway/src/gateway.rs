@@ -302,6 +302,9 @@ impl Gateway {
         let stop = shutdown.clone();
         tokio::spawn(async move { gateway.seal_periodically(stop).await });
         let gateway = self.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move { gateway.archive_periodically(stop).await });
+        let gateway = self.clone();
         let mut stop = shutdown;
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(STATUS_REFRESH);

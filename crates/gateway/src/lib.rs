@@ -6,6 +6,7 @@
 //! the access right before anything reaches the provider's system, then signs the answer.
 
 pub mod admin;
+pub mod archive;
 mod audit;
 mod backend;
 pub mod body;

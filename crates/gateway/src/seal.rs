@@ -11,7 +11,7 @@ use crate::XRoadError;
 use crate::gateway::{Gateway, unix_now, unix_now_ms};
 use base64::Engine as _;
 use lienthong_crypto::HashAlgorithm;
-use lienthong_ledger::{LogRecord, MerkleLog, TreeHead, sign_head};
+use lienthong_ledger::{LogRecord, TreeHead, sign_head};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -115,15 +115,13 @@ impl Gateway {
             && latest.size == size
             && latest.tsa_token.is_some()
         {
-            self.metrics.timestamped(unix_now()); // every record is covered: as fresh
             self.timestamping.recovered();
+            self.metrics.timestamped(unix_now()); // every record is covered: as fresh
             return Ok(SealOutcome::Unchanged { size });
         }
-        let leaves = ledger
-            .leaf_hashes(&log, 0, size)
-            .await
-            .map_err(|e| e.to_string())?;
-        let root = MerkleLog::from_leaves(leaves).root();
+        let root = crate::archive::stored_tree(ledger, &log, size)
+            .await?
+            .root();
         let head = TreeHead {
             log_id: log.clone(),
             size,

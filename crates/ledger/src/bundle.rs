@@ -211,58 +211,11 @@ pub fn write_bundle(bundle: &Bundle) -> Result<Vec<u8>, BundleError> {
 /// Checks the container only: that the entries are those of the format, within the limits,
 /// and parse. Whether the evidence holds is for [`crate::verify_bundle`].
 pub fn read_bundle(bytes: &[u8]) -> Result<Bundle, BundleError> {
-    if bytes.len() as u64 > MAX_TOTAL_SIZE {
-        return Err(BundleError::TooLarge);
-    }
-    let mut archive =
-        ZipArchive::new(Cursor::new(bytes)).map_err(|e| BundleError::NotZip(e.to_string()))?;
-    if archive.len() > MAX_ENTRIES {
-        return Err(BundleError::TooManyEntries(archive.len()));
-    }
-    // The ZIP reader keeps only the last of several entries with one name; other tools
-    // may take the first. Refuse the ambiguity.
-    let declared = declared_entries(bytes)?;
-    if declared != archive.len() {
-        return Err(BundleError::HiddenEntries {
-            declared,
-            distinct: archive.len(),
-        });
-    }
-    let mut total = 0u64;
     let mut manifest_xml = None;
     let (mut record, mut proof, mut tree_head, mut timestamp) = (None, None, None, None);
     let mut certificates: Vec<(String, Vec<u8>)> = Vec::new();
     let mut bodies: Vec<(String, Vec<u8>)> = Vec::new();
-    for index in 0..archive.len() {
-        let unreadable = |e: &dyn std::fmt::Display| BundleError::Unreadable {
-            index,
-            reason: e.to_string(),
-        };
-        let mut file = archive.by_index(index).map_err(|e| unreadable(&e))?;
-        let name = file.name().to_owned();
-        if file.size() > MAX_ENTRY_SIZE {
-            return Err(BundleError::EntryTooLarge(name));
-        }
-        if index == 0
-            && (name != "mimetype"
-                || file.compression() != CompressionMethod::Stored
-                || file.extra_data().is_some_and(|extra| !extra.is_empty()))
-        {
-            return Err(BundleError::BadMimetype);
-        }
-        // The declared size may lie: never read more than the limit allows.
-        let mut content = Vec::new();
-        (&mut file)
-            .take(MAX_ENTRY_SIZE + 1)
-            .read_to_end(&mut content)
-            .map_err(|e| unreadable(&e))?;
-        if content.len() as u64 > MAX_ENTRY_SIZE {
-            return Err(BundleError::EntryTooLarge(name));
-        }
-        total += content.len() as u64;
-        if total > MAX_TOTAL_SIZE {
-            return Err(BundleError::TooLarge);
-        }
+    for (name, content) in read_container(bytes, MIMETYPE, MAX_ENTRY_SIZE)? {
         if let Some(body) = name.strip_prefix(BODIES) {
             if !BODY_NAMES.contains(&body) {
                 return Err(BundleError::UnexpectedEntry(name));
@@ -274,27 +227,13 @@ pub fn read_bundle(bytes: &[u8]) -> Result<Bundle, BundleError> {
             continue;
         }
         let slot = match name.as_str() {
-            "mimetype" if index == 0 => {
-                if content != MIMETYPE.as_bytes() {
-                    return Err(BundleError::BadMimetype);
-                }
-                continue;
-            }
             MANIFEST => &mut manifest_xml,
             RECORD => &mut record,
             PROOF => &mut proof,
             TREE_HEAD => &mut tree_head,
             TIMESTAMP => &mut timestamp,
             _ => {
-                let certificate = name
-                    .strip_prefix(CERTIFICATES)
-                    .and_then(|rest| rest.strip_suffix(".der"))
-                    .filter(|stem| is_certificate_name(stem))
-                    .ok_or_else(|| BundleError::UnexpectedEntry(name.clone()))?;
-                if certificates.iter().any(|(seen, _)| seen == certificate) {
-                    return Err(BundleError::DuplicateEntry(name));
-                }
-                certificates.push((certificate.to_owned(), content));
+                push_certificate(&mut certificates, name, content)?;
                 continue;
             }
         };
@@ -317,6 +256,98 @@ pub fn read_bundle(bytes: &[u8]) -> Result<Bundle, BundleError> {
         return Err(BundleError::BadManifest);
     }
     Ok(bundle)
+}
+
+/// The entries after the first of a ZIP container in this crate's layout, in archive order.
+///
+/// Checks what every container of the crate shares: the size limits ([`MAX_TOTAL_SIZE`]
+/// for the file and the sum of entries, `max_entry` for one entry, [`MAX_ENTRIES`]), no
+/// entry hidden behind another of the same name, and a first entry `mimetype`, stored,
+/// without extra field, holding exactly `mimetype`.
+pub(crate) fn read_container(
+    bytes: &[u8],
+    mimetype: &str,
+    max_entry: u64,
+) -> Result<Vec<(String, Vec<u8>)>, BundleError> {
+    if bytes.len() as u64 > MAX_TOTAL_SIZE {
+        return Err(BundleError::TooLarge);
+    }
+    let mut archive =
+        ZipArchive::new(Cursor::new(bytes)).map_err(|e| BundleError::NotZip(e.to_string()))?;
+    if archive.len() > MAX_ENTRIES {
+        return Err(BundleError::TooManyEntries(archive.len()));
+    }
+    // The ZIP reader keeps only the last of several entries with one name; other tools
+    // may take the first. Refuse the ambiguity.
+    let declared = declared_entries(bytes)?;
+    if declared != archive.len() {
+        return Err(BundleError::HiddenEntries {
+            declared,
+            distinct: archive.len(),
+        });
+    }
+    if archive.is_empty() {
+        return Err(BundleError::BadMimetype);
+    }
+    let mut total = 0u64;
+    let mut entries = Vec::with_capacity(archive.len());
+    for index in 0..archive.len() {
+        let unreadable = |e: &dyn std::fmt::Display| BundleError::Unreadable {
+            index,
+            reason: e.to_string(),
+        };
+        let mut file = archive.by_index(index).map_err(|e| unreadable(&e))?;
+        let name = file.name().to_owned();
+        if file.size() > max_entry {
+            return Err(BundleError::EntryTooLarge(name));
+        }
+        if index == 0
+            && (name != "mimetype"
+                || file.compression() != CompressionMethod::Stored
+                || file.extra_data().is_some_and(|extra| !extra.is_empty()))
+        {
+            return Err(BundleError::BadMimetype);
+        }
+        // The declared size may lie: never read more than the limit allows.
+        let mut content = Vec::new();
+        (&mut file)
+            .take(max_entry + 1)
+            .read_to_end(&mut content)
+            .map_err(|e| unreadable(&e))?;
+        if content.len() as u64 > max_entry {
+            return Err(BundleError::EntryTooLarge(name));
+        }
+        total += content.len() as u64;
+        if total > MAX_TOTAL_SIZE {
+            return Err(BundleError::TooLarge);
+        }
+        if index == 0 {
+            if content != mimetype.as_bytes() {
+                return Err(BundleError::BadMimetype);
+            }
+            continue;
+        }
+        entries.push((name, content));
+    }
+    Ok(entries)
+}
+
+/// Add `certificates/NAME.der` to `certificates`, refusing other names and duplicates.
+pub(crate) fn push_certificate(
+    certificates: &mut Vec<(String, Vec<u8>)>,
+    name: String,
+    content: Vec<u8>,
+) -> Result<(), BundleError> {
+    let certificate = name
+        .strip_prefix(CERTIFICATES)
+        .and_then(|rest| rest.strip_suffix(".der"))
+        .filter(|stem| is_certificate_name(stem))
+        .ok_or_else(|| BundleError::UnexpectedEntry(name.clone()))?;
+    if certificates.iter().any(|(seen, _)| seen == certificate) {
+        return Err(BundleError::DuplicateEntry(name));
+    }
+    certificates.push((certificate.to_owned(), content));
+    Ok(())
 }
 
 /// The number of entries the end-of-central-directory record declares. ZIP64 archives are
@@ -351,7 +382,7 @@ fn declared_entries(bytes: &[u8]) -> Result<usize, BundleError> {
 
 /// Parse a JSON entry that must be present and in its canonical form (compact, fields in
 /// declaration order), so that each bundle has one encoding and no byte of it is slack.
-fn parse<T: Serialize + serde::de::DeserializeOwned>(
+pub(crate) fn parse<T: Serialize + serde::de::DeserializeOwned>(
     entry: &'static str,
     content: Option<Vec<u8>>,
 ) -> Result<T, BundleError> {
@@ -402,12 +433,12 @@ fn proof_json(proof: &InclusionProof) -> Vec<u8> {
     serde_json::to_vec(proof).expect("a proof serializes: it has no maps and no floats")
 }
 
-fn certificate_path(name: &str) -> String {
+pub(crate) fn certificate_path(name: &str) -> String {
     format!("{CERTIFICATES}{name}.der")
 }
 
 /// 1 to 64 of `A-Z a-z 0-9 - _ .`, not starting with a dot: safe in paths and XML.
-fn is_certificate_name(name: &str) -> bool {
+pub(crate) fn is_certificate_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && !name.starts_with('.')
         && name

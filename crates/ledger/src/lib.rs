@@ -2,8 +2,10 @@
 //! [`LogRecord`] kept per message, the append-only RFC 9162 [`MerkleLog`] over record
 //! hashes, signed and timestamped tree heads, the [`audit`] of a whole log, evidence
 //! bundles (ASiC-E ZIP files holding one record and its proofs) and their offline
-//! [`verify_bundle`]. No IO, no clocks: times are passed in, trust roots are given.
+//! [`verify_bundle`], and hash-chained [`Archive`]s of record ranges ([`verify_archive`]).
+//! No IO, no clocks: times are passed in, trust roots are given.
 
+mod archive;
 mod audit;
 mod body;
 mod bundle;
@@ -12,11 +14,16 @@ mod log;
 mod record;
 mod verify;
 
-pub use audit::{AuditFailure, audit, audit_records};
+pub use archive::{
+    ARCHIVE_FORMAT, ARCHIVE_MIMETYPE, Archive, ArchiveManifest, ArchivedHead, CHECK_ARCHIVE_CHAIN,
+    CHECK_ARCHIVE_RECORDS, CHECK_RECORD_SIGNATURES, PreviousArchive, archive_sha256, read_archive,
+    verify_archive, write_archive,
+};
+pub use audit::{AuditFailure, audit, audit_log, audit_records};
 pub use body::{BodyPart, CHECK_BODY, body_aad, body_matches, open_bodies};
 pub use bundle::{
-    BODY_NAMES, Bundle, BundleError, InclusionProof, MAX_ENTRIES, MAX_ENTRY_SIZE, MAX_TOTAL_SIZE, MIMETYPE,
-    read_bundle, write_bundle,
+    BODY_NAMES, Bundle, BundleError, InclusionProof, MAX_ENTRIES, MAX_ENTRY_SIZE, MAX_TOTAL_SIZE,
+    MIMETYPE, read_bundle, write_bundle,
 };
 pub use log::{MerkleLog, SignedTreeHead, TimestampedHead, TreeHead, sign_head};
 pub use record::{BodyEvidence, LogRecord, Side};

@@ -195,19 +195,31 @@ pub fn verify_bundle(bundle: &Bundle, log_key: Option<&PublicKey>, roots: &Trust
 
     // Each message is checked on its own; no batch root is worth remembering.
     let verifier = BatchVerifier::new(0);
+    let (request, response) = record_signatures(record, roots, &verifier);
+    checks.push(check(CHECK_REQUEST_SIGNATURE, request));
+    if let Some(response) = response {
+        checks.push(check(CHECK_RESPONSE_SIGNATURE, response));
+    }
+    checks.extend(crate::body::check_bodies(bundle));
+    Verdict { checks }
+}
+
+/// The request signature's check of `record`, and the response signature's if it has one.
+pub(crate) fn record_signatures(
+    record: &crate::LogRecord,
+    roots: &TrustRoots,
+    verifier: &BatchVerifier,
+) -> (Result<String, String>, Option<Result<String, String>>) {
     let request = SignedMessage {
         description: &record.request_description,
         signature: &record.request_signature,
         certificate: &record.request_signer_certificate,
         ocsp: record.request_signer_ocsp.as_deref(),
         time_ms: record.request_in,
-    };
-    checks.push(check(
-        CHECK_REQUEST_SIGNATURE,
-        request.verify(roots, &verifier),
-    ));
-    if let Some(signature) = &record.response_signature {
-        let response = match (
+    }
+    .verify(roots, verifier);
+    let response = record.response_signature.as_ref().map(|signature| {
+        match (
             &record.response_description,
             &record.response_signer_certificate,
         ) {
@@ -218,13 +230,11 @@ pub fn verify_bundle(bundle: &Bundle, log_key: Option<&PublicKey>, roots: &Trust
                 ocsp: record.response_signer_ocsp.as_deref(),
                 time_ms: record.response_in.unwrap_or(record.request_in),
             }
-            .verify(roots, &verifier),
+            .verify(roots, verifier),
             _ => Err("the record has a response signature but no response description or signer certificate".into()),
-        };
-        checks.push(check(CHECK_RESPONSE_SIGNATURE, response));
-    }
-    checks.extend(crate::body::check_bodies(bundle));
-    Verdict { checks }
+        }
+    });
+    (request, response)
 }
 
 /// The RFC 3161 check of [`verify_bundle`]: `(token, imprint)` is valid when the DER token
@@ -326,7 +336,7 @@ impl SignedMessage<'_> {
     }
 }
 
-fn check(name: &str, result: Result<String, String>) -> Check {
+pub(crate) fn check(name: &str, result: Result<String, String>) -> Check {
     let (outcome, detail) = match result {
         Ok(detail) => (Outcome::Passed, detail),
         Err(detail) => (Outcome::Failed, detail),
@@ -371,6 +381,21 @@ pub(crate) mod tests {
         pub(crate) ca: CertificateAuthority,
         pub(crate) roots: TrustRoots,
         pub(crate) bundle: Bundle,
+        /// The ten signed records the bundle's is one of.
+        pub(crate) records: Vec<LogRecord>,
+        /// The federation's TSA.
+        pub(crate) tsa: TimeStampAuthority,
+    }
+
+    impl Fixture {
+        /// A token from the fixture's TSA over `imprint`.
+        pub(crate) fn stamp(&self, imprint: &[u8; 32]) -> Vec<u8> {
+            let request = TimestampRequest::for_digest(HashAlgorithm::Sha256, imprint, true)
+                .expect("request");
+            self.tsa
+                .token_der(&request, 2, SystemTime::now())
+                .expect("token")
+        }
     }
 
     fn new_ca(name: &str, now: SystemTime) -> CertificateAuthority {
@@ -524,11 +549,14 @@ pub(crate) mod tests {
             },
             ca,
             bundle,
+            records,
+            tsa,
         }
     }
 
     /// One fixture shared by the tests: making keys and certificates is not free.
-    static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| fixture_with(CertificateState::Good));
+    pub(crate) static FIXTURE: LazyLock<Fixture> =
+        LazyLock::new(|| fixture_with(CertificateState::Good));
 
     fn verify(bundle: &Bundle) -> Verdict {
         verify_bundle(bundle, Some(FIXTURE.log_key.public_key()), &FIXTURE.roots)

@@ -140,6 +140,34 @@ pub trait LedgerStore: Send + Sync {
     ) -> Result<u64, StoreError>;
     /// The bodies stored beside record `idx`, if any.
     async fn bodies(&self, log_id: &str, idx: u64) -> Result<Option<LedgerBodies>, StoreError>;
+    /// The canonical bytes and record times of records `from..to`, in order; a missing one
+    /// is [`StoreError::NotFound`].
+    async fn records(
+        &self,
+        log_id: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(Vec<u8>, i64)>, StoreError>;
+    /// The purged start of the log (empty if nothing was purged).
+    async fn pruned(&self, log_id: &str) -> Result<PrunedPrefix, StoreError>;
+    /// The purged start and the leaf hashes of records `pruned.size..to`, read together so
+    /// that a purge by another node in between cannot leave a gap.
+    async fn tree_leaves(
+        &self,
+        log_id: &str,
+        to: u64,
+    ) -> Result<(PrunedPrefix, Vec<[u8; 32]>), StoreError>;
+    /// Record a new archive file. It must be the next: sequence one more than the last
+    /// (1 for the first), starting where the last ended (0 for the first); else
+    /// [`StoreError::Conflict`] (another node archived first).
+    async fn add_archive(&self, log_id: &str, archive: &StoredArchive) -> Result<(), StoreError>;
+    /// The archives recorded, by sequence.
+    async fn archives(&self, log_id: &str) -> Result<Vec<StoredArchive>, StoreError>;
+    /// Retention: delete the records (and bodies) before `prefix.size` and keep its
+    /// frontier. Only archived records go: `prefix.size` must be the end of a recorded
+    /// archive and not below the current purge point, else [`StoreError::Conflict`].
+    /// Returns how many records were deleted.
+    async fn purge_archived(&self, log_id: &str, prefix: &PrunedPrefix) -> Result<u64, StoreError>;
 }
 
 /// Rows per multi-row `INSERT`: 6 parameters each, far below either backend's limit.
@@ -183,6 +211,50 @@ pub(crate) fn from_sql(value: i64) -> Result<u64, StoreError> {
 pub(crate) fn leaf_hash(bytes: Vec<u8>) -> Result<[u8; 32], StoreError> {
     <[u8; 32]>::try_from(bytes)
         .map_err(|bytes| StoreError::Corrupt(format!("ledger leaf hash of {} bytes", bytes.len())))
+}
+
+/// Frontier hashes as stored: concatenated.
+pub(crate) fn frontier_bytes(frontier: &[[u8; 32]]) -> Vec<u8> {
+    frontier.concat()
+}
+
+/// A stored frontier, which must fit the purged size.
+pub(crate) fn pruned_from_row((size, bytes): (i64, Vec<u8>)) -> Result<PrunedPrefix, StoreError> {
+    let size = from_sql(size)?;
+    let frontier: Vec<[u8; 32]> = bytes
+        .chunks(32)
+        .map(|chunk| leaf_hash(chunk.to_vec()))
+        .collect::<Result<_, _>>()?;
+    if frontier.len() != size.count_ones() as usize {
+        return Err(StoreError::Corrupt(format!(
+            "a ledger frontier of {} hashes for {size} purged records",
+            frontier.len()
+        )));
+    }
+    Ok(PrunedPrefix { size, frontier })
+}
+
+/// A stored archive row.
+pub(crate) fn archive_from_row(
+    (sequence, first, end, file_name, sha256, last_recorded_at, created_at): (
+        i64,
+        i64,
+        i64,
+        String,
+        Vec<u8>,
+        i64,
+        i64,
+    ),
+) -> Result<StoredArchive, StoreError> {
+    Ok(StoredArchive {
+        sequence: from_sql(sequence)?,
+        first: from_sql(first)?,
+        end: from_sql(end)?,
+        file_name,
+        sha256: leaf_hash(sha256)?,
+        last_recorded_at,
+        created_at,
+    })
 }
 
 /// A stored head row.

@@ -445,6 +445,158 @@ macro_rules! impl_stores {
                     response,
                 }))
             }
+
+            async fn records(&self, log_id: &str, from: u64, to: u64) -> Result<Vec<(Vec<u8>, i64)>, crate::StoreError> {
+                let rows: Vec<(Vec<u8>, i64)> = sqlx::query_as(
+                    "SELECT record, recorded_at FROM ledger_records WHERE log_id = $1 AND idx >= $2 AND idx < $3 ORDER BY idx",
+                )
+                .bind(log_id)
+                .bind(crate::ledger::to_sql(from)?)
+                .bind(crate::ledger::to_sql(to)?)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(crate::StoreError::db("read ledger records"))?;
+                if rows.len() as u64 != to.saturating_sub(from) {
+                    return Err(crate::StoreError::NotFound {
+                        what: format!("some of records {from}..{to} of ledger {log_id}"),
+                    });
+                }
+                Ok(rows)
+            }
+
+            async fn pruned(&self, log_id: &str) -> Result<crate::PrunedPrefix, crate::StoreError> {
+                let row: Option<(i64, Vec<u8>)> = sqlx::query_as("SELECT pruned, frontier FROM ledger_logs WHERE log_id = $1")
+                    .bind(log_id)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(crate::StoreError::db("read a ledger's purged start"))?;
+                row.map_or(Ok(crate::PrunedPrefix::default()), crate::ledger::pruned_from_row)
+            }
+
+            async fn tree_leaves(&self, log_id: &str, to: u64) -> Result<(crate::PrunedPrefix, Vec<[u8; 32]>), crate::StoreError> {
+                // A purge between the two reads leaves a gap; read again (purges are rare).
+                let mut attempts = 0;
+                loop {
+                    let pruned = self.pruned(log_id).await?;
+                    match self.leaf_hashes(log_id, pruned.size, to.max(pruned.size)).await {
+                        Ok(leaves) => return Ok((pruned, leaves)),
+                        Err(crate::StoreError::NotFound { .. }) if attempts < 3 => attempts += 1,
+                        Err(error) => return Err(error),
+                    }
+                }
+            }
+
+            async fn add_archive(&self, log_id: &str, archive: &crate::StoredArchive) -> Result<(), crate::StoreError> {
+                let mut tx = self
+                    .pool
+                    .begin_with($begin)
+                    .await
+                    .map_err(crate::StoreError::db("begin recording an archive"))?;
+                let last: Option<(i64, i64)> = sqlx::query_as(
+                    "SELECT sequence, end_idx FROM ledger_archives WHERE log_id = $1 ORDER BY sequence DESC LIMIT 1",
+                )
+                .bind(log_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(crate::StoreError::db("read the last archive"))?;
+                let (sequence, end) = last.unwrap_or((0, 0));
+                if crate::ledger::to_sql(archive.sequence)? != sequence + 1 || crate::ledger::to_sql(archive.first)? != end {
+                    return Err(crate::StoreError::Conflict {
+                        what: format!("archive {} of ledger {log_id} (the last is {sequence}, ending at {end})", archive.sequence),
+                    });
+                }
+                let inserted = sqlx::query(
+                    "INSERT INTO ledger_archives (log_id, sequence, first_idx, end_idx, file_name, sha256, last_recorded_at, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (log_id, sequence) DO NOTHING",
+                )
+                .bind(log_id)
+                .bind(crate::ledger::to_sql(archive.sequence)?)
+                .bind(crate::ledger::to_sql(archive.first)?)
+                .bind(crate::ledger::to_sql(archive.end)?)
+                .bind(&archive.file_name)
+                .bind(&archive.sha256[..])
+                .bind(archive.last_recorded_at)
+                .bind(archive.created_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(crate::StoreError::db("record an archive"))?;
+                if inserted.rows_affected() != 1 {
+                    return Err(crate::StoreError::Conflict {
+                        what: format!("archive {} of ledger {log_id}", archive.sequence),
+                    });
+                }
+                tx.commit().await.map_err(crate::StoreError::db("commit an archive"))
+            }
+
+            async fn archives(&self, log_id: &str) -> Result<Vec<crate::StoredArchive>, crate::StoreError> {
+                let rows: Vec<(i64, i64, i64, String, Vec<u8>, i64, i64)> = sqlx::query_as(
+                    "SELECT sequence, first_idx, end_idx, file_name, sha256, last_recorded_at, created_at \
+                     FROM ledger_archives WHERE log_id = $1 ORDER BY sequence",
+                )
+                .bind(log_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(crate::StoreError::db("list ledger archives"))?;
+                rows.into_iter().map(crate::ledger::archive_from_row).collect()
+            }
+
+            async fn purge_archived(&self, log_id: &str, prefix: &crate::PrunedPrefix) -> Result<u64, crate::StoreError> {
+                let size = crate::ledger::to_sql(prefix.size)?;
+                let mut tx = self
+                    .pool
+                    .begin_with($begin)
+                    .await
+                    .map_err(crate::StoreError::db("begin a ledger purge"))?;
+                let archived: Option<i64> = sqlx::query_scalar(
+                    "SELECT end_idx FROM ledger_archives WHERE log_id = $1 AND end_idx = $2",
+                )
+                .bind(log_id)
+                .bind(size)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(crate::StoreError::db("find the archive of a purge"))?;
+                // Lock the log's row (PostgreSQL) while its purge point moves.
+                let current: Option<i64> = sqlx::query_scalar(
+                    "UPDATE ledger_logs SET pruned = pruned WHERE log_id = $1 RETURNING pruned",
+                )
+                .bind(log_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(crate::StoreError::db("lock a ledger for a purge"))?;
+                let refuse = |why: &str| crate::StoreError::Conflict {
+                    what: format!("purging records before {} of ledger {log_id}: {why}", prefix.size),
+                };
+                if archived.is_none() {
+                    return Err(refuse("no archive ends there"));
+                }
+                if current.is_none_or(|current| current > size) {
+                    return Err(refuse("the log has no such records, or is purged further"));
+                }
+                if prefix.frontier.len() != prefix.size.count_ones() as usize {
+                    return Err(refuse("the frontier does not fit the size"));
+                }
+                sqlx::query("DELETE FROM ledger_bodies WHERE log_id = $1 AND idx < $2")
+                    .bind(log_id)
+                    .bind(size)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(crate::StoreError::db("purge ledger bodies"))?;
+                let done = sqlx::query("DELETE FROM ledger_records WHERE log_id = $1 AND idx < $2")
+                    .bind(log_id)
+                    .bind(size)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(crate::StoreError::db("purge ledger records"))?;
+                sqlx::query("UPDATE ledger_logs SET pruned = $2, frontier = $3 WHERE log_id = $1")
+                    .bind(log_id)
+                    .bind(size)
+                    .bind(crate::ledger::frontier_bytes(&prefix.frontier))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(crate::StoreError::db("keep a ledger's frontier"))?;
+                tx.commit().await.map_err(crate::StoreError::db("commit a ledger purge"))?;
+                Ok(done.rows_affected())
+            }
         }
 
         impl crate::Backend for $backend {}

@@ -2,7 +2,9 @@
 //! and reads, lookups by message id, tree heads, retention, and two nodes appending to
 //! one log at once.
 
-use lienthong_store::{LedgerBodies, NewLedgerEntry, Store, StoreError, StoredHead};
+use lienthong_store::{
+    LedgerBodies, NewLedgerEntry, PrunedPrefix, Store, StoreError, StoredArchive, StoredHead,
+};
 use lienthong_testkit::PgServer;
 use std::time::Instant;
 use tokio::task::JoinSet;
@@ -97,7 +99,7 @@ async fn records_are_found_by_message_id(store: &Store) {
             .find_by_message_id(LOG, "unknown")
             .await
             .expect("find"),
-        []
+        Vec::<u64>::new()
     );
 }
 
@@ -224,7 +226,7 @@ async fn purge_keeps_the_size(store: &Store) {
             .find_by_message_id(LOG, "message-1")
             .await
             .expect("find"),
-        []
+        Vec::<u64>::new()
     );
 
     // Purging everything does not restart the log.
@@ -284,6 +286,126 @@ async fn bodies_are_kept_beside_records(store: &Store) {
     ledger.delete_records_before(LOG, 3).await.expect("purge");
     assert_eq!(ledger.bodies(LOG, 0).await.expect("bodies"), None);
     assert!(ledger.bodies(LOG, 3).await.expect("bodies").is_some());
+}
+
+/// Records are purged only up to the end of a recorded archive, and the purged start
+/// (size and frontier) is kept for the tree.
+async fn purge_only_archived_records(store: &Store) {
+    let ledger = store.ledger();
+    ledger.append(LOG, &entries(0..10)).await.expect("append");
+    let prefix = |size: u64| PrunedPrefix {
+        size,
+        frontier: vec![[size as u8; 32]; size.count_ones() as usize],
+    };
+    let refused = ledger
+        .purge_archived(LOG, &prefix(5))
+        .await
+        .expect_err("nothing archived");
+    assert!(
+        matches!(refused, StoreError::Conflict { .. }),
+        "{refused:?}"
+    );
+    assert_eq!(ledger.records(LOG, 0, 10).await.expect("records").len(), 10);
+
+    let archive = |sequence: u64, first: u64, end: u64| StoredArchive {
+        sequence,
+        first,
+        end,
+        file_name: format!("log-{sequence:08}.zip"),
+        sha256: [sequence as u8; 32],
+        last_recorded_at: 1_700_000_000 + end as i64,
+        created_at: 1_800_000_000,
+    };
+    ledger
+        .add_archive(LOG, &archive(1, 0, 5))
+        .await
+        .expect("first archive");
+    for wrong in [
+        archive(1, 0, 5),
+        archive(3, 5, 8),
+        archive(2, 4, 8),
+        archive(2, 6, 8),
+    ] {
+        let refused = ledger
+            .add_archive(LOG, &wrong)
+            .await
+            .expect_err("not the next");
+        assert!(
+            matches!(refused, StoreError::Conflict { .. }),
+            "{wrong:?}: {refused:?}"
+        );
+    }
+    ledger
+        .add_archive(LOG, &archive(2, 5, 8))
+        .await
+        .expect("second archive");
+    assert_eq!(
+        ledger.archives(LOG).await.expect("archives"),
+        [archive(1, 0, 5), archive(2, 5, 8)]
+    );
+    assert_eq!(ledger.archives("other").await.expect("archives"), []);
+
+    // Not at an archive's end, or a frontier that does not fit: refused, nothing deleted.
+    for wrong in [
+        prefix(4),
+        prefix(9),
+        PrunedPrefix {
+            size: 5,
+            frontier: vec![],
+        },
+    ] {
+        let refused = ledger
+            .purge_archived(LOG, &wrong)
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(refused, StoreError::Conflict { .. }),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(
+        ledger.pruned(LOG).await.expect("pruned"),
+        PrunedPrefix::default()
+    );
+    assert_eq!(
+        ledger.purge_archived(LOG, &prefix(5)).await.expect("purge"),
+        5
+    );
+    assert_eq!(ledger.pruned(LOG).await.expect("pruned"), prefix(5));
+    let gone = ledger.records(LOG, 0, 10).await.expect_err("purged");
+    assert!(matches!(gone, StoreError::NotFound { .. }), "{gone:?}");
+    let kept = ledger.records(LOG, 5, 10).await.expect("kept");
+    assert_eq!(kept[0].0, entries(5..6)[0].record);
+    let (pruned, leaves) = ledger.tree_leaves(LOG, 10).await.expect("tree leaves");
+    assert_eq!(pruned, prefix(5));
+    assert_eq!(
+        leaves,
+        entries(5..10)
+            .iter()
+            .map(|e| e.leaf_hash)
+            .collect::<Vec<_>>()
+    );
+    // Never backwards; the log goes on at its size.
+    let refused = ledger
+        .purge_archived(LOG, &prefix(4))
+        .await
+        .expect_err("backwards");
+    assert!(
+        matches!(refused, StoreError::Conflict { .. }),
+        "{refused:?}"
+    );
+    assert_eq!(
+        ledger.purge_archived(LOG, &prefix(8)).await.expect("purge"),
+        3
+    );
+    assert_eq!(
+        ledger.append(LOG, &entries(10..11)).await.expect("append"),
+        10
+    );
+    assert_eq!(
+        ledger.pruned("other").await.expect("pruned"),
+        PrunedPrefix::default()
+    );
 }
 
 // --- Concurrency --------------------------------------------------------------------------
@@ -347,6 +469,94 @@ async fn two_nodes_append_to_one_log(database: &Database) {
             .expect("find"),
         [first + 3]
     );
+}
+
+/// Two gateway nodes append single records and batches to one log at once while each also
+/// seals it (a signed head over the size it sees): the records tile the log with no gap or
+/// duplicate, and the whole log — every record against its leaf, every head from either
+/// node against the tree, consistency between them — passes the ledger's audit.
+async fn two_nodes_build_one_auditable_tree(database: &Database) {
+    use lienthong_crypto::{Signer as _, SoftwareKey, Suite, merkle};
+    use lienthong_ledger::{MerkleLog, SignedTreeHead, TreeHead, sign_head};
+    use std::sync::Arc;
+
+    const APPENDS: u8 = 24;
+    let key = Arc::new(SoftwareKey::generate(Suite::Ed25519).expect("key").0);
+    let nodes = [database.open().await, database.open().await];
+    let mut tasks = JoinSet::new();
+    for (node, store) in (0u8..).zip(&nodes) {
+        let store = store.clone();
+        let key = key.clone();
+        tasks.spawn(async move {
+            let mut stored = Vec::new();
+            for append in 0..APPENDS {
+                // Alternately one record and a batch of five, as the journal commits them.
+                let count = if append % 2 == 0 { 1 } else { 5 };
+                let batch: Vec<NewLedgerEntry> = (0..count)
+                    .map(|k| {
+                        let record = format!("{{\"node\":{node},\"append\":{append},\"k\":{k}}}")
+                            .into_bytes();
+                        NewLedgerEntry {
+                            message_id: format!("node-{node}/{append}/{k}"),
+                            leaf_hash: merkle::leaf_hash(&record),
+                            record,
+                            recorded_at: 1_700_000_000,
+                        }
+                    })
+                    .collect();
+                store.ledger().append(LOG, &batch).await.expect("append");
+                let size = store.ledger().size(LOG).await.expect("size");
+                let leaves = store
+                    .ledger()
+                    .leaf_hashes(LOG, 0, size)
+                    .await
+                    .expect("leaves");
+                let head = TreeHead {
+                    log_id: LOG.into(),
+                    size,
+                    root: MerkleLog::from_leaves(leaves).root(),
+                    time_ms: 1_700_000_000_000 + i64::from(append),
+                };
+                let signed = sign_head(head, key.as_ref()).expect("signs");
+                // The other node may have sealed the same size first: its head stands.
+                match store
+                    .ledger()
+                    .put_head(LOG, size, &signed.to_canonical_json(), None)
+                    .await
+                {
+                    Ok(()) => stored.push(signed),
+                    Err(StoreError::Conflict { .. }) => {}
+                    Err(error) => panic!("store a head: {error}"),
+                }
+            }
+            stored
+        });
+    }
+    let mut heads: Vec<SignedTreeHead> = Vec::new();
+    while let Some(task) = tasks.join_next().await {
+        heads.extend(task.expect("node task"));
+    }
+    heads.sort_by_key(|signed| signed.head.size);
+    // Each node: half the appends one record, half five.
+    let total = 2 * u64::from(APPENDS / 2) * (1 + 5);
+    let ledger = nodes[0].ledger();
+    assert_eq!(ledger.size(LOG).await.expect("size"), total);
+    let records = ledger.records(LOG, 0, total).await.expect("every record");
+    let leaves = ledger.leaf_hashes(LOG, 0, total).await.expect("leaves");
+    let mut seen = std::collections::HashSet::new();
+    for (index, ((record, _), leaf)) in records.iter().zip(&leaves).enumerate() {
+        assert_eq!(merkle::leaf_hash(record), *leaf, "record {index}");
+        assert!(seen.insert(record.clone()), "record {index} appended twice");
+    }
+    let stored = ledger.heads(LOG).await.expect("heads");
+    assert_eq!(
+        stored.iter().map(|h| h.size).collect::<Vec<_>>(),
+        heads.iter().map(|h| h.head.size).collect::<Vec<_>>()
+    );
+    for (stored, signed) in stored.iter().zip(&heads) {
+        assert_eq!(stored.head, signed.to_canonical_json());
+    }
+    lienthong_ledger::audit(&leaves, &heads, key.public_key()).expect("the audit passes");
 }
 
 // --- Fixtures -----------------------------------------------------------------------------
@@ -438,6 +648,7 @@ for_both_backends! {
         heads_are_stored_and_timestamped,
         purge_keeps_the_size,
         bodies_are_kept_beside_records,
+        purge_only_archived_records,
     ],
-    databases: [two_nodes_append_to_one_log],
+    databases: [two_nodes_append_to_one_log, two_nodes_build_one_auditable_tree],
 }
