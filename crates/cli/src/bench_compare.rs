@@ -58,12 +58,17 @@ pub(crate) async fn run(args: CompareArgs) -> anyhow::Result<()> {
         let rest: Vec<String> = std::env::args().skip(1).collect();
         format!("lienthong {}", rest.join(" "))
     });
+    let load_before = load_average();
     let report = tokio::task::spawn_blocking(move || -> anyhow::Result<Report> {
         let runtime = tokio::runtime::Handle::current();
         let mut bench = Bench::prepare(&args, &runtime)?;
         bench.measure(&runtime)
     });
-    let report = report.await.context("run the benchmark")??;
+    let mut report = report.await.context("run the benchmark")??;
+    // Other work on the machine shows here: the figures are only as quiet as it was.
+    report.settings["load_average_before"] = json!(load_before);
+    report.settings["load_average_after"] = json!(load_average());
+    report.settings["commit"] = json!(commit());
     let markdown = report.markdown(&command);
     println!("{markdown}");
     if let Some(path) = &report.write {
@@ -779,6 +784,37 @@ fn check_exchange(
     })
 }
 
+/// The 1, 5 and 15 minute load averages.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
+}
+
+/// The checked-out commit, and whether the working tree had changes, when run in a checkout.
+fn commit() -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+    };
+    match git(&["rev-parse", "--short", "HEAD"]) {
+        Some(hash) => match git(&["status", "--porcelain", "--untracked-files=no"]) {
+            Some(changes) if !changes.is_empty() => format!("{hash} (with uncommitted changes)"),
+            _ => hash,
+        },
+        None => "unknown".into(),
+    }
+}
+
 fn median(values: &[f64]) -> f64 {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
@@ -809,6 +845,13 @@ impl Report {
             s["gateway_worker_threads"]
                 .as_u64()
                 .map_or("one per core (2)".into(), |t| t.to_string()),
+        );
+        let _ = writeln!(
+            out,
+            "Commit {}; load average (1, 5, 15 min) before the run {}, after it {}.\n",
+            s["commit"].as_str().unwrap_or("unknown"),
+            s["load_average_before"].as_str().unwrap_or("?"),
+            s["load_average_after"].as_str().unwrap_or("?"),
         );
         out.push_str("| path | payload | requests/s | p50 ms | p99 ms | p99.9 ms | CPU s / 1,000 (servers) | per process | gateways' peak RSS MiB (client / provider) | errors | wrk CPU s / 1,000 |\n|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|\n");
         for row in &self.rows {
