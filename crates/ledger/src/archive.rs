@@ -708,7 +708,8 @@ mod tests {
     fn inconsistent_shapes_are_refused_when_read() {
         let files = chain_of(&FIXTURE.records);
         let archive = read_archive(&files[2]).expect("reads");
-        let shapes: Vec<Box<dyn Fn(&mut Archive)>> = vec![
+        type Shape = Box<dyn Fn(&mut Archive)>;
+        let shapes: Vec<Shape> = vec![
             Box::new(|a| a.manifest.end += 1),
             Box::new(|a| a.manifest.first = a.manifest.end),
             Box::new(|a| a.manifest.frontier.pop().map(drop).unwrap_or(())),

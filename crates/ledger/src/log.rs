@@ -83,7 +83,7 @@ impl MerkleLog {
             nodes.push(hash);
             // An odd index means the node just added completed a pair; its left sibling is
             // stored, because every level's first stored index is even.
-            if (base + nodes.len() as u64 - 1) % 2 == 0 {
+            if (base + nodes.len() as u64 - 1).is_multiple_of(2) {
                 break;
             }
             hash = merkle::node_hash(&nodes[nodes.len() - 2], &nodes[nodes.len() - 1]);
