@@ -319,11 +319,18 @@ impl Registry {
                 "signed_at is more than five minutes from the registry's clock".into(),
             ));
         }
+        // One `host:port`, or one per node of a cluster, separated by commas.
         if request.address.is_empty()
-            || request.address.len() > 255
-            || !request.address.contains(':')
+            || request.address.len() > 1024
+            || !request
+                .address
+                .split(',')
+                .all(|node| node.trim().contains(':') && !node.trim().contains(char::is_whitespace))
         {
-            return Err(bad("address must be host:port".into()));
+            return Err(bad(
+                "address must be host:port, or host:port,host:port,... for the nodes of a cluster"
+                    .into(),
+            ));
         }
         let certificate = decode_certificate(&request.auth_certificate)?;
         if certificate.identity != Some(FederationIdentity::Server(request.server.clone())) {

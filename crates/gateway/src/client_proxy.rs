@@ -172,7 +172,7 @@ async fn exchange(
         .encode()
         .map_err(|e| XRoadError::client("InvalidRequest", e.to_string()))?;
     let request_hash = digest(&encoded);
-    let signature = gateway
+    let mut signature = gateway
         .metrics
         .time(Stage::ClientSigning, member.signer.sign(request_hash))
         .await
@@ -210,7 +210,18 @@ async fn exchange(
     forward_headers.remove("x-road-error");
     let encoded_b64 = STANDARD.encode(&encoded);
     let mut last_error = None;
-    for peer in candidates {
+    // An idempotent request whose exchange broke after it was sent (a provider node died
+    // with it in flight) is sent once more: to the same gateway first, whose connector
+    // then reaches another of its nodes, then to the next gateway. It is signed again,
+    // since the first signature may already be in the replay memory the nodes share.
+    let idempotent = matches!(
+        parts.method,
+        hyper::Method::GET | hyper::Method::HEAD | hyper::Method::PUT | hyper::Method::DELETE
+    );
+    let mut retried = false;
+    let mut next = 0;
+    while let Some(&peer) = candidates.get(next) {
+        next += 1;
         let body = collected
             .body
             .replay()
@@ -243,6 +254,7 @@ async fn exchange(
             member,
             ocsp: &ocsp,
             at: unix_now_ms(),
+            request_for_log: &request_for_log,
         };
         crate::opmon::note_peer(&peer.id);
         let answer = gateway.peer_client.request(outgoing);
@@ -254,7 +266,6 @@ async fn exchange(
                     &conf.conf.policy,
                     response,
                     &sent,
-            request_for_log: &request_for_log,
                     message_id,
                 )
                 .await;
@@ -264,8 +275,21 @@ async fn exchange(
                 gateway.mark_unhealthy(&peer.id);
                 last_error = Some(format!("{}: {error:?}", peer.id));
             }
+            Err(error) if idempotent && !retried => {
+                tracing::warn!(peer = %peer.id, error = %error, method = %parts.method, "exchange broke after the request was sent; sending the idempotent request once more");
+                retried = true;
+                next -= 1;
+                last_error = Some(format!("{}: {error}", peer.id));
+                signature = member
+                    .signer
+                    .sign(request_hash)
+                    .await
+                    .map_err(|e| XRoadError::client_proxy("CannotCreateSignature", e.to_string()))?
+                    .to_text();
+            }
             Err(error) => {
-                // The request may have reached the provider: never resend it.
+                // The request may have reached the provider: a non-idempotent request is
+                // never resent; the client is told, and decides.
                 return Err(XRoadError::client_proxy(
                     "NetworkError",
                     format!("exchange with {} failed: {error}", peer.id),
@@ -331,6 +355,8 @@ struct Sent<'a> {
     member: &'a crate::MemberKey,
     ocsp: &'a hyper::header::HeaderValue,
     at: i64,
+    /// The request body, if the log keeps it.
+    request_for_log: &'a Option<Vec<u8>>,
 }
 
 async fn finish(
@@ -355,8 +381,6 @@ async fn finish(
             out.headers_mut()
                 .insert("x-road-id", header_value(message_id));
             return Ok(out);
-    /// The request body, if the log keeps it.
-    request_for_log: &'a Option<Vec<u8>>,
         }
         return Err(XRoadError::client_proxy(
             "InvalidSignatureValue",

@@ -96,10 +96,12 @@ impl Journal {
                 format!("the message log could not record the exchange: {why}"),
             )
         };
+        // Serialised once: the leaf hash is over exactly the bytes stored.
+        let bytes = record.to_canonical_bytes();
         let entry = NewLedgerEntry {
             message_id: record.message_id.clone(),
-            leaf_hash: record.leaf_hash(),
-            record: record.to_canonical_bytes(),
+            leaf_hash: lienthong_crypto::merkle::leaf_hash(&bytes),
+            record: bytes,
             recorded_at: now,
         };
         let (reply, committed) = oneshot::channel();
