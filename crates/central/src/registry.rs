@@ -303,6 +303,21 @@ impl Registry {
         self.list(GATEWAY).await
     }
 
+    /// Change where a registered gateway is reached, e.g. to list every node of a cluster
+    /// (`host:port,host:port`); effective in the next published configuration.
+    pub async fn set_gateway_address(
+        &self,
+        id: &lienthong_model::ServerId,
+        address: &str,
+    ) -> Result<Gateway, CentralError> {
+        check_address(address)?;
+        self.modify(GATEWAY, &id.to_string(), |g: &mut Gateway| {
+            g.address = address.to_owned();
+            Ok(())
+        })
+        .await
+    }
+
     /// Accept a gateway's registration request after checking its proof of possession of
     /// the auth key and that the auth certificate comes from an approved CA.
     pub async fn submit_registration(
@@ -319,19 +334,7 @@ impl Registry {
                 "signed_at is more than five minutes from the registry's clock".into(),
             ));
         }
-        // One `host:port`, or one per node of a cluster, separated by commas.
-        if request.address.is_empty()
-            || request.address.len() > 1024
-            || !request
-                .address
-                .split(',')
-                .all(|node| node.trim().contains(':') && !node.trim().contains(char::is_whitespace))
-        {
-            return Err(bad(
-                "address must be host:port, or host:port,host:port,... for the nodes of a cluster"
-                    .into(),
-            ));
-        }
+        check_address(&request.address).map_err(|e| bad(e.to_string()))?;
         let certificate = decode_certificate(&request.auth_certificate)?;
         if certificate.identity != Some(FederationIdentity::Server(request.server.clone())) {
             return Err(bad(format!(
@@ -638,4 +641,16 @@ fn decode_certificate(base64_der: &str) -> Result<CertificateInfo, CentralError>
         .decode(base64_der.trim())
         .map_err(|_| CentralError::BadRequest("certificate must be base64 DER".into()))?;
     CertificateInfo::from_der(&der).map_err(|e| CentralError::BadRequest(e.to_string()))
+}
+
+/// A gateway's address: `host:port`, or one per node of a cluster, separated by commas.
+fn check_address(address: &str) -> Result<(), CentralError> {
+    let node_ok = |node: &str| node.contains(':') && !node.contains(char::is_whitespace);
+    if address.is_empty() || address.len() > 1024 || !address.split(',').all(node_ok) {
+        return Err(CentralError::BadRequest(
+            "address must be host:port, or host:port,host:port,... for the nodes of a cluster"
+                .into(),
+        ));
+    }
+    Ok(())
 }

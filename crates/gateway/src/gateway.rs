@@ -24,6 +24,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
+/// How often a cluster node reloads the service catalog other nodes may have changed.
+const CATALOG_RELOAD: Duration = Duration::from_secs(5);
 /// Messages whose time differs from ours by more than this are refused.
 pub(crate) const CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
 /// How often our own certificates' OCSP responses are refreshed.
@@ -71,8 +73,8 @@ pub struct Gateway {
     pub(crate) journal: crate::journal::Journal,
     pub(crate) log_signer: Arc<dyn Signer>,
     pub(crate) http: reqwest::Client,
-    pub(crate) timestamping: crate::seal::TimestampHealth,
     pub(crate) opmon: crate::opmon::OpMonitor,
+    pub(crate) timestamping: crate::seal::TimestampHealth,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     pub(crate) ops: crate::health::OpsState,
     unhealthy: Mutex<HashMap<ServerId, Instant>>,
@@ -224,8 +226,8 @@ impl Gateway {
             journal,
             log_signer: keys.auth.clone(),
             http: reqwest::Client::new(),
-            timestamping: crate::seal::TimestampHealth::default(),
             opmon,
+            timestamping: crate::seal::TimestampHealth::default(),
             metrics,
             ops: crate::health::OpsState::default(),
             unhealthy: Mutex::new(HashMap::new()),
@@ -304,6 +306,26 @@ impl Gateway {
         let gateway = self.clone();
         let stop = shutdown.clone();
         tokio::spawn(async move { gateway.archive_periodically(stop).await });
+        if self.store.is_shared() {
+            // Nodes of a cluster: pick up the services, access rights and local groups
+            // another node changed.
+            let gateway = self.clone();
+            let mut stop = shutdown.clone();
+            tokio::spawn(async move {
+                let mut ticker = tokio::time::interval(CATALOG_RELOAD);
+                ticker.tick().await;
+                loop {
+                    tokio::select! {
+                        _ = crate::gateway::stopped(&mut stop) => return,
+                        _ = ticker.tick() => {
+                            if let Err(error) = gateway.catalog.reload().await {
+                                tracing::warn!(%error, "cannot reload the service catalog from the shared store");
+                            }
+                        }
+                    }
+                }
+            });
+        }
         let gateway = self.clone();
         let mut stop = shutdown;
         tokio::spawn(async move {

@@ -57,11 +57,28 @@ impl GatewayProcess {
     /// Start gateway `name` and wait until its admin API answers (it has then loaded its
     /// configuration and certificate statuses).
     pub async fn start(federation: &Federation, name: &str) -> Self {
-        let log = std::fs::File::create(federation.dir.join(format!("{name}.log")))
-            .expect("gateway log file");
+        Self::start_node(
+            federation,
+            &config(federation, name),
+            name,
+            &admin_url(federation, name),
+        )
+        .await
+    }
+
+    /// Start a gateway from the configuration file `config`, logging to `LOG_NAME.log` in
+    /// the federation's directory, and wait until its admin API at `admin` answers.
+    pub async fn start_node(
+        federation: &Federation,
+        config: &Path,
+        log_name: &str,
+        admin: &str,
+    ) -> Self {
+        let log_path = federation.dir.join(format!("{log_name}.log"));
+        let log = std::fs::File::create(&log_path).expect("gateway log file");
         let child = Command::new(env!("CARGO_BIN_EXE_lienthong"))
             .args(["gateway", "serve", "--config"])
-            .arg(config(federation, name))
+            .arg(config)
             .env("LIENTHONG_PASSPHRASE", PASSPHRASE)
             .env("LIENTHONG_LOG", "warn")
             .stdout(Stdio::null())
@@ -69,16 +86,15 @@ impl GatewayProcess {
             .spawn()
             .expect("start lienthong gateway serve");
         let mut process = Self { child };
-        let url = format!("{}/api/v1/services", admin_url(federation, name));
+        let url = format!("{admin}/api/v1/services");
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(5))
             .build()
             .expect("client");
         for _ in 0..300 {
             if let Ok(Some(status)) = process.child.try_wait() {
-                let log = std::fs::read_to_string(federation.dir.join(format!("{name}.log")))
-                    .unwrap_or_default();
-                panic!("gateway {name} exited with {status}:\n{log}");
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                panic!("gateway {log_name} exited with {status}:\n{log}");
             }
             let answer = http
                 .get(&url)
@@ -91,7 +107,12 @@ impl GatewayProcess {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         process.kill();
-        panic!("gateway {name} did not become ready");
+        panic!("gateway {log_name} did not become ready");
+    }
+
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
     }
 
     /// SIGKILL: no shutdown, no flush.
