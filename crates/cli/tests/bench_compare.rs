@@ -47,7 +47,12 @@ fn quick_compare_measures_every_path_and_writes_its_section() {
             .is_some_and(|c| c.contains("bench compare --quick"))
     );
     let rows = json["rows"].as_array().expect("rows");
-    for prefix in ["direct", "nginx chain", "lienthong (SQLite)", "lienthong (PostgreSQL)"] {
+    for prefix in [
+        "direct",
+        "nginx chain",
+        "lienthong (SQLite)",
+        "lienthong (PostgreSQL)",
+    ] {
         for payload in ["100 B", "10 KB"] {
             let row = rows
                 .iter()

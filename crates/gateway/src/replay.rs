@@ -117,7 +117,9 @@ impl ReplayGuard {
         };
         match fresh {
             Ok(true) => Ok(()),
-            Ok(false) => Err("this message (id and signature) was already received by another node"),
+            Ok(false) => {
+                Err("this message (id and signature) was already received by another node")
+            }
             Err(error) => {
                 tracing::error!(%error, "refusing a message: the shared replay memory is unavailable");
                 // Not remembered anywhere else: let a retry of the same message through
@@ -139,7 +141,12 @@ mod tests {
     async fn accepts_once_and_refuses_stale() {
         let guard = ReplayGuard::new(300_000);
         assert!(guard.check("id", "sig", 1_000_000, 1_000_000).await.is_ok());
-        assert!(guard.check("id", "sig", 1_000_000, 1_000_001).await.is_err());
+        assert!(
+            guard
+                .check("id", "sig", 1_000_000, 1_000_001)
+                .await
+                .is_err()
+        );
         assert!(
             guard
                 .check("id", "other-sig", 1_000_000, 1_000_001)

@@ -369,10 +369,12 @@ async fn serve(
         status: status.as_u16(),
         body: lienthong_ledger::BodyEvidence::DigestOnly,
     };
-    let response_for_log =
-        gateway.body_for_log(logging, &response_body, lienthong_ledger::BodyPart::Response);
-    let bodies =
-        crate::log_bodies::keep(logging, &mut record, request_for_log, response_for_log)?;
+    let response_for_log = gateway.body_for_log(
+        logging,
+        &response_body,
+        lienthong_ledger::BodyPart::Response,
+    );
+    let bodies = crate::log_bodies::keep(logging, &mut record, request_for_log, response_for_log)?;
     let committed = gateway.journal.record(&record, bodies, unix_now());
     gateway
         .metrics
