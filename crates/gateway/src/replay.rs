@@ -21,11 +21,27 @@ const LOCAL_CAPACITY: usize = 100_000;
 type Key = [u8; 32];
 type Reply = oneshot::Sender<Result<bool, String>>;
 
+/// The keys seen in process, and the size at which expired ones are next swept out.
+#[derive(Debug)]
+struct Seen {
+    keys: HashMap<Key, i64>,
+    sweep_at: usize,
+}
+
+impl Default for Seen {
+    fn default() -> Self {
+        Self {
+            keys: HashMap::new(),
+            sweep_at: LOCAL_CAPACITY,
+        }
+    }
+}
+
 /// Seen messages within the window.
 #[derive(Debug)]
 pub(crate) struct ReplayGuard {
     window_ms: i64,
-    seen: Mutex<HashMap<Key, i64>>,
+    seen: Mutex<Seen>,
     shared: Option<mpsc::Sender<(Key, i64, Reply)>>,
 }
 
@@ -34,7 +50,7 @@ impl ReplayGuard {
     pub(crate) fn new(window_ms: i64) -> Self {
         Self {
             window_ms,
-            seen: Mutex::new(HashMap::new()),
+            seen: Mutex::new(Seen::default()),
             shared: None,
         }
     }
@@ -75,7 +91,7 @@ impl ReplayGuard {
         });
         Self {
             window_ms,
-            seen: Mutex::new(HashMap::new()),
+            seen: Mutex::new(Seen::default()),
             shared: Some(queue),
         }
     }
@@ -98,14 +114,19 @@ impl ReplayGuard {
         let key = crate::message::digest(&key_material);
         {
             let mut seen = self.seen.lock().map_err(|_| "replay memory unavailable")?;
-            if seen.len() > LOCAL_CAPACITY {
+            // Expired keys are dropped when the map has doubled since the last sweep (and
+            // holds more than LOCAL_CAPACITY), so the sweep's cost is spread over the
+            // insertions that made it necessary instead of paid by every request once
+            // the window holds many messages.
+            if seen.keys.len() > seen.sweep_at {
                 let horizon = now_ms - self.window_ms;
-                seen.retain(|_, &mut time| time >= horizon);
+                seen.keys.retain(|_, &mut time| time >= horizon);
+                seen.sweep_at = LOCAL_CAPACITY.max(2 * seen.keys.len());
             }
-            if seen.contains_key(&key) {
+            if seen.keys.contains_key(&key) {
                 return Err("this message (id and signature) was already received");
             }
-            seen.insert(key, message_time_ms);
+            seen.keys.insert(key, message_time_ms);
         }
         let Some(shared) = &self.shared else {
             return Ok(());
@@ -125,7 +146,7 @@ impl ReplayGuard {
                 // Not remembered anywhere else: let a retry of the same message through
                 // once the store is back.
                 if let Ok(mut seen) = self.seen.lock() {
-                    seen.remove(&key);
+                    seen.keys.remove(&key);
                 }
                 Err("the shared replay memory is unavailable")
             }
@@ -154,6 +175,25 @@ mod tests {
                 .is_ok()
         );
         assert!(guard.check("old", "sig", 0, 1_000_000).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn expired_keys_are_swept_once_the_map_doubles() {
+        let window = 1_000;
+        let guard = ReplayGuard::new(window);
+        let count = i64::try_from(LOCAL_CAPACITY).expect("small") + 1;
+        for n in 0..count {
+            assert!(guard.check(&n.to_string(), "sig", 0, 0).await.is_ok());
+        }
+        let later = window + 1;
+        assert!(guard.check("late", "sig", later, later).await.is_ok());
+        let seen = guard.seen.lock().expect("lock");
+        assert_eq!(
+            seen.keys.len(),
+            1,
+            "only the late message is still remembered"
+        );
+        assert_eq!(seen.sweep_at, LOCAL_CAPACITY);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
