@@ -40,8 +40,12 @@ use tokio::sync::{mpsc, oneshot};
 /// Records waiting for the writer at most; beyond, records are dropped (and counted).
 const QUEUE: usize = 16_384;
 /// Records committed at most per transaction.
-const BATCH: usize = 512;
+const BATCH: usize = 4096;
 /// How often old records are purged.
+/// Pause after each write, so that records gather into few transactions. They are not on
+/// the exchange's path, and on the embedded store every transaction competes with the
+/// message log's commits (which answers wait for) for the database's one write lock.
+const GATHER: Duration = Duration::from_millis(250);
 const PURGE_EVERY: Duration = Duration::from_secs(3600);
 /// Longest identifier or header value kept (they come from clients).
 const MAX_FIELD: usize = 255;
@@ -93,8 +97,12 @@ impl OpMonitor {
                             lost.fetch_add(count, Ordering::Relaxed);
                             tracing::error!(%error, records = count, "cannot store op-monitoring records");
                         }
+                        let flushing = !flushes.is_empty();
                         for done in flushes {
                             let _ = done.send(());
+                        }
+                        if !flushing {
+                            tokio::time::sleep(GATHER).await;
                         }
                     }
                     _ = purge.tick() => {
