@@ -150,6 +150,24 @@ async fn a_provider_node_killed_mid_stream_loses_no_acknowledged_exchange() {
     nodes[victim] = Some(restarted);
     let at_restart = answered().await;
     wait_until(|| async { answered().await >= at_restart + 30 }).await;
+
+    // A rolling restart under load: each node in turn gets SIGTERM (drains: finishes what
+    // it has, stops accepting), exits, and starts again; no exchange may fail meanwhile.
+    let rolling_from = sent.lock().await.len();
+    for (index, (config, admin)) in [(&node_a, &admin_a), (&node_b, &admin_b)]
+        .into_iter()
+        .enumerate()
+    {
+        if let Some(mut node) = nodes[index].take() {
+            node.terminate();
+        }
+        let before = answered().await;
+        wait_until(|| async { answered().await >= before + 20 }).await;
+        let name = format!("rolling-{}", ["a", "b"][index]);
+        nodes[index] = Some(GatewayProcess::start_node(&federation, config, &name, admin).await);
+        let before = answered().await;
+        wait_until(|| async { answered().await >= before + 20 }).await;
+    }
     stop.store(true, Ordering::Relaxed);
     while workers.join_next().await.is_some() {}
 
@@ -183,6 +201,19 @@ async fn a_provider_node_killed_mid_stream_loses_no_acknowledged_exchange() {
     assert!(
         failed.is_empty(),
         "requests not in flight at the kill failed: {failed:?}"
+    );
+    let rolling_failed: Vec<&Sent> = sent[rolling_from..]
+        .iter()
+        .filter(|s| s.status != Some(200))
+        .collect();
+    println!(
+        "rolling restart of both nodes: {} requests, {} failed",
+        sent.len() - rolling_from,
+        rolling_failed.len()
+    );
+    assert!(
+        rolling_failed.is_empty(),
+        "exchanges failed during the rolling restart: {rolling_failed:?}"
     );
     assert!(
         survivor_after > survivor_before,

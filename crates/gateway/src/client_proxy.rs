@@ -219,6 +219,7 @@ async fn exchange(
         hyper::Method::GET | hyper::Method::HEAD | hyper::Method::PUT | hyper::Method::DELETE
     );
     let mut retried = false;
+    let mut drained = 0;
     let mut next = 0;
     while let Some(&peer) = candidates.get(next) {
         next += 1;
@@ -259,6 +260,17 @@ async fn exchange(
         crate::opmon::note_peer(&peer.id);
         let answer = gateway.peer_client.request(outgoing);
         match gateway.metrics.time(Stage::Peer, answer).await {
+            // A provider node that is draining refused the request before anything reached
+            // the service: any method may go again. Its connections close once its
+            // in-flight exchanges are done, so after a short pause the next attempt is
+            // carried by a new connection, to another node of that gateway or the next one.
+            Ok(response) if is_draining(&response) && drained < MAX_DRAINED_RETRIES => {
+                drained += 1;
+                tracing::info!(peer = %peer.id, "provider gateway node is draining; sending the request again");
+                last_error = Some(format!("{}: draining", peer.id));
+                next -= 1;
+                tokio::time::sleep(DRAINED_PAUSE * drained).await;
+            }
             Ok(response) => {
                 return finish(
                     gateway,
@@ -304,6 +316,17 @@ async fn exchange(
             last_error.unwrap_or_default()
         ),
     ))
+}
+
+/// Attempts after a provider node answered that it is draining.
+const MAX_DRAINED_RETRIES: u32 = 5;
+/// The pause before the first of them (growing linearly).
+const DRAINED_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Is this a provider gateway's refusal because it is draining (nothing was served)?
+fn is_draining<B>(response: &hyper::Response<B>) -> bool {
+    response.status() == hyper::StatusCode::SERVICE_UNAVAILABLE
+        && last_header(response.headers(), "x-road-error") == Some("Server.ServerProxy.Maintenance")
 }
 
 fn check_local_client(

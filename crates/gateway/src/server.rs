@@ -93,7 +93,8 @@ pub async fn run(
         move |stream| {
             let gateway = gateway.clone();
             let acceptor = acceptor.clone();
-            let graceful = graceful.clone();
+            // A watcher, not a clone of `graceful`: `shutdown` needs the only handle.
+            let watcher = graceful.watcher();
             tokio::spawn(async move {
                 let tls =
                     match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
@@ -123,7 +124,7 @@ pub async fn run(
                 let connection = builder
                     .serve_connection(TokioIo::new(tls), service)
                     .into_owned();
-                let _ = graceful.watch(connection).await;
+                let _ = watcher.watch(connection).await;
             });
         }
     });
@@ -137,7 +138,8 @@ pub async fn run(
                 return;
             };
             let gateway = gateway.clone();
-            let graceful = graceful.clone();
+            // A watcher, not a clone of `graceful`: `shutdown` needs the only handle.
+            let watcher = graceful.watcher();
             tokio::spawn(async move {
                 let Ok(Ok(tls)) =
                     tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await
@@ -166,7 +168,7 @@ pub async fn run(
                 let connection = builder
                     .serve_connection(TokioIo::new(tls), service)
                     .into_owned();
-                let _ = graceful.watch(connection).await;
+                let _ = watcher.watch(connection).await;
             });
         })
     });
@@ -182,7 +184,10 @@ pub async fn run(
     if let Some(handle) = client_tls_loop {
         let _ = handle.await;
     }
-    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| GracefulShutdown::new());
+    let graceful = Arc::try_unwrap(graceful).unwrap_or_else(|_| {
+        tracing::warn!("connections are not tracked for the drain: they will not get GOAWAY");
+        GracefulShutdown::new()
+    });
     if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
         .await
         .is_err()

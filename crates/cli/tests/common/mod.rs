@@ -115,6 +115,16 @@ impl GatewayProcess {
         self.child.id()
     }
 
+    /// SIGTERM, and wait until the process has drained and exited.
+    pub fn terminate(&mut self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM");
+        let _ = self.child.wait();
+    }
+
     /// SIGKILL: no shutdown, no flush.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
