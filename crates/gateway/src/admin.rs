@@ -155,29 +155,12 @@ pub fn hash_token(token: &str) -> String {
 
 /// Create a stored admin token named `name`; returns the secret, shown once.
 pub async fn create_token(store: &Store, name: &str, now: i64) -> Result<String, AdminError> {
-    if name.trim().is_empty() || name.len() > 128 {
-        return Err(AdminError::BadRequest(
-            "token name must be 1 to 128 characters".into(),
-        ));
-    }
-    let mut secret = [0u8; 32];
-    lienthong_crypto::fill_random(&mut secret)
-        .map_err(|e| AdminError::Internal(format!("cannot make a token: {e}")))?;
-    let token = format!(
-        "ltg_{}",
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
-    );
     let record = AdminToken {
         name: name.to_owned(),
         created_at: now,
         revoked_at: None,
     };
-    let body = serde_json::to_string(&record).map_err(|e| AdminError::Internal(e.to_string()))?;
-    store
-        .registry()
-        .insert_object(TOKEN_KIND, &hash_token(&token), &body)
-        .await?;
-    Ok(token)
+    mint_token(store, TOKEN_KIND, "ltg_", name, &record).await
 }
 
 /// Create a stored client token for `subsystem`, named `name`; returns the secret, shown
@@ -188,6 +171,24 @@ pub async fn create_client_token(
     name: &str,
     now: i64,
 ) -> Result<String, AdminError> {
+    let record = ClientToken {
+        subsystem: subsystem.clone(),
+        name: name.to_owned(),
+        created_at: now,
+        revoked_at: None,
+    };
+    mint_token(store, CLIENT_TOKEN_KIND, "ltc_", name, &record).await
+}
+
+/// A new random secret `PREFIX` + 32 random bytes (base64url), stored as `record` of
+/// `kind` under the secret's SHA-256; returns the secret.
+async fn mint_token<T: serde::Serialize>(
+    store: &Store,
+    kind: &str,
+    prefix: &str,
+    name: &str,
+    record: &T,
+) -> Result<String, AdminError> {
     if name.trim().is_empty() || name.len() > 128 {
         return Err(AdminError::BadRequest(
             "token name must be 1 to 128 characters".into(),
@@ -197,19 +198,13 @@ pub async fn create_client_token(
     lienthong_crypto::fill_random(&mut secret)
         .map_err(|e| AdminError::Internal(format!("cannot make a token: {e}")))?;
     let token = format!(
-        "ltc_{}",
+        "{prefix}{}",
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
     );
-    let record = ClientToken {
-        subsystem: subsystem.clone(),
-        name: name.to_owned(),
-        created_at: now,
-        revoked_at: None,
-    };
-    let body = serde_json::to_string(&record).map_err(|e| AdminError::Internal(e.to_string()))?;
+    let body = serde_json::to_string(record).map_err(|e| AdminError::Internal(e.to_string()))?;
     store
         .registry()
-        .insert_object(CLIENT_TOKEN_KIND, &hash_token(&token), &body)
+        .insert_object(kind, &hash_token(&token), &body)
         .await?;
     Ok(token)
 }
