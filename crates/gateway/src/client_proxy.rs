@@ -427,8 +427,7 @@ async fn finish(
         return Err(bad("the HTTP status differs from the signed one".into()));
     }
     let certificate = last_header(&parts.headers, H_CERTIFICATE)
-        .and_then(|c| STANDARD.decode(c).ok())
-        .and_then(|der| CertificateInfo::from_der(&der).ok())
+        .and_then(|c| gateway.signer_certificates.parse(c))
         .ok_or_else(|| bad("no signer certificate".into()))?;
     let provider_member = request.service.provider().member();
     if certificate.identity != Some(FederationIdentity::Member(provider_member.clone())) {

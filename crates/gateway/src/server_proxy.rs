@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
 use hyper::{Request, Response, Uri};
 use lienthong_model::{ClientId, ServerId};
-use lienthong_pki::{CertificateInfo, FederationIdentity};
+use lienthong_pki::FederationIdentity;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument as _;
@@ -103,8 +103,7 @@ async fn serve(
 
     // 3. The signer's certificate: the client's member, approved CA, fresh good status.
     let certificate = last_header(&parts.headers, H_CERTIFICATE)
-        .and_then(|c| STANDARD.decode(c).ok())
-        .and_then(|der| CertificateInfo::from_der(&der).ok())
+        .and_then(|c| gateway.signer_certificates.parse(c))
         .ok_or_else(|| signature_error("no signer certificate".into()))?;
     if certificate.identity != Some(FederationIdentity::Member(header.client.member().clone())) {
         return Err(signature_error(format!(
