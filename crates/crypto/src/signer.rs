@@ -51,6 +51,12 @@ pub trait Signer: Send + Sync + std::fmt::Debug {
     fn public_key(&self) -> &PublicKey;
     /// Sign `message` (the suite hashes it).
     fn sign(&self, message: &[u8]) -> Result<Signature, CryptoError>;
+    /// Is one signature quick enough (tens of microseconds, no IO) to be made on an async
+    /// thread? Batching callers then skip the hand-off to a blocking thread, which costs
+    /// more than such a signature. The default is no: an HSM call or an RSA key blocks.
+    fn signs_in_microseconds(&self) -> bool {
+        false
+    }
 }
 
 impl<S: Signer + ?Sized> Signer for std::sync::Arc<S> {
@@ -62,6 +68,9 @@ impl<S: Signer + ?Sized> Signer for std::sync::Arc<S> {
     }
     fn sign(&self, message: &[u8]) -> Result<Signature, CryptoError> {
         (**self).sign(message)
+    }
+    fn signs_in_microseconds(&self) -> bool {
+        (**self).signs_in_microseconds()
     }
 }
 

@@ -634,3 +634,24 @@ async fn the_task_ends_when_the_last_handle_is_dropped() {
     drop(other_handle);
     yield_until(|| weak.strong_count() == 0).await;
 }
+
+/// Software ECDSA and Ed25519 keys sign on the batching task itself; RSA and anything that
+/// does not say otherwise (an HSM) go to a blocking thread. Both paths give signatures that
+/// verify.
+#[tokio::test]
+async fn quick_keys_sign_inline_and_slow_ones_off_the_async_threads() {
+    for (suite, quick) in [
+        (Suite::EcdsaP256Sha256, true),
+        (Suite::Ed25519, true),
+        (Suite::RsaPssSha256, false),
+    ] {
+        let signer: Arc<dyn Signer> = Arc::new(key(suite));
+        assert_eq!(signer.signs_in_microseconds(), quick, "{suite:?}");
+        let batch_signer = BatchSigner::spawn(signer, 8);
+        let signature = batch_signer.sign(digest(7)).await.expect("signed");
+        BatchVerifier::new(0)
+            .verify(batch_signer.public_key(), &digest(7), &signature)
+            .expect("verifies");
+    }
+    assert!(!TestSigner::new(Behaviour::Failing).signs_in_microseconds());
+}
