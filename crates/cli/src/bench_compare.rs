@@ -9,8 +9,10 @@
 //!
 //! and reports throughput, latency percentiles, CPU seconds per 1,000 exchanges per
 //! process, the gateways' peak RSS, their cold start to the first served request, and a
-//! 10 MB body's transfer time. The trust services and the registry run in this process
-//! (`lienthong_federation::start_without_gateways`).
+//! 10 MB body's transfer time. Then, at half the gateways' throughput, the latency of each
+//! path under an open-loop load ([`open_loop`]), and optionally (`--soak`) the gateways'
+//! memory over a long run at that rate. The trust services and the registry run in this
+//! process (`lienthong_federation::start_without_gateways`).
 
 use crate::bench_tools::{self as tools, Load, Process, WrkResult};
 use anyhow::{Context as _, bail, ensure};
@@ -20,7 +22,11 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+mod half_load;
+mod open_loop;
 mod report;
+
+use half_load::{HalfLoad, OPEN_LOOP_CONNECTIONS, RssSample, SOAK_SAMPLE_EVERY, Soak};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct CompareArgs {
@@ -45,6 +51,10 @@ pub(crate) struct CompareArgs {
     /// Skip the run with the gateways' stores on PostgreSQL.
     #[arg(long)]
     no_postgres: bool,
+    /// After the rest, run the gateways (SQLite) this many seconds at the half-load rate,
+    /// reading their memory every 10 s (0: no soak run).
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    soak: u64,
     /// Rewrite this file's `compare` section, and write the figures as JSON beside it
     /// (same name, `.json`).
     #[arg(long)]
@@ -100,6 +110,7 @@ struct Bench {
     nginx_workers: usize,
     gateway_threads: Option<u16>,
     postgres: bool,
+    soak: u64,
     write: Option<PathBuf>,
     wrk: PathBuf,
     exe: PathBuf,
@@ -159,6 +170,8 @@ struct Report {
     cold: Vec<ColdStart>,
     large: Vec<LargeBody>,
     scaling: Option<(Row, Row)>,
+    half_load: Option<HalfLoad>,
+    soak: Option<Soak>,
 }
 
 /// The two gateways of one store setting, running as separate processes.
@@ -250,6 +263,7 @@ impl Bench {
             nginx_workers: args.nginx_workers,
             gateway_threads: args.gateway_threads,
             postgres: !args.no_postgres,
+            soak: args.soak,
             write: args.write.clone(),
             wrk,
             exe,
@@ -285,6 +299,7 @@ impl Bench {
         let mut rows = Vec::new();
         let mut cold = Vec::new();
         let mut large = Vec::new();
+        let mut half_load = None;
         let direct_url = format!("{}/persons", self.sample_url);
         let chain_url = format!("{}/persons", self.nginx_url);
         for (payload, body) in self.bodies.clone() {
@@ -371,6 +386,36 @@ impl Bench {
                 row.peak_rss = peak_rss(&gateways);
                 rows.push(row);
             }
+            if *store == "SQLite" {
+                // Before the 10 MB body, which leaves the allocators' high-water marks up.
+                let (payload, _) = PAYLOADS[0];
+                let throughput = rows
+                    .iter()
+                    .find(|r| r.path == path && r.payload == payload)
+                    .map_or(0.0, |r| r.wrk.per_second());
+                ensure!(
+                    throughput >= 2.0,
+                    "no throughput through the gateways to take half of"
+                );
+                half_load = Some(self.half_load(
+                    runtime,
+                    &gateways,
+                    throughput / 2.0,
+                    &[
+                        ("direct: client -> provider", &direct_url, None),
+                        (
+                            "nginx chain: client -> nginx -> nginx -> provider",
+                            &chain_url,
+                            None,
+                        ),
+                        (
+                            "lienthong (SQLite): client -> client gateway -> mTLS -> provider gateway -> provider",
+                            &service_url,
+                            Some(client_id),
+                        ),
+                    ],
+                )?);
+            }
             println!("10 MB body through the gateways on {store}");
             large.push(self.large_body(
                 runtime,
@@ -412,6 +457,10 @@ impl Bench {
                 .context("two scaling rows")?;
             scaling = Some((one, two));
         }
+        let soak = match &half_load {
+            Some(half) if self.soak > 0 => Some(self.soak(runtime, half.rate, &service_url)?),
+            _ => None,
+        };
         if let Some(federation) = self.federation.take() {
             runtime.block_on(federation.stop());
         }
@@ -431,6 +480,8 @@ impl Bench {
             cold,
             large,
             scaling,
+            half_load,
+            soak,
         })
     }
 

@@ -165,10 +165,20 @@ pub(crate) fn process_cpu_seconds(pid: u32, ticks_per_second: f64) -> f64 {
 
 /// Peak resident set size (VmHWM) of one process, in KiB.
 pub(crate) fn peak_rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+/// Resident set size now (VmRSS) of one process, in KiB.
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// One `KiB` field of `/proc/PID/status`.
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()?
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
+        .find(|l| l.starts_with(field))?
         .split_whitespace()
         .nth(1)?
         .parse()
@@ -400,6 +410,7 @@ mod tests {
         assert!(spin > 0);
         assert!(tree_cpu_seconds(pid, clock_ticks()) > 0.0);
         assert!(peak_rss_kib(pid).is_some_and(|kib| kib > 0));
+        assert!(rss_kib(pid).is_some_and(|kib| kib > 0 && Some(kib) <= peak_rss_kib(pid)));
         assert!(tree_cpu_seconds(u32::MAX, 100.0) == 0.0);
     }
 }

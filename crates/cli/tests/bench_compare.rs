@@ -1,8 +1,9 @@
 //! The benchmark harness works end to end: `lienthong bench compare --quick` starts the
 //! sample provider, the nginx chain, the trust services and both gateways as separate
 //! processes (on SQLite and PostgreSQL), drives them with wrk, and writes its section of
-//! BENCHMARKS.md (keeping the others) and BENCHMARKS.json. No figure is checked against a
-//! threshold: only that every path was measured and every exchange succeeded.
+//! BENCHMARKS.md (keeping the others) and BENCHMARKS.json, with the open-loop runs at half
+//! the gateways' throughput. No figure is checked against a threshold: only that every path
+//! was measured and every exchange succeeded.
 
 use std::process::Command;
 
@@ -35,6 +36,15 @@ fn quick_compare_measures_every_path_and_writes_its_section() {
     );
     assert!(text.contains("<!-- bench:compare:start -->"), "{text}");
     assert!(text.contains("| nginx chain: wrk -> nginx -> nginx -> provider | 100 B |"));
+    assert!(text.contains("**Half load** (open loop"), "{text}");
+    assert!(
+        text.contains("| nginx chain: client -> nginx -> nginx -> provider | "),
+        "{text}"
+    );
+    assert!(
+        !text.contains("**Soak**"),
+        "no soak run unless asked: {text}"
+    );
 
     let json: serde_json::Value = serde_json::from_slice(
         &std::fs::read(dir.path().join("BENCHMARKS.json")).expect("read BENCHMARKS.json"),
@@ -81,6 +91,49 @@ fn quick_compare_measures_every_path_and_writes_its_section() {
     }
     assert_eq!(json["ratios"].as_array().map(Vec::len), Some(4), "{json:#}");
     assert_eq!(json["cold_start"].as_array().map(Vec::len), Some(2));
+    let half = &json["half_load"];
+    let rate = half["rate_asked"].as_f64().expect("half_load.rate_asked");
+    assert!(rate > 0.0, "{half:#}");
+    let half_rows = half["rows"].as_array().expect("half_load.rows");
+    assert_eq!(
+        half_rows.len(),
+        3,
+        "direct, nginx chain, lienthong: {half:#}"
+    );
+    for (row, prefix) in half_rows
+        .iter()
+        .zip(["direct", "nginx chain", "lienthong (SQLite)"])
+    {
+        assert!(
+            row["path"].as_str().is_some_and(|p| p.starts_with(prefix)),
+            "{row:#}"
+        );
+        assert_eq!(row["rate_asked"].as_f64(), Some(rate), "{row:#}");
+        assert!(row["sent"].as_u64().is_some_and(|n| n > 0), "{row:#}");
+        assert!(row["answered"].as_u64().is_some_and(|n| n > 0), "{row:#}");
+        assert!(
+            row["rate_achieved"].as_f64().is_some_and(|r| r > 0.0),
+            "{row:#}"
+        );
+        let latency = &row["latency_ms"];
+        assert!(
+            latency["p50"].as_f64() <= latency["p99"].as_f64()
+                && latency["p99"].as_f64() <= latency["max"].as_f64(),
+            "{row:#}"
+        );
+    }
+    assert_eq!(half_rows[0]["errors"], 0, "{:#}", half_rows[0]);
+    assert_eq!(half_rows[0]["p50_added_over_direct_ms"], 0.0);
+    for gateway in ["client gateway", "provider gateway"] {
+        assert!(
+            half_rows[2]["peak_rss_kib"][gateway]
+                .as_u64()
+                .is_some_and(|k| k > 0),
+            "{:#}",
+            half_rows[2]
+        );
+    }
+    assert!(json["soak"].is_null(), "no soak run unless asked");
     let large = json["large_body"].as_array().expect("large_body");
     assert_eq!(large.len(), 3, "direct, SQLite, PostgreSQL");
     assert!(

@@ -94,6 +94,9 @@ impl Report {
                 );
             }
         }
+        if let Some(half) = &self.half_load {
+            half.markdown(&mut out);
+        }
         out.push_str("\n**Gateway cold start** (both gateway processes spawned -> first exchange answered 200 through them; keys unlocked with the production KDF, configuration from the state directory, OCSP staples fetched, TLS session set up):\n\n| store | cold start ms | peak RSS after start MiB (client / provider) |\n|---|---:|---:|\n");
         for c in &self.cold {
             let rss = mib_list(&c.peak_rss);
@@ -144,6 +147,9 @@ impl Report {
                 two.per_thousand(two.cpu_total()),
                 two.wrk.per_second() / one.wrk.per_second().max(1e-9)
             );
+        }
+        if let Some(soak) = &self.soak {
+            soak.markdown(&mut out);
         }
         out
     }
@@ -218,6 +224,196 @@ impl Report {
                 "peak_rss_kib": l.peak_rss.iter().map(|(n, k)| (n.clone(), json!(k))).collect::<serde_json::Map<_, _>>(),
             })).collect::<Vec<_>>(),
             "scaling": self.scaling.as_ref().map(|(one, two)| json!({"one_thread": row(one), "two_threads": row(two)})),
+            "half_load": self.half_load.as_ref().map(HalfLoad::json),
+            "soak": self.soak.as_ref().map(Soak::json),
         })
     }
+}
+
+impl HalfLoad {
+    /// The latencies of the path that has nothing in between, to subtract.
+    fn direct(&self) -> Option<&open_loop::OpenLoopResult> {
+        self.rows
+            .iter()
+            .find(|r| r.path.starts_with("direct"))
+            .map(|r| &r.result)
+    }
+
+    fn markdown(&self, out: &mut String) {
+        let lag = self
+            .rows
+            .iter()
+            .map(|r| r.result.send_lag_max_ms)
+            .fold(0.0, f64::max);
+        let _ = writeln!(
+            out,
+            "\n**Half load** (open loop: requests sent at a fixed {:.0} per second, half the lienthong (SQLite) 100 B throughput above, for {} s per path, POST of the 100 B body over at most {OPEN_LOOP_CONNECTIONS} keep-alive connections; each latency runs from the request's scheduled send time to the end of its answer, so a stall counts for every request queued behind it; the generator sent at worst {lag:.2} ms late):\n\n| path | rate asked /s | rate achieved /s | p50 ms | p99 ms | p99.9 ms | max ms | p50 added over direct ms | p99 added over direct ms | errors | gateways' peak RSS MiB (client / provider) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            self.rate, self.seconds
+        );
+        let direct = self.direct();
+        for row in &self.rows {
+            let r = &row.result;
+            let added = |ours: f64, theirs: fn(&open_loop::OpenLoopResult) -> f64| {
+                direct.map_or("-".into(), |d| format!("{:.2}", ours - theirs(d)))
+            };
+            let rss = mib_list(&row.peak_rss);
+            let _ = writeln!(
+                out,
+                "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |",
+                row.path,
+                r.rate_asked,
+                r.rate_achieved(),
+                r.p50_ms,
+                r.p99_ms,
+                r.p999_ms,
+                r.max_ms,
+                added(r.p50_ms, |d| d.p50_ms),
+                added(r.p99_ms, |d| d.p99_ms),
+                r.errors,
+                if rss.is_empty() {
+                    "-".into()
+                } else {
+                    rss.join(" / ")
+                },
+            );
+        }
+    }
+
+    fn json(&self) -> Value {
+        let direct = self.direct();
+        json!({
+            "rate_asked": self.rate,
+            "seconds": self.seconds,
+            "connections": OPEN_LOOP_CONNECTIONS,
+            "rows": self.rows.iter().map(|row| {
+                let r = &row.result;
+                let mut value = open_json(r);
+                value["path"] = json!(row.path);
+                value["p50_added_over_direct_ms"] = json!(direct.map(|d| r.p50_ms - d.p50_ms));
+                value["p99_added_over_direct_ms"] = json!(direct.map(|d| r.p99_ms - d.p99_ms));
+                value["peak_rss_kib"] = kib_map(&row.peak_rss);
+                value
+            }).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// One gateway's memory over the soak run, KiB.
+struct SoakMemory<'a> {
+    name: &'a str,
+    /// At the first sample a minute or more in (the last one if the run was shorter).
+    after_first_minute: u64,
+    at_end: u64,
+    max_sampled: u64,
+    peak: u64,
+}
+
+impl SoakMemory<'_> {
+    fn growth(&self) -> i64 {
+        self.at_end as i64 - self.after_first_minute as i64
+    }
+}
+
+impl Soak {
+    fn memory(&self) -> Vec<SoakMemory<'_>> {
+        let first_minute = self
+            .samples
+            .iter()
+            .find(|s| s.seconds >= 60.0)
+            .or(self.samples.last());
+        let of = |sample: Option<&RssSample>, index: usize| {
+            sample.and_then(|s| s.rss.get(index)).map_or(0, |(_, k)| *k)
+        };
+        self.peak_rss
+            .iter()
+            .enumerate()
+            .map(|(index, (name, peak))| SoakMemory {
+                name,
+                after_first_minute: of(first_minute, index),
+                at_end: of(self.samples.last(), index),
+                max_sampled: self
+                    .samples
+                    .iter()
+                    .map(|s| of(Some(s), index))
+                    .max()
+                    .unwrap_or(0),
+                peak: *peak,
+            })
+            .collect()
+    }
+
+    fn markdown(&self, out: &mut String) {
+        let r = &self.result;
+        let _ = writeln!(
+            out,
+            "\n**Soak** (lienthong on SQLite, gateways restarted, open loop at {:.0} requests/s for {} s, their RSS read every {} s): {} of {} requests answered 2xx ({:.0} /s), p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms, {} errors.\n\n| gateway | RSS after 1 min MiB | RSS at end MiB | peak RSS MiB | growth from 1 min to end MiB |\n|---|---:|---:|---:|---:|",
+            self.rate,
+            self.seconds,
+            SOAK_SAMPLE_EVERY.as_secs(),
+            r.answered,
+            r.sent,
+            r.rate_achieved(),
+            r.p50_ms,
+            r.p99_ms,
+            r.p999_ms,
+            r.max_ms,
+            r.errors,
+        );
+        for m in self.memory() {
+            let _ = writeln!(
+                out,
+                "| {} | {:.1} | {:.1} | {:.1} | {:+.1} |",
+                m.name,
+                mib(m.after_first_minute),
+                mib(m.at_end),
+                mib(m.peak),
+                m.growth() as f64 / 1024.0,
+            );
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "rate_asked": self.rate,
+            "seconds": self.seconds,
+            "sample_every_seconds": SOAK_SAMPLE_EVERY.as_secs(),
+            "result": open_json(&self.result),
+            "memory": self.memory().iter().map(|m| json!({
+                "gateway": m.name,
+                "rss_after_first_minute_kib": m.after_first_minute,
+                "rss_at_end_kib": m.at_end,
+                "rss_max_sampled_kib": m.max_sampled,
+                "peak_rss_kib": m.peak,
+                "growth_kib": m.growth(),
+            })).collect::<Vec<_>>(),
+            "samples": self.samples.iter().map(|s| json!({
+                "seconds": s.seconds,
+                "rss_kib": kib_map(&s.rss),
+            })).collect::<Vec<_>>(),
+        })
+    }
+}
+
+/// The figures of one open-loop run.
+fn open_json(r: &open_loop::OpenLoopResult) -> Value {
+    json!({
+        "rate_asked": r.rate_asked,
+        "rate_achieved": r.rate_achieved(),
+        "sent": r.sent,
+        "answered": r.answered,
+        "seconds": r.seconds,
+        "latency_ms": {"p50": r.p50_ms, "p99": r.p99_ms, "p99_9": r.p999_ms, "max": r.max_ms, "mean": r.mean_ms},
+        "errors": r.errors,
+        "non_2xx": r.non_2xx,
+        "send_lag_max_ms": r.send_lag_max_ms,
+    })
+}
+
+fn kib_map(values: &[(String, u64)]) -> Value {
+    Value::Object(
+        values
+            .iter()
+            .map(|(name, kib)| (name.clone(), json!(kib)))
+            .collect(),
+    )
 }

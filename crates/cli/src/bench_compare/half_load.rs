@@ -1,0 +1,164 @@
+//! The open-loop runs of `bench compare`: each path's latency at half the gateways'
+//! throughput (wrk's closed loop would hide a stall), and the soak run that reads the
+//! gateways' memory over a long run at that rate.
+
+use super::*;
+
+/// Requests in flight at most (keep-alive connections) of the open-loop generator.
+pub(super) const OPEN_LOOP_CONNECTIONS: usize = 64;
+/// How often the soak run reads the gateways' RSS.
+pub(super) const SOAK_SAMPLE_EVERY: Duration = Duration::from_secs(10);
+
+/// The open-loop runs at half the gateways' throughput.
+pub(super) struct HalfLoad {
+    pub(super) rate: f64,
+    pub(super) seconds: u64,
+    pub(super) rows: Vec<OpenRow>,
+}
+
+pub(super) struct OpenRow {
+    pub(super) path: String,
+    pub(super) result: open_loop::OpenLoopResult,
+    /// Peak RSS during the run, KiB, per gateway.
+    pub(super) peak_rss: Vec<(String, u64)>,
+}
+
+/// A long open-loop run through the gateways, with their memory read along the way.
+pub(super) struct Soak {
+    pub(super) rate: f64,
+    pub(super) seconds: u64,
+    pub(super) result: open_loop::OpenLoopResult,
+    pub(super) samples: Vec<RssSample>,
+    /// Peak RSS (VmHWM) over the whole run, KiB, per gateway.
+    pub(super) peak_rss: Vec<(String, u64)>,
+}
+
+/// The gateways' RSS (VmRSS, KiB) some seconds into the soak run.
+pub(super) struct RssSample {
+    pub(super) seconds: f64,
+    pub(super) rss: Vec<(String, u64)>,
+}
+
+impl Bench {
+    /// An open-loop run of `seconds` at `rate` along each of `paths` (name, URL, client),
+    /// with the gateways' peak RSS of the runs through them.
+    pub(super) fn half_load(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        gateways: &Gateways,
+        rate: f64,
+        paths: &[(&str, &str, Option<&str>)],
+    ) -> anyhow::Result<HalfLoad> {
+        let body = std::fs::read(&self.bodies[0].1)?;
+        let mut rows = Vec::new();
+        for &(path, url, client) in paths {
+            println!("half load, open loop at {rate:.0} requests/s: {path}");
+            let through_gateways = client.is_some();
+            if through_gateways {
+                for process in gateways.processes() {
+                    tools::reset_peak_rss(process.pid());
+                }
+            }
+            let result = open_loop::run(
+                runtime,
+                &self.open_load(url, client, &body, rate, self.seconds),
+            )?;
+            rows.push(OpenRow {
+                path: path.to_owned(),
+                result,
+                peak_rss: if through_gateways {
+                    peak_rss(gateways)
+                } else {
+                    Vec::new()
+                },
+            });
+        }
+        Ok(HalfLoad {
+            rate,
+            seconds: self.seconds,
+            rows,
+        })
+    }
+
+    /// Restart the gateways on SQLite and drive them open-loop at `rate` for the soak's
+    /// seconds, reading their RSS every [`SOAK_SAMPLE_EVERY`].
+    pub(super) fn soak(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        rate: f64,
+        service_url: &str,
+    ) -> anyhow::Result<Soak> {
+        self.configure_store(None, "run0")?;
+        let (mut gateways, _) = self.cold_start(runtime, None, self.gateway_threads)?;
+        for process in gateways.processes() {
+            tools::reset_peak_rss(process.pid());
+        }
+        println!(
+            "soak: lienthong (SQLite), open loop at {rate:.0} requests/s for {} s",
+            self.soak
+        );
+        let body = std::fs::read(&self.bodies[0].1)?;
+        let load = self.open_load(
+            service_url,
+            Some(lienthong_federation::CLIENT_SUBSYSTEM),
+            &body,
+            rate,
+            self.soak,
+        );
+        let started = Instant::now();
+        let sample = || RssSample {
+            seconds: started.elapsed().as_secs_f64(),
+            rss: gateways
+                .processes()
+                .iter()
+                .map(|p| (p.name.clone(), tools::rss_kib(p.pid()).unwrap_or(0)))
+                .collect(),
+        };
+        let mut samples = vec![sample()];
+        let result = std::thread::scope(|scope| {
+            let generator = scope.spawn(|| open_loop::run(runtime, &load));
+            let mut next = SOAK_SAMPLE_EVERY;
+            while !generator.is_finished() {
+                std::thread::sleep(Duration::from_millis(100));
+                if started.elapsed() >= next {
+                    samples.push(sample());
+                    next += SOAK_SAMPLE_EVERY;
+                }
+            }
+            generator
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        })?;
+        let last = samples.last().map_or(0.0, |s| s.seconds);
+        if started.elapsed().as_secs_f64() - last >= 1.0 {
+            samples.push(sample());
+        }
+        gateways.client.check_alive()?;
+        gateways.provider.check_alive()?;
+        Ok(Soak {
+            rate,
+            seconds: self.soak,
+            result,
+            samples,
+            peak_rss: peak_rss(&gateways),
+        })
+    }
+
+    fn open_load<'a>(
+        &self,
+        url: &'a str,
+        client: Option<&'a str>,
+        body: &'a [u8],
+        rate: f64,
+        seconds: u64,
+    ) -> open_loop::OpenLoad<'a> {
+        open_loop::OpenLoad {
+            url,
+            client,
+            body,
+            rate,
+            seconds: seconds as f64,
+            connections: OPEN_LOOP_CONNECTIONS,
+        }
+    }
+}
