@@ -188,6 +188,43 @@ async fn granted_exchange_and_every_refusal() {
         );
     }
 
+    // Sealing again after more exchanges extends the tree kept from the last seal (only
+    // the new leaves are read); the audit checks both heads against the stored leaves.
+    for n in 0..3 {
+        let response = reqwest::Client::new()
+            .get(format!("{service}/079088054321?n={n}"))
+            .header("X-Road-Client", CLIENT_SUBSYSTEM)
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(response.status(), 200);
+    }
+    for (gateway, pem) in federation
+        .gateways
+        .iter()
+        .zip(["gw-client/auth.pem", "gw-provider/auth.pem"])
+    {
+        let log = gateway.server_id().to_string();
+        let size = match gateway.seal_log().await.expect("seal") {
+            lienthong_gateway::SealOutcome::Timestamped { size } => size,
+            other => panic!("expected a timestamped head, got {other:?}"),
+        };
+        let auth = lienthong_pki::CertificateInfo::from_der(
+            &lienthong_pki::parse_certificate_pem(
+                &std::fs::read(federation.dir.join(pem)).expect("auth.pem"),
+            )
+            .expect("pem"),
+        )
+        .expect("cert");
+        let summary = lienthong_gateway::audit_stored_log(gateway.store(), &log, &auth.public_key)
+            .await
+            .expect("the log audits clean after the second seal");
+        assert_eq!(
+            (summary.records, summary.heads, summary.timestamped),
+            (size, 2, 2)
+        );
+    }
+
     // Evidence: each gateway's admin API exports the message's bundle, which verifies
     // offline against the federation's trust roots and the gateway's log key.
     let root = federation

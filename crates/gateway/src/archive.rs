@@ -34,16 +34,48 @@ pub(crate) async fn stored_tree(
     log_id: &str,
     size: u64,
 ) -> Result<MerkleLog, String> {
-    let (pruned, leaves) = ledger
-        .tree_leaves(log_id, size)
+    let (pruned, _) = ledger
+        .tree_leaves(log_id, 0)
         .await
         .map_err(|e| e.to_string())?;
     let mut tree = MerkleLog::from_frontier(pruned.size, &pruned.frontier)
         .ok_or("the stored frontier does not fit the purged size")?;
-    for leaf in leaves {
-        tree.append(leaf);
-    }
+    extend_tree(ledger, log_id, &mut tree, size).await?;
     Ok(tree)
+}
+
+/// Leaf hashes read per query. The store's driver holds every row of a result in memory
+/// until the last is read (about 3 KiB per row with sqlx's SQLite rows), so reading the
+/// leaves of a whole log at once made the gateway's memory jump by hundreds of MiB at
+/// every seal once the log held some tens of thousands of records.
+const LEAVES_PER_READ: u64 = 4096;
+
+/// Append the stored leaves `tree.size()..size` of `log_id` to `tree`, a bounded number at
+/// a time.
+pub(crate) async fn extend_tree(
+    ledger: &dyn LedgerStore,
+    log_id: &str,
+    tree: &mut MerkleLog,
+    size: u64,
+) -> Result<(), String> {
+    while tree.size() < size {
+        let from = tree.size();
+        let to = size.min(from.saturating_add(LEAVES_PER_READ));
+        let leaves = ledger
+            .leaf_hashes(log_id, from, to)
+            .await
+            .map_err(|e| e.to_string())?;
+        if leaves.len() as u64 != to - from {
+            return Err(format!(
+                "the store returned {} leaves of records {from}..{to}",
+                leaves.len()
+            ));
+        }
+        for leaf in leaves {
+            tree.append(leaf);
+        }
+    }
+    Ok(())
 }
 
 /// The file name of archive `sequence`.
@@ -282,5 +314,54 @@ impl Gateway {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lienthong_store::NewLedgerEntry;
+
+    /// The tree rebuilt from the store a chunk of leaves at a time, and a tree extended from
+    /// an earlier one, have the roots of a tree built from every leaf at once.
+    #[tokio::test]
+    async fn trees_read_in_chunks_match_the_whole_log() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("store.db").display());
+        let store = Store::open(&url).await.expect("open the store");
+        let ledger = store.ledger();
+        let count = 2 * LEAVES_PER_READ + 5;
+        let leaves: Vec<[u8; 32]> = (0..count)
+            .map(|n| lienthong_crypto::merkle::leaf_hash(&n.to_be_bytes()))
+            .collect();
+        let entries: Vec<NewLedgerEntry> = leaves
+            .iter()
+            .enumerate()
+            .map(|(n, leaf)| NewLedgerEntry {
+                message_id: format!("m-{n}"),
+                leaf_hash: *leaf,
+                record: b"{}".to_vec(),
+                recorded_at: 1_700_000_000,
+            })
+            .collect();
+        ledger.append("log", &entries).await.expect("append");
+        let whole = MerkleLog::from_leaves(leaves.iter().copied());
+        let rebuilt = stored_tree(ledger, "log", count).await.expect("rebuilt");
+        assert_eq!(rebuilt.root(), whole.root());
+        // From the frontier at an earlier size, as the seal keeps it.
+        let early = LEAVES_PER_READ - 3;
+        let frontier = whole.frontier(early).expect("frontier");
+        let mut tree = MerkleLog::from_frontier(early, &frontier).expect("tree");
+        extend_tree(ledger, "log", &mut tree, count)
+            .await
+            .expect("extended");
+        assert_eq!(tree.root(), whole.root());
+        // Leaves the store does not have are an error, not a wrong root.
+        let mut short = MerkleLog::from_frontier(early, &frontier).expect("tree");
+        assert!(
+            extend_tree(ledger, "log", &mut short, count + 1)
+                .await
+                .is_err()
+        );
     }
 }

@@ -76,6 +76,9 @@ pub struct Gateway {
     pub(crate) http: reqwest::Client,
     pub(crate) opmon: crate::opmon::OpMonitor,
     pub(crate) timestamping: crate::seal::TimestampHealth,
+    /// The log's tree at the last seal, as its frontier: the next seal reads only the
+    /// leaves added since.
+    pub(crate) sealed_frontier: tokio::sync::Mutex<Option<crate::seal::SealedFrontier>>,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     pub(crate) ops: crate::health::OpsState,
     unhealthy: Mutex<HashMap<ServerId, Instant>>,
@@ -230,6 +233,7 @@ impl Gateway {
             http: reqwest::Client::new(),
             opmon,
             timestamping: crate::seal::TimestampHealth::default(),
+            sealed_frontier: tokio::sync::Mutex::new(None),
             metrics,
             ops: crate::health::OpsState::default(),
             unhealthy: Mutex::new(HashMap::new()),

@@ -11,7 +11,7 @@ use crate::XRoadError;
 use crate::gateway::{Gateway, unix_now, unix_now_ms};
 use base64::Engine as _;
 use lienthong_crypto::HashAlgorithm;
-use lienthong_ledger::{LogRecord, TreeHead, sign_head};
+use lienthong_ledger::{LogRecord, MerkleLog, TreeHead, sign_head};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -105,13 +105,21 @@ impl TimestampHealth {
     }
 }
 
+/// The log's tree at the last seal: its size and frontier.
+#[derive(Debug)]
+pub(crate) struct SealedFrontier {
+    size: u64,
+    frontier: Vec<[u8; 32]>,
+}
+
 impl Gateway {
     /// Seal the log now: sign a tree head over all records and timestamp it.
     pub async fn seal_log(&self) -> Result<SealOutcome, String> {
         let log = self.server_id().to_string();
         let ledger = self.store.ledger();
         let size = ledger.size(&log).await.map_err(|e| e.to_string())?;
-        if let Some(latest) = ledger.latest_head(&log).await.map_err(|e| e.to_string())?
+        let latest = ledger.latest_head(&log).await.map_err(|e| e.to_string())?;
+        if let Some(latest) = &latest
             && latest.size == size
             && latest.tsa_token.is_some()
         {
@@ -119,9 +127,7 @@ impl Gateway {
             self.metrics.timestamped(unix_now()); // every record is covered: as fresh
             return Ok(SealOutcome::Unchanged { size });
         }
-        let root = crate::archive::stored_tree(ledger, &log, size)
-            .await?
-            .root();
+        let root = self.log_root(&log, size).await?;
         let head = TreeHead {
             log_id: log.clone(),
             size,
@@ -141,11 +147,12 @@ impl Gateway {
                 }
             }
         };
-        // A head of the same size stored earlier without a token is completed, not replaced.
-        let existing = ledger.heads(&log).await.map_err(|e| e.to_string())?;
         match &token {
             Ok(_) => self.timestamping.recovered(),
             Err(reason) => {
+                // Only while the TSA fails: every head is read to find the last one with a
+                // token (heads are one per interval; a healthy seal never reads them all).
+                let existing = ledger.heads(&log).await.map_err(|e| e.to_string())?;
                 let covered = existing
                     .iter()
                     .filter(|h| h.tsa_token.is_some())
@@ -165,10 +172,11 @@ impl Gateway {
                 }
             }
         }
-        let stored_head = existing
-            .iter()
-            .find(|h| h.size == size)
-            .map(|h| h.head.clone())
+        // A head of the same size stored earlier without a token is completed, not replaced;
+        // it can only be the latest, as `size` is the log's size now.
+        let stored_head = latest
+            .filter(|h| h.size == size)
+            .map(|h| h.head)
             .unwrap_or(head_json);
         ledger
             .put_head(
@@ -180,6 +188,35 @@ impl Gateway {
             .await
             .map_err(|e| e.to_string())?;
         Ok(outcome)
+    }
+
+    /// The root of the log's first `size` records. The tree at the previous seal is kept
+    /// as its frontier (at most 64 hashes), so a seal reads only the leaves appended since
+    /// (by any node); without it, or if those leaves cannot be read (a purge raced), the
+    /// tree is rebuilt from the store.
+    async fn log_root(&self, log: &str, size: u64) -> Result<[u8; 32], String> {
+        let ledger = self.store.ledger();
+        let mut sealed = self.sealed_frontier.lock().await;
+        let cached = sealed
+            .as_ref()
+            .filter(|known| known.size <= size)
+            .and_then(|known| MerkleLog::from_frontier(known.size, &known.frontier));
+        let tree = match cached {
+            Some(mut tree) => match crate::archive::extend_tree(ledger, log, &mut tree, size).await
+            {
+                Ok(()) => tree,
+                Err(error) => {
+                    tracing::debug!(%error, "rebuilding the log's tree from the store");
+                    crate::archive::stored_tree(ledger, log, size).await?
+                }
+            },
+            None => crate::archive::stored_tree(ledger, log, size).await?,
+        };
+        let frontier = tree
+            .frontier(size)
+            .ok_or("the log's tree has no frontier at its size")?;
+        *sealed = Some(SealedFrontier { size, frontier });
+        Ok(tree.root())
     }
 
     /// An RFC 3161 token over `imprint` from the first approved TSA that answers, verified.
