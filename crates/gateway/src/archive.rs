@@ -15,8 +15,8 @@
 
 use crate::gateway::{Gateway, unix_now};
 use lienthong_ledger::{
-    Archive, ArchiveManifest, ArchivedHead, LogRecord, MerkleLog, SignedTreeHead, archive_sha256,
-    read_archive, write_archive,
+    Archive, ArchiveManifest, ArchivedHead, CompactTree, LogRecord, MerkleLog, SignedTreeHead,
+    archive_sha256, read_archive, write_archive,
 };
 use lienthong_store::{LedgerStore, PrunedPrefix, Store, StoredArchive};
 use std::io::Write as _;
@@ -48,7 +48,7 @@ pub(crate) async fn stored_tree(
 /// until the last is read (about 3 KiB per row with sqlx's SQLite rows), so reading the
 /// leaves of a whole log at once made the gateway's memory jump by hundreds of MiB at
 /// every seal once the log held some tens of thousands of records.
-const LEAVES_PER_READ: u64 = 4096;
+const LEAVES_PER_READ: u64 = 1024;
 
 /// Append the stored leaves `tree.size()..size` of `log_id` to `tree`, a bounded number at
 /// a time.
@@ -58,22 +58,61 @@ pub(crate) async fn extend_tree(
     tree: &mut MerkleLog,
     size: u64,
 ) -> Result<(), String> {
-    while tree.size() < size {
-        let from = tree.size();
-        let to = size.min(from.saturating_add(LEAVES_PER_READ));
+    let from = tree.size();
+    for_each_leaf(ledger, log_id, from, size, |leaf| {
+        tree.append(leaf);
+    })
+    .await
+}
+
+/// The log's first `size` records as a [`CompactTree`] (constant memory), continued from
+/// `tree` if given and not past `size`, else from the purged start's frontier.
+pub(crate) async fn compact_tree(
+    ledger: &dyn LedgerStore,
+    log_id: &str,
+    tree: Option<CompactTree>,
+    size: u64,
+) -> Result<CompactTree, String> {
+    let mut tree = match tree.filter(|tree| tree.size() <= size) {
+        Some(tree) => tree,
+        None => {
+            let (pruned, _) = ledger
+                .tree_leaves(log_id, 0)
+                .await
+                .map_err(|e| e.to_string())?;
+            CompactTree::from_frontier(pruned.size, &pruned.frontier)
+                .ok_or("the stored frontier does not fit the purged size")?
+        }
+    };
+    let from = tree.size();
+    for_each_leaf(ledger, log_id, from, size, |leaf| tree.append(leaf)).await?;
+    Ok(tree)
+}
+
+/// Call `each` with the stored leaf hashes `from..to` of `log_id` in order, read a bounded
+/// number at a time; an error if the store lacks any of them.
+async fn for_each_leaf(
+    ledger: &dyn LedgerStore,
+    log_id: &str,
+    from: u64,
+    to: u64,
+    mut each: impl FnMut([u8; 32]),
+) -> Result<(), String> {
+    let mut next = from;
+    while next < to {
+        let end = to.min(next.saturating_add(LEAVES_PER_READ));
         let leaves = ledger
-            .leaf_hashes(log_id, from, to)
+            .leaf_hashes(log_id, next, end)
             .await
             .map_err(|e| e.to_string())?;
-        if leaves.len() as u64 != to - from {
+        if leaves.len() as u64 != end - next {
             return Err(format!(
-                "the store returned {} leaves of records {from}..{to}",
+                "the store returned {} leaves of records {next}..{end}",
                 leaves.len()
             ));
         }
-        for leaf in leaves {
-            tree.append(leaf);
-        }
+        leaves.into_iter().for_each(&mut each);
+        next = end;
     }
     Ok(())
 }
@@ -356,6 +395,21 @@ mod tests {
             .await
             .expect("extended");
         assert_eq!(tree.root(), whole.root());
+        // The seal's constant-memory tree, from the store's start and from an earlier one.
+        let compact = compact_tree(ledger, "log", None, count)
+            .await
+            .expect("compact");
+        assert_eq!(compact.root(), whole.root());
+        let earlier = CompactTree::from_frontier(early, &frontier).expect("compact");
+        let compact = compact_tree(ledger, "log", Some(earlier), count)
+            .await
+            .expect("continued");
+        assert_eq!(compact.root(), whole.root());
+        assert!(
+            compact_tree(ledger, "log", Some(compact), count + 1)
+                .await
+                .is_err()
+        );
         // Leaves the store does not have are an error, not a wrong root.
         let mut short = MerkleLog::from_frontier(early, &frontier).expect("tree");
         assert!(

@@ -78,7 +78,7 @@ pub struct Gateway {
     pub(crate) timestamping: crate::seal::TimestampHealth,
     /// The log's tree at the last seal, as its frontier: the next seal reads only the
     /// leaves added since.
-    pub(crate) sealed_frontier: tokio::sync::Mutex<Option<crate::seal::SealedFrontier>>,
+    pub(crate) sealed_frontier: tokio::sync::Mutex<Option<lienthong_ledger::CompactTree>>,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     pub(crate) ops: crate::health::OpsState,
     unhealthy: Mutex<HashMap<ServerId, Instant>>,

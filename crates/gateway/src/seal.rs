@@ -11,7 +11,7 @@ use crate::XRoadError;
 use crate::gateway::{Gateway, unix_now, unix_now_ms};
 use base64::Engine as _;
 use lienthong_crypto::HashAlgorithm;
-use lienthong_ledger::{LogRecord, MerkleLog, TreeHead, sign_head};
+use lienthong_ledger::{LogRecord, TreeHead, sign_head};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -105,13 +105,6 @@ impl TimestampHealth {
     }
 }
 
-/// The log's tree at the last seal: its size and frontier.
-#[derive(Debug)]
-pub(crate) struct SealedFrontier {
-    size: u64,
-    frontier: Vec<[u8; 32]>,
-}
-
 impl Gateway {
     /// Seal the log now: sign a tree head over all records and timestamp it.
     pub async fn seal_log(&self) -> Result<SealOutcome, String> {
@@ -192,31 +185,21 @@ impl Gateway {
 
     /// The root of the log's first `size` records. The tree at the previous seal is kept
     /// as its frontier (at most 64 hashes), so a seal reads only the leaves appended since
-    /// (by any node); without it, or if those leaves cannot be read (a purge raced), the
-    /// tree is rebuilt from the store.
+    /// (by any node), in constant memory; without it, or if those leaves cannot be read (a
+    /// purge raced), the tree is rebuilt from the store the same way.
     async fn log_root(&self, log: &str, size: u64) -> Result<[u8; 32], String> {
         let ledger = self.store.ledger();
         let mut sealed = self.sealed_frontier.lock().await;
-        let cached = sealed
-            .as_ref()
-            .filter(|known| known.size <= size)
-            .and_then(|known| MerkleLog::from_frontier(known.size, &known.frontier));
-        let tree = match cached {
-            Some(mut tree) => match crate::archive::extend_tree(ledger, log, &mut tree, size).await
-            {
-                Ok(()) => tree,
-                Err(error) => {
-                    tracing::debug!(%error, "rebuilding the log's tree from the store");
-                    crate::archive::stored_tree(ledger, log, size).await?
-                }
-            },
-            None => crate::archive::stored_tree(ledger, log, size).await?,
+        let tree = match crate::archive::compact_tree(ledger, log, sealed.take(), size).await {
+            Ok(tree) => tree,
+            Err(error) => {
+                tracing::debug!(%error, "rebuilding the log's tree from the store");
+                crate::archive::compact_tree(ledger, log, None, size).await?
+            }
         };
-        let frontier = tree
-            .frontier(size)
-            .ok_or("the log's tree has no frontier at its size")?;
-        *sealed = Some(SealedFrontier { size, frontier });
-        Ok(tree.root())
+        let root = tree.root();
+        *sealed = Some(tree);
+        Ok(root)
     }
 
     /// An RFC 3161 token over `imprint` from the first approved TSA that answers, verified.

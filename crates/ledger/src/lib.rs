@@ -25,7 +25,7 @@ pub use bundle::{
     BODY_NAMES, Bundle, BundleError, InclusionProof, MAX_ENTRIES, MAX_ENTRY_SIZE, MAX_TOTAL_SIZE,
     MIMETYPE, read_bundle, write_bundle,
 };
-pub use log::{MerkleLog, SignedTreeHead, TimestampedHead, TreeHead, sign_head};
+pub use log::{CompactTree, MerkleLog, SignedTreeHead, TimestampedHead, TreeHead, sign_head};
 pub use record::{BodyEvidence, LogRecord, Side};
 pub use verify::{
     CHECK_HEAD_SIGNATURE, CHECK_INCLUSION, CHECK_REQUEST_SIGNATURE, CHECK_RESPONSE_SIGNATURE,

@@ -341,6 +341,69 @@ impl TimestampedHead {
     }
 }
 
+/// The right edge of an RFC 9162 tree: its size and the roots of the complete subtrees
+/// covering its leaves, largest (leftmost) first — at most 64 hashes whatever the size.
+/// Enough to append leaves and give the root in constant memory, which is what sealing a
+/// log needs; [`MerkleLog`] keeps every subtree, for proofs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompactTree {
+    size: u64,
+    frontier: Vec<[u8; 32]>,
+}
+
+impl CompactTree {
+    /// The empty tree.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A tree of `size` leaves known by its frontier, as [`MerkleLog::frontier`] gives it;
+    /// `None` if there are not exactly as many hashes as `size` has one bits.
+    pub fn from_frontier(size: u64, frontier: &[[u8; 32]]) -> Option<Self> {
+        (frontier.len() == size.count_ones() as usize).then(|| Self {
+            size,
+            frontier: frontier.to_vec(),
+        })
+    }
+
+    /// Append a leaf hash: the complete subtrees it completes merge, as a binary counter
+    /// carries.
+    pub fn append(&mut self, leaf: [u8; 32]) {
+        let mut node = leaf;
+        let mut carry = self.size;
+        while carry & 1 == 1 {
+            let Some(left) = self.frontier.pop() else {
+                break;
+            };
+            node = merkle::node_hash(&left, &node);
+            carry >>= 1;
+        }
+        self.frontier.push(node);
+        self.size += 1;
+    }
+
+    /// How many leaves the tree has.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// The roots of the complete subtrees covering the leaves, largest first.
+    pub fn frontier(&self) -> &[[u8; 32]] {
+        &self.frontier
+    }
+
+    /// The tree's root: the frontier folded from the right (RFC 9162, section 2.1.1).
+    pub fn root(&self) -> [u8; 32] {
+        match self.frontier.split_last() {
+            None => merkle::empty_root(),
+            Some((last, rest)) => rest
+                .iter()
+                .rev()
+                .fold(*last, |right, left| merkle::node_hash(left, &right)),
+        }
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -536,6 +599,30 @@ pub(crate) mod tests {
     }
 
     proptest! {
+        /// The compact tree has the root and frontier of the full one at every size, also
+        /// when continued from a frontier.
+        #[test]
+        fn compact_tree_matches_the_full_log(seed in any::<u64>(), size in 0u64..1_500, cut in 0.0f64..=1.0) {
+            let all = leaves(seed, size);
+            let log = MerkleLog::from_leaves(all.clone());
+            let mut compact = CompactTree::new();
+            prop_assert_eq!(compact.root(), merkle::empty_root());
+            for (n, leaf) in all.iter().enumerate() {
+                compact.append(*leaf);
+                let grown = n as u64 + 1;
+                prop_assert_eq!(compact.size(), grown);
+                prop_assert_eq!(Some(compact.root()), log.root_at(grown));
+            }
+            let cut = (size as f64 * cut) as u64;
+            let frontier = log.frontier(cut).expect("frontier");
+            let mut continued = CompactTree::from_frontier(cut, &frontier).expect("compact");
+            for leaf in &all[cut as usize..] {
+                continued.append(*leaf);
+            }
+            prop_assert_eq!(continued.root(), log.root());
+            prop_assert_eq!(Some(continued.frontier().to_vec()), log.frontier(size));
+        }
+
         #[test]
         fn proofs_verify_for_random_sizes(
             seed in any::<u64>(),
