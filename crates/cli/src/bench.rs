@@ -215,12 +215,9 @@ fn trust(duration: Duration) -> anyhow::Result<String> {
     Ok(table)
 }
 
-/// The date, machine and command above a table.
-pub(crate) fn with_header(command: &str, body: &str) -> String {
-    let date = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default();
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+/// This machine's CPU model, from `/proc/cpuinfo`.
+pub(crate) fn cpu_model() -> Option<String> {
+    std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|info| {
             info.lines()
@@ -228,7 +225,14 @@ pub(crate) fn with_header(command: &str, body: &str) -> String {
                 .and_then(|l| l.split(':').nth(1))
                 .map(|m| m.trim().to_owned())
         })
-        .unwrap_or_else(|| "unknown CPU".into());
+}
+
+/// The date, machine and command above a table.
+pub(crate) fn with_header(command: &str, body: &str) -> String {
+    let date = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let cpu = cpu_model().unwrap_or_else(|| "unknown CPU".into());
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
