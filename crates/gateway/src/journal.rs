@@ -37,10 +37,11 @@ impl Journal {
                 let (entries, replies): (Vec<_>, Vec<_>) =
                     std::mem::take(&mut batch).into_iter().unzip();
                 let (entries, bodies): (Vec<_>, Vec<_>) = entries.into_iter().unzip();
-                metrics.log_batch(entries.len());
+                let records = entries.len();
+                metrics.log_batch(records);
                 match store
                     .ledger()
-                    .append_with_bodies(&log_id, &entries, &bodies)
+                    .append_owned(&log_id, entries, bodies)
                     .await
                 {
                     Ok(first) => {
@@ -49,7 +50,7 @@ impl Journal {
                         }
                     }
                     Err(error) => {
-                        tracing::error!(%error, records = entries.len(), "cannot commit message log records");
+                        tracing::error!(%error, records, "cannot commit message log records");
                         for reply in replies {
                             let _ = reply.send(Err(error.to_string()));
                         }

@@ -25,6 +25,12 @@ pub enum StoreError {
         action: &'static str,
         source: sqlx::Error,
     },
+    /// An error of the embedded store's log appender, which reaches SQLite directly.
+    #[error("database error while trying to {action}: {source}")]
+    Sqlite {
+        action: &'static str,
+        source: rusqlite::Error,
+    },
     /// Stored data is not what this version expects.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),

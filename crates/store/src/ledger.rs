@@ -138,6 +138,14 @@ pub trait LedgerStore: Send + Sync {
         entries: &[NewLedgerEntry],
         bodies: &[Option<LedgerBodies>],
     ) -> Result<u64, StoreError>;
+    /// [`LedgerStore::append_with_bodies`] taking the records by value, which spares the
+    /// embedded store a copy of each (its appender runs on a thread of its own).
+    async fn append_owned(
+        &self,
+        log_id: &str,
+        entries: Vec<NewLedgerEntry>,
+        bodies: Vec<Option<LedgerBodies>>,
+    ) -> Result<u64, StoreError>;
     /// The bodies stored beside record `idx`, if any.
     async fn bodies(&self, log_id: &str, idx: u64) -> Result<Option<LedgerBodies>, StoreError>;
     /// The canonical bytes and record times of records `from..to`, in order; a missing one

@@ -13,6 +13,7 @@ mod queries;
 mod registry;
 mod replay;
 mod sqlite;
+mod sqlite_writer;
 
 pub use error::StoreError;
 pub use ledger::{

@@ -255,62 +255,16 @@ macro_rules! impl_stores {
                 entries: &[crate::NewLedgerEntry],
                 bodies: &[Option<crate::LedgerBodies>],
             ) -> Result<u64, crate::StoreError> {
-                if entries.is_empty() {
-                    return self.size(log_id).await;
-                }
-                let count = crate::ledger::to_sql(u64::try_from(entries.len()).unwrap_or(u64::MAX))?;
-                let mut tx = self
-                    .pool
-                    .begin_with($begin)
-                    .await
-                    .map_err(crate::StoreError::db("begin a ledger append"))?;
-                // Growing the log's size row first makes concurrent appenders to one log
-                // queue here until this transaction ends: PostgreSQL holds the row lock,
-                // SQLite the database write lock taken by `BEGIN IMMEDIATE`.
-                let size: i64 = sqlx::query_scalar(
-                    "INSERT INTO ledger_logs (log_id, size) VALUES ($1, $2) \
-                     ON CONFLICT (log_id) DO UPDATE SET size = ledger_logs.size + excluded.size RETURNING size",
-                )
-                .bind(log_id)
-                .bind(count)
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(crate::StoreError::db("grow a ledger"))?;
-                let first = size - count;
-                let mut idx = first;
-                for chunk in entries.chunks(crate::ledger::INSERT_CHUNK) {
-                    let mut insert = sqlx::query(sqlx::AssertSqlSafe(crate::ledger::insert_statement(chunk.len())));
-                    for entry in chunk {
-                        insert = insert
-                            .bind(log_id)
-                            .bind(idx)
-                            .bind(&entry.message_id)
-                            .bind(&entry.leaf_hash[..])
-                            .bind(&entry.record)
-                            .bind(entry.recorded_at);
-                        idx += 1;
-                    }
-                    insert
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(crate::StoreError::db("insert ledger records"))?;
-                }
-                for (offset, kept) in bodies.iter().take(entries.len()).enumerate() {
-                    let Some(kept) = kept else { continue };
-                    sqlx::query(
-                        "INSERT INTO ledger_bodies (log_id, idx, encrypted_to, request, response) VALUES ($1, $2, $3, $4, $5)",
-                    )
-                    .bind(log_id)
-                    .bind(first + crate::ledger::to_sql(offset as u64)?)
-                    .bind(kept.encrypted_to.as_deref())
-                    .bind(kept.request.as_deref())
-                    .bind(kept.response.as_deref())
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(crate::StoreError::db("insert ledger bodies"))?;
-                }
-                tx.commit().await.map_err(crate::StoreError::db("commit a ledger append"))?;
-                crate::ledger::from_sql(first)
+                self.append_rows(log_id, entries, bodies).await
+            }
+
+            async fn append_owned(
+                &self,
+                log_id: &str,
+                entries: Vec<crate::NewLedgerEntry>,
+                bodies: Vec<Option<crate::LedgerBodies>>,
+            ) -> Result<u64, crate::StoreError> {
+                self.append_rows_owned(log_id, entries, bodies).await
             }
 
             async fn size(&self, log_id: &str) -> Result<u64, crate::StoreError> {

@@ -11,6 +11,8 @@ use std::time::Duration;
 #[derive(Debug)]
 pub(crate) struct SqliteBackend {
     pool: SqlitePool,
+    /// Message-log appends go to a thread with a connection of its own.
+    writer: crate::sqlite_writer::LedgerWriter,
 }
 
 impl SqliteBackend {
@@ -63,7 +65,27 @@ impl SqliteBackend {
                 source,
             })?;
         crate::migrate::run_migrations!(&pool, crate::migrate::SQLITE, "BEGIN IMMEDIATE").await?;
-        Ok(Self { pool })
+        let writer = crate::sqlite_writer::LedgerWriter::start(path)?;
+        Ok(Self { pool, writer })
+    }
+
+    async fn append_rows(
+        &self,
+        log_id: &str,
+        entries: &[crate::NewLedgerEntry],
+        bodies: &[Option<crate::LedgerBodies>],
+    ) -> Result<u64, StoreError> {
+        self.append_rows_owned(log_id, entries.to_vec(), bodies.to_vec())
+            .await
+    }
+
+    async fn append_rows_owned(
+        &self,
+        log_id: &str,
+        entries: Vec<crate::NewLedgerEntry>,
+        bodies: Vec<Option<crate::LedgerBodies>>,
+    ) -> Result<u64, StoreError> {
+        self.writer.append(log_id, entries, bodies).await
     }
 }
 
