@@ -108,6 +108,50 @@ impl PgBackend {
         crate::ledger::from_sql(first)
     }
 
+    async fn insert_op_rows(&self, records: &[crate::OpRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(crate::StoreError::db("begin an op-monitoring insert"))?;
+        for r in records {
+            sqlx::query(crate::opmon::INSERT)
+                .bind(&r.server_id)
+                .bind(&r.side)
+                .bind(&r.message_id)
+                .bind(&r.client)
+                .bind(&r.service)
+                .bind(&r.client_server)
+                .bind(&r.service_server)
+                .bind(&r.user_id)
+                .bind(&r.issue)
+                .bind(&r.represented_party)
+                .bind(&r.service_type)
+                .bind(&r.method)
+                .bind(&r.path)
+                .bind(r.request_in)
+                .bind(r.request_out)
+                .bind(r.response_in)
+                .bind(r.response_out)
+                .bind(r.request_size)
+                .bind(r.response_size)
+                .bind(r.status)
+                .bind(r.succeeded)
+                .bind(&r.fault_code)
+                .bind(&r.fault_string)
+                .execute(&mut *tx)
+                .await
+                .map_err(crate::StoreError::db("insert op-monitoring records"))?;
+        }
+        tx.commit()
+            .await
+            .map_err(crate::StoreError::db("commit op-monitoring records"))?;
+        Ok(())
+    }
+
     async fn append_rows_owned(
         &self,
         log_id: &str,

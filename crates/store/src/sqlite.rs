@@ -55,7 +55,10 @@ impl SqliteBackend {
             // grew it by up to 64 MiB more: a 200 s soak saw each gateway grow from 50 to
             // 80 MiB. Pages beyond the cache come from the kernel's page cache.
             .pragma("mmap_size", "0")
-            .pragma("cache_size", "-2048");
+            .pragma("cache_size", "-2048")
+            // The log appender's checkpointer thread copies the write-ahead log into the
+            // file (`sqlite_writer::checkpoint`); no commit here does it in line.
+            .pragma("wal_autocheckpoint", "0");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -86,6 +89,13 @@ impl SqliteBackend {
         bodies: Vec<Option<crate::LedgerBodies>>,
     ) -> Result<u64, StoreError> {
         self.writer.append(log_id, entries, bodies).await
+    }
+
+    async fn insert_op_rows(&self, records: &[crate::OpRecord]) -> Result<(), StoreError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        self.writer.insert_op_records(records.to_vec()).await
     }
 }
 

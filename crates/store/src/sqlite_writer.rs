@@ -8,28 +8,73 @@
 //! the whole transaction runs on the thread that owns the connection.
 
 use crate::ledger::{from_sql, to_sql};
-use crate::{LedgerBodies, NewLedgerEntry, StoreError};
+use crate::{LedgerBodies, NewLedgerEntry, OpRecord, StoreError};
 use rusqlite::{Connection, TransactionBehavior, params};
 use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-/// One queued append.
-struct Job {
-    log_id: String,
-    entries: Vec<NewLedgerEntry>,
-    bodies: Vec<Option<LedgerBodies>>,
-    reply: oneshot::Sender<Result<u64, StoreError>>,
+/// One queued write.
+enum Job {
+    /// Records for a message log; answered with the index of the first.
+    Append {
+        log_id: String,
+        entries: Vec<NewLedgerEntry>,
+        bodies: Vec<Option<LedgerBodies>>,
+        reply: oneshot::Sender<Result<u64, StoreError>>,
+    },
+    /// Operational-monitoring records. They are written here too, not through the sqlx
+    /// pool: SQLite has one writer at a time, and an op-monitoring batch committed from
+    /// the pool (row by row through sqlx's worker, every 250 ms) held the write lock for
+    /// milliseconds while log appends waited in SQLite's busy handler, which sleeps in
+    /// steps of 1, 2, 5, 10 ms: about 1 % of exchanges waited 5-25 ms on their commit.
+    OpRecords {
+        records: Vec<OpRecord>,
+        reply: oneshot::Sender<Result<(), StoreError>>,
+    },
 }
 
-/// Appends queued jobs committed at most per transaction.
+impl Job {
+    /// Write within `tx`: the index of the first record for an append.
+    fn write(&self, tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<u64> {
+        match self {
+            Self::Append {
+                log_id,
+                entries,
+                bodies,
+                ..
+            } => append_one(tx, log_id, entries, bodies),
+            Self::OpRecords { records, .. } => insert_op_records(tx, records).map(|()| 0),
+        }
+    }
+
+    /// Tell the caller how it went.
+    fn answer(self, result: rusqlite::Result<u64>) {
+        match self {
+            Self::Append { reply, .. } => {
+                let _ = reply.send(result.map_err(|e| writer_error("append to a message log", e)));
+            }
+            Self::OpRecords { reply, .. } => {
+                let _ = reply.send(
+                    result
+                        .map(|_| ())
+                        .map_err(|e| writer_error("insert op-monitoring records", e)),
+                );
+            }
+        }
+    }
+}
+
+/// Queued writes committed at most per transaction.
 const MAX_JOBS: usize = 256;
 
 /// A handle to the appender thread; the thread ends when the last handle is dropped.
 #[derive(Debug)]
 pub(crate) struct LedgerWriter {
     queue: mpsc::Sender<Job>,
+    /// Dropped with the writer, which stops the checkpointer.
+    _checkpoints: mpsc::Sender<()>,
 }
 
 impl LedgerWriter {
@@ -42,7 +87,16 @@ impl LedgerWriter {
             .name("lienthong-log-append".into())
             .spawn(move || serve(connection, jobs))
             .map_err(|e| StoreError::Corrupt(format!("cannot start the log appender: {e}")))?;
-        Ok(Self { queue })
+        let checkpointer = open(path).map_err(|e| writer_error("open the checkpointer", e))?;
+        let (checkpoints, stop) = mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("lienthong-checkpoint".into())
+            .spawn(move || checkpoint(checkpointer, stop))
+            .map_err(|e| StoreError::Corrupt(format!("cannot start the checkpointer: {e}")))?;
+        Ok(Self {
+            queue,
+            _checkpoints: checkpoints,
+        })
     }
 
     /// Append `entries` (and `bodies` beside them) to `log_id` in one transaction, possibly
@@ -54,9 +108,8 @@ impl LedgerWriter {
         bodies: Vec<Option<LedgerBodies>>,
     ) -> Result<u64, StoreError> {
         let (reply, answer) = oneshot::channel();
-        let stopped = || StoreError::Corrupt("the log appender has stopped".into());
         self.queue
-            .send(Job {
+            .send(Job::Append {
                 log_id: log_id.to_owned(),
                 entries,
                 bodies,
@@ -65,6 +118,19 @@ impl LedgerWriter {
             .map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
+
+    /// Insert operational-monitoring records in one transaction, possibly shared.
+    pub(crate) async fn insert_op_records(&self, records: Vec<OpRecord>) -> Result<(), StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Job::OpRecords { records, reply })
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Corrupt("the embedded store's writer thread has stopped".into())
 }
 
 fn open(path: &Path) -> rusqlite::Result<Connection> {
@@ -78,7 +144,43 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     connection.pragma_update(None, "mmap_size", 0)?;
     connection.pragma_update(None, "cache_size", -2048)?;
     connection.set_prepared_statement_cache_capacity(8);
+    // Checkpoints are the checkpointer thread's work (see `checkpoint`), never a commit's.
+    connection.pragma_update(None, "wal_autocheckpoint", 0)?;
     Ok(connection)
+}
+
+/// How often the write-ahead log is copied into the database file.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// A write-ahead log past this many pages (64 MiB) is checkpointed even if that makes
+/// writers wait: readers that never let a passive checkpoint finish must not grow it
+/// without bound.
+const WAL_LIMIT_PAGES: i64 = 16_384;
+
+/// Copy the write-ahead log into the database file every [`CHECKPOINT_EVERY`] until `stop`
+/// is dropped. With SQLite's automatic checkpoints, the commit that crossed 1,000 pages
+/// did the copy and its fsyncs itself, and every exchange waiting on that commit waited
+/// too: at 500 exchanges/s that was several commits a second held up by milliseconds,
+/// most of the 99th percentile. A passive checkpoint here runs beside the writers.
+fn checkpoint(connection: Connection, stop: mpsc::Receiver<()>) {
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
+        let passive = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+            Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        });
+        let result = match passive {
+            Ok((pages, copied)) if pages > WAL_LIMIT_PAGES && copied < pages => connection
+                .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
+                .map(|()| {
+                    tracing::warn!(
+                        pages,
+                        "write-ahead log past its limit; checkpointed with writers held"
+                    )
+                }),
+            other => other.map(|_| ()),
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, "cannot checkpoint the embedded store's write-ahead log");
+        }
+    }
 }
 
 fn serve(mut connection: Connection, jobs: mpsc::Receiver<Job>) {
@@ -91,45 +193,80 @@ fn serve(mut connection: Connection, jobs: mpsc::Receiver<Job>) {
             }
         }
         match commit(&mut connection, &batch) {
-            Ok(firsts) => {
-                for (job, first) in batch.into_iter().zip(firsts) {
-                    let _ = job.reply.send(Ok(first));
+            Ok(results) => {
+                for (job, result) in batch.into_iter().zip(results) {
+                    job.answer(Ok(result));
                 }
             }
-            // One failing append must not fail the others queued with it: retry each in a
+            // One failing write must not fail the others queued with it: retry each in a
             // transaction of its own, so each caller gets its own answer.
             Err(_) if batch.len() > 1 => {
                 for job in batch {
-                    let answer = commit(&mut connection, std::slice::from_ref(&job))
-                        .map(|firsts| firsts[0])
-                        .map_err(|e| writer_error("append to a message log", e));
-                    let _ = job.reply.send(answer);
+                    let result = commit(&mut connection, std::slice::from_ref(&job))
+                        .map(|results| results.first().copied().unwrap_or_default());
+                    job.answer(result);
                 }
             }
             Err(error) => {
                 if let Some(job) = batch.pop() {
-                    let _ = job
-                        .reply
-                        .send(Err(writer_error("append to a message log", error)));
+                    job.answer(Err(error));
                 }
             }
         }
     }
 }
 
-/// Commit every job's records in one transaction; the index of each job's first record.
+/// Write every job in one transaction; each job's result.
 fn commit(connection: &mut Connection, batch: &[Job]) -> rusqlite::Result<Vec<u64>> {
     let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut firsts = Vec::with_capacity(batch.len());
-    for job in batch {
-        firsts.push(append_one(&tx, job)?);
-    }
+    let results = batch
+        .iter()
+        .map(|job| job.write(&tx))
+        .collect::<rusqlite::Result<Vec<_>>>()?;
     tx.commit()?;
-    Ok(firsts)
+    Ok(results)
 }
 
-fn append_one(tx: &rusqlite::Transaction<'_>, job: &Job) -> rusqlite::Result<u64> {
-    let count = to_sql(job.entries.len() as u64).map_err(out_of_range)?;
+fn insert_op_records(tx: &rusqlite::Transaction<'_>, records: &[OpRecord]) -> rusqlite::Result<()> {
+    let sql = crate::opmon::INSERT.replace('$', "?");
+    let mut insert = tx.prepare_cached(&sql)?;
+    for r in records {
+        insert.execute(params![
+            r.server_id,
+            r.side,
+            r.message_id,
+            r.client,
+            r.service,
+            r.client_server,
+            r.service_server,
+            r.user_id,
+            r.issue,
+            r.represented_party,
+            r.service_type,
+            r.method,
+            r.path,
+            r.request_in,
+            r.request_out,
+            r.response_in,
+            r.response_out,
+            r.request_size,
+            r.response_size,
+            r.status,
+            r.succeeded,
+            r.fault_code,
+            r.fault_string,
+        ])?;
+    }
+    Ok(())
+}
+
+fn append_one(
+    tx: &rusqlite::Transaction<'_>,
+    log_id: &str,
+    entries: &[NewLedgerEntry],
+    bodies: &[Option<LedgerBodies>],
+) -> rusqlite::Result<u64> {
+    let count = to_sql(entries.len() as u64).map_err(out_of_range)?;
     // Growing the log's size row first: `BEGIN IMMEDIATE` holds the database's write lock,
     // so appenders in other processes queue until this transaction ends.
     let size: i64 = tx
@@ -137,7 +274,7 @@ fn append_one(tx: &rusqlite::Transaction<'_>, job: &Job) -> rusqlite::Result<u64
             "INSERT INTO ledger_logs (log_id, size) VALUES (?1, ?2) \
              ON CONFLICT (log_id) DO UPDATE SET size = ledger_logs.size + excluded.size RETURNING size",
         )?
-        .query_row(params![job.log_id, count], |row| row.get(0))?;
+        .query_row(params![log_id, count], |row| row.get(0))?;
     let first = size - count;
     // Row by row through one prepared statement: in process, that costs SQLite no more
     // than a multi-row `INSERT`, and the statement is prepared once.
@@ -145,9 +282,9 @@ fn append_one(tx: &rusqlite::Transaction<'_>, job: &Job) -> rusqlite::Result<u64
         "INSERT INTO ledger_records (log_id, idx, message_id, leaf_hash, record, recorded_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
-    for (idx, entry) in (first..).zip(&job.entries) {
+    for (idx, entry) in (first..).zip(entries) {
         insert.execute(params![
-            job.log_id,
+            log_id,
             idx,
             entry.message_id,
             entry.leaf_hash,
@@ -155,14 +292,14 @@ fn append_one(tx: &rusqlite::Transaction<'_>, job: &Job) -> rusqlite::Result<u64
             entry.recorded_at,
         ])?;
     }
-    if job.bodies.iter().any(Option::is_some) {
+    if bodies.iter().any(Option::is_some) {
         let mut insert = tx.prepare_cached(
             "INSERT INTO ledger_bodies (log_id, idx, encrypted_to, request, response) VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
-        for (offset, kept) in job.bodies.iter().take(job.entries.len()).enumerate() {
+        for (offset, kept) in bodies.iter().take(entries.len()).enumerate() {
             let Some(kept) = kept else { continue };
             insert.execute(params![
-                job.log_id,
+                log_id,
                 first + offset as i64,
                 kept.encrypted_to,
                 kept.request,
@@ -192,4 +329,3 @@ fn writer_error(action: &'static str, error: rusqlite::Error) -> StoreError {
         source: error,
     }
 }
-
