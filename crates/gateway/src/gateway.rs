@@ -185,6 +185,9 @@ impl Gateway {
         let identity = AuthIdentity::new(auth_certificate.der.clone(), keys.auth.clone());
         let peer_client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(90))
+            .http2_initial_stream_window_size(crate::server::H2_STREAM_WINDOW)
+            .http2_initial_connection_window_size(crate::server::H2_CONNECTION_WINDOW)
+            .http2_max_frame_size(crate::server::H2_MAX_FRAME)
             .build(PeerConnector::new(
                 crate::tls::client_config(identity.clone(), trust.clone())?,
                 trust.clone(),

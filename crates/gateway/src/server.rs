@@ -13,6 +13,14 @@ use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use std::future::Future;
 use std::sync::Arc;
+
+/// HTTP/2 between gateways: per-stream and per-connection flow-control windows, and the
+/// largest frame either side accepts. hyper's defaults (1 MiB windows, 16 KiB frames) cut a
+/// 10 MB body into 640 frames and stalled it on window updates; the windows bound the
+/// bytes in flight, so memory stays bounded.
+pub(crate) const H2_STREAM_WINDOW: u32 = 4 << 20;
+pub(crate) const H2_CONNECTION_WINDOW: u32 = 8 << 20;
+pub(crate) const H2_MAX_FRAME: u32 = 1 << 20;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -120,7 +128,12 @@ pub async fn run(
                         )
                     }
                 });
-                let builder = auto::Builder::new(TokioExecutor::new());
+                let mut builder = auto::Builder::new(TokioExecutor::new());
+                builder
+                    .http2()
+                    .initial_stream_window_size(H2_STREAM_WINDOW)
+                    .initial_connection_window_size(H2_CONNECTION_WINDOW)
+                    .max_frame_size(H2_MAX_FRAME);
                 let connection = builder
                     .serve_connection(TokioIo::new(tls), service)
                     .into_owned();
