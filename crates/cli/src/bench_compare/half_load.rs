@@ -14,6 +14,46 @@ pub(super) struct HalfLoad {
     pub(super) rate: f64,
     pub(super) seconds: u64,
     pub(super) rows: Vec<OpenRow>,
+    /// The floor under a durable commit on the disk the gateways use, measured in the run.
+    pub(super) durable_write: DurableWrite,
+}
+
+/// Durable writes the size of one exchange's log commit on the gateways' disk: the floor
+/// under each gateway's commit, which an exchange waits for twice in series (the provider
+/// gateway's, then the client gateway's).
+pub(super) struct DurableWrite {
+    pub(super) bytes: usize,
+    pub(super) count: usize,
+    pub(super) p50_ms: f64,
+    pub(super) p99_ms: f64,
+}
+
+/// Bytes per durable write: about what SQLite writes to its write-ahead log for one
+/// exchange's record (7 pages of 4 KiB with their frame headers).
+const DURABLE_WRITE_BYTES: usize = 7 * (4096 + 24);
+const DURABLE_WRITES: usize = 300;
+
+/// Append [`DURABLE_WRITE_BYTES`] and `fdatasync`, [`DURABLE_WRITES`] times, in a file
+/// under `dir`.
+pub(super) fn durable_write(dir: &std::path::Path) -> anyhow::Result<DurableWrite> {
+    use std::io::Write as _;
+    let mut file = tempfile::tempfile_in(dir)?;
+    let block = vec![0x5a_u8; DURABLE_WRITE_BYTES];
+    let mut millis = Vec::with_capacity(DURABLE_WRITES);
+    for _ in 0..DURABLE_WRITES {
+        let started = std::time::Instant::now();
+        file.write_all(&block)?;
+        file.sync_data()?;
+        millis.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    millis.sort_by(f64::total_cmp);
+    let at = |q: f64| millis[((millis.len() - 1) as f64 * q).round() as usize];
+    Ok(DurableWrite {
+        bytes: DURABLE_WRITE_BYTES,
+        count: DURABLE_WRITES,
+        p50_ms: at(0.5),
+        p99_ms: at(0.99),
+    })
 }
 
 pub(super) struct OpenRow {
@@ -77,6 +117,7 @@ impl Bench {
             rate,
             seconds: self.seconds,
             rows,
+            durable_write: durable_write(self.work.path())?,
         })
     }
 

@@ -268,7 +268,12 @@ impl HalfLoad {
                     rss.join(" / ")
                 },
             );
-        }
+        }        let d = &self.durable_write;
+        let _ = writeln!(
+            out,
+            "\nThe floor under it, measured in this run on the gateways' disk: a durable write of {} bytes (about one exchange's log commit) takes {:.2} ms at the median and {:.2} ms at p99 ({} writes, each `fdatasync`ed). Every exchange waits for two log commits in series: the provider gateway's before it answers, then the client gateway's.",
+            d.bytes, d.p50_ms, d.p99_ms, d.count
+        );
     }
 
     fn json(&self) -> Value {
@@ -286,6 +291,12 @@ impl HalfLoad {
                 value["peak_rss_kib"] = kib_map(&row.peak_rss);
                 value
             }).collect::<Vec<_>>(),
+            "durable_write": {
+                "bytes": self.durable_write.bytes,
+                "count": self.durable_write.count,
+                "p50_ms": self.durable_write.p50_ms,
+                "p99_ms": self.durable_write.p99_ms,
+            },
         })
     }
 }
