@@ -37,6 +37,7 @@ fn quick_compare_measures_every_path_and_writes_its_section() {
     assert!(text.contains("<!-- bench:compare:start -->"), "{text}");
     assert!(text.contains("| nginx chain: wrk -> nginx -> nginx -> provider | 100 B |"));
     assert!(text.contains("**Half load** (open loop"), "{text}");
+    assert!(text.contains("a durable write of "), "{text}");
     assert!(
         text.contains("| nginx chain: client -> nginx -> nginx -> provider | "),
         "{text}"
@@ -94,6 +95,13 @@ fn quick_compare_measures_every_path_and_writes_its_section() {
     let half = &json["half_load"];
     let rate = half["rate_asked"].as_f64().expect("half_load.rate_asked");
     assert!(rate > 0.0, "{half:#}");
+    let durable = &half["durable_write"];
+    assert_eq!(durable["count"].as_u64(), Some(300), "{durable:#}");
+    assert!(
+        durable["p50_ms"].as_f64().is_some_and(|ms| ms > 0.0)
+            && durable["p99_ms"].as_f64() >= durable["p50_ms"].as_f64(),
+        "a measured durable-write floor: {durable:#}"
+    );
     let half_rows = half["rows"].as_array().expect("half_load.rows");
     assert_eq!(
         half_rows.len(),
