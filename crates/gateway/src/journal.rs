@@ -39,11 +39,7 @@ impl Journal {
                 let (entries, bodies): (Vec<_>, Vec<_>) = entries.into_iter().unzip();
                 let records = entries.len();
                 metrics.log_batch(records);
-                match store
-                    .ledger()
-                    .append_owned(&log_id, entries, bodies)
-                    .await
-                {
+                match store.ledger().append_owned(&log_id, entries, bodies).await {
                     Ok(first) => {
                         for (offset, reply) in replies.into_iter().enumerate() {
                             let _ = reply.send(Ok(first + offset as u64));
