@@ -268,7 +268,8 @@ impl HalfLoad {
                     rss.join(" / ")
                 },
             );
-        }        let d = &self.durable_write;
+        }
+        let d = &self.durable_write;
         let _ = writeln!(
             out,
             "\nThe floor under it, measured in this run on the gateways' disk: a durable write of {} bytes (about one exchange's log commit) takes {:.2} ms at the median and {:.2} ms at p99 ({} writes, each `fdatasync`ed). Every exchange waits for two log commits in series: the provider gateway's before it answers, then the client gateway's.",
