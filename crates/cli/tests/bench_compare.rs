@@ -17,7 +17,7 @@ fn quick_compare_measures_every_path_and_writes_its_section() {
     )
     .expect("write BENCHMARKS.md");
     let output = Command::new(env!("CARGO_BIN_EXE_lienthong"))
-        .args(["bench", "compare", "--quick", "--seconds", "1", "--write"])
+        .args(["bench", "compare", "--quick", "--seconds", "2", "--write"])
         .arg(&markdown)
         .env("LIENTHONG_LOG", "warn")
         .output()
