@@ -11,6 +11,8 @@ use crate::ledger::{from_sql, to_sql};
 use crate::{LedgerBodies, NewLedgerEntry, OpRecord, StoreError};
 use rusqlite::{Connection, TransactionBehavior, params};
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::Duration;
 use tokio::sync::oneshot;
@@ -81,17 +83,23 @@ impl LedgerWriter {
     /// Open a connection to the (already migrated) database at `path` and start the
     /// thread.
     pub(crate) fn start(path: &Path) -> Result<Self, StoreError> {
+        Self::start_with(path, WalLimits::DEFAULT)
+    }
+
+    fn start_with(path: &Path, limits: WalLimits) -> Result<Self, StoreError> {
         let connection = open(path).map_err(|e| writer_error("open the log appender", e))?;
         let (queue, jobs) = mpsc::channel::<Job>();
+        let restart_wanted = Arc::new(AtomicBool::new(false));
+        let wanted = restart_wanted.clone();
         std::thread::Builder::new()
             .name("lienthong-log-append".into())
-            .spawn(move || serve(connection, jobs))
+            .spawn(move || serve(connection, jobs, &wanted))
             .map_err(|e| StoreError::Corrupt(format!("cannot start the log appender: {e}")))?;
         let checkpointer = open(path).map_err(|e| writer_error("open the checkpointer", e))?;
         let (checkpoints, stop) = mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("lienthong-checkpoint".into())
-            .spawn(move || checkpoint(checkpointer, stop))
+            .spawn(move || checkpoint(checkpointer, stop, &restart_wanted, limits))
             .map_err(|e| StoreError::Corrupt(format!("cannot start the checkpointer: {e}")))?;
         Ok(Self {
             queue,
@@ -149,41 +157,106 @@ fn open(path: &Path) -> rusqlite::Result<Connection> {
     Ok(connection)
 }
 
-/// How often the write-ahead log is copied into the database file.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
-/// A write-ahead log past this many pages (64 MiB) is checkpointed even if that makes
-/// writers wait: readers that never let a passive checkpoint finish must not grow it
-/// without bound.
-const WAL_LIMIT_PAGES: i64 = 16_384;
+/// When the checkpointer copies the write-ahead log and when it starts it over.
+#[derive(Debug, Clone, Copy)]
+struct WalLimits {
+    /// How often the log is copied into the database file.
+    every: Duration,
+    /// A log longer than this many pages is started over from its beginning (see
+    /// [`checkpoint`]).
+    restart_at: i64,
+    /// The pages of the log still to copy that the writer thread copies itself before the
+    /// log starts over: a moment's work.
+    handover: i64,
+    /// A log past this many pages is checkpointed even if that makes writers wait: readers
+    /// that never let a passive checkpoint finish must not grow it without bound.
+    limit: i64,
+}
 
-/// Copy the write-ahead log into the database file every [`CHECKPOINT_EVERY`] until `stop`
+impl WalLimits {
+    const DEFAULT: Self = Self {
+        every: Duration::from_millis(250),
+        // 32 MiB: at 600 exchanges/s a gateway's log starts over about every 3 s.
+        restart_at: 8_192,
+        // About a millisecond's copy, and the database file's fsync.
+        handover: 256,
+        // 64 MiB.
+        limit: 16_384,
+    };
+}
+
+/// Passive checkpoints run back to back at most, to bring the pages still to copy down to
+/// [`WalLimits::handover`].
+const CATCH_UP_PASSES: usize = 8;
+
+/// Copy the write-ahead log into the database file every `limits.every` until `stop`
 /// is dropped. With SQLite's automatic checkpoints, the commit that crossed 1,000 pages
 /// did the copy and its fsyncs itself, and every exchange waiting on that commit waited
 /// too: at 500 exchanges/s that was several commits a second held up by milliseconds,
 /// most of the 99th percentile. A passive checkpoint here runs beside the writers.
-fn checkpoint(connection: Connection, stop: mpsc::Receiver<()>) {
-    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_EVERY) {
-        let passive = connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+///
+/// A passive checkpoint never lets the log start over while commits keep coming: SQLite
+/// starts a log over only when a write transaction begins with every page already copied,
+/// and under steady load new pages arrive while each checkpoint runs. The log then grew to
+/// the limit, about every 20 s at 600 exchanges/s, and the checkpoint that restarted it
+/// held the writer for 300-400 ms: one stall that was the whole 99th percentile of a
+/// 30-second run. So once the log is past `limits.restart_at`, this thread copies until
+/// little is left and asks the writer thread (`restart_wanted`) to copy the rest between
+/// two of its transactions; the writer's next transaction then starts the log over.
+fn checkpoint(
+    connection: Connection,
+    stop: mpsc::Receiver<()>,
+    restart_wanted: &AtomicBool,
+    limits: WalLimits,
+) {
+    let passive = || {
+        connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
             Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+        })
+    };
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(limits.every) {
+        let result = passive().and_then(|(mut pages, mut copied)| {
+            if pages <= limits.restart_at || restart_wanted.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            for _ in 0..CATCH_UP_PASSES {
+                if pages - copied <= limits.handover {
+                    restart_wanted.store(true, Ordering::Release);
+                    return Ok(());
+                }
+                (pages, copied) = passive()?;
+            }
+            if pages > limits.limit {
+                connection.query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))?;
+                tracing::warn!(
+                    pages,
+                    "write-ahead log past its limit (a reader held it?); checkpointed with writers held"
+                );
+            }
+            Ok(())
         });
-        let result = match passive {
-            Ok((pages, copied)) if pages > WAL_LIMIT_PAGES && copied < pages => connection
-                .query_row("PRAGMA wal_checkpoint(RESTART)", [], |_| Ok(()))
-                .map(|()| {
-                    tracing::warn!(
-                        pages,
-                        "write-ahead log past its limit; checkpointed with writers held"
-                    )
-                }),
-            other => other.map(|_| ()),
-        };
         if let Err(error) = result {
             tracing::warn!(%error, "cannot checkpoint the embedded store's write-ahead log");
         }
     }
 }
 
-fn serve(mut connection: Connection, jobs: mpsc::Receiver<Job>) {
+/// The writer thread's share of starting the log over (see [`checkpoint`]): copy what is
+/// left of it while no transaction of this thread is open.
+fn finish_checkpoint(connection: &Connection) {
+    match connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| {
+        Ok((row.get::<_, i64>(1)?, row.get::<_, i64>(2)?))
+    }) {
+        Ok((pages, copied)) => {
+            tracing::debug!(pages, copied, "write-ahead log copied to restart it")
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot checkpoint the embedded store's write-ahead log")
+        }
+    }
+}
+
+fn serve(mut connection: Connection, jobs: mpsc::Receiver<Job>, restart_wanted: &AtomicBool) {
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_JOBS {
@@ -212,6 +285,10 @@ fn serve(mut connection: Connection, jobs: mpsc::Receiver<Job>) {
                     job.answer(Err(error));
                 }
             }
+        }
+        // After the answers, so that no caller of this batch waits for it.
+        if restart_wanted.swap(false, Ordering::AcqRel) {
+            finish_checkpoint(&connection);
         }
     }
 }
@@ -327,5 +404,66 @@ fn writer_error(action: &'static str, error: rusqlite::Error) -> StoreError {
     StoreError::Sqlite {
         action,
         source: error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Under appends that never pause, the write-ahead log still starts over: before, it
+    /// grew until the hard limit and a checkpoint that held the writer for 300-400 ms.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_log_starts_over_under_steady_appends() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let path = dir.path().join("store.db");
+        let setup = open(&path).expect("open");
+        setup
+            .execute_batch(include_str!("../migrations/sqlite/0003_ledger.sql"))
+            .and_then(|()| {
+                setup.execute_batch(include_str!("../migrations/sqlite/0006_ledger_bodies.sql"))
+            })
+            .expect("schema");
+        drop(setup);
+        // 64 pages (256 KiB) between restarts; the hard limit (16 MiB) is never reached.
+        let limits = WalLimits {
+            every: Duration::from_millis(5),
+            restart_at: 64,
+            handover: 16,
+            limit: 4_096,
+        };
+        let writer = Arc::new(LedgerWriter::start_with(&path, limits).expect("writer"));
+        const TASKS: usize = 8;
+        const EACH: usize = 400;
+        let mut appenders = tokio::task::JoinSet::new();
+        for task in 0..TASKS {
+            let writer = writer.clone();
+            appenders.spawn(async move {
+                for n in 0..EACH {
+                    let entry = NewLedgerEntry {
+                        message_id: format!("m-{task}-{n}"),
+                        leaf_hash: [task as u8; 32],
+                        record: vec![b'x'; 4_000],
+                        recorded_at: 1,
+                    };
+                    writer
+                        .append("gw", vec![entry], vec![None])
+                        .await
+                        .expect("append");
+                }
+            });
+        }
+        appenders.join_all().await;
+        drop(writer);
+        // 3,200 records of 4 KB: 13 MB of pages and more went through the log.
+        let wal = std::fs::metadata(dir.path().join("store.db-wal"))
+            .expect("write-ahead log")
+            .len();
+        assert!(wal < 4 << 20, "the write-ahead log grew to {wal} bytes");
+        let check = open(&path).expect("open");
+        let count: i64 = check
+            .query_row("SELECT count(*) FROM ledger_records", [], |row| row.get(0))
+            .expect("count");
+        assert_eq!(count, (TASKS * EACH) as i64);
     }
 }
