@@ -48,6 +48,31 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         write: Option<PathBuf>,
     },
+    /// An open-loop load on one URL: requests at a fixed rate whatever the server does, so
+    /// that a stall shows in the latencies (wrk's closed loop hides it); prints the
+    /// percentiles and the slowest answers with the second of the run they were sent in.
+    /// Point it at a running gateway (e.g. the demo's) and read the gateway's stage
+    /// histograms at its admin `/metrics` to see where the slow ones spent their time.
+    Load {
+        /// The URL to POST to.
+        #[arg(long)]
+        url: String,
+        /// The X-Road-Client header to send, for a request through a gateway.
+        #[arg(long)]
+        client: Option<String>,
+        /// Requests per second.
+        #[arg(long)]
+        rate: f64,
+        /// Seconds of load.
+        #[arg(long, default_value_t = 30.0)]
+        seconds: f64,
+        /// Size of the JSON body to POST, in bytes; 0 sends a GET without a body.
+        #[arg(long, default_value_t = 100)]
+        body_bytes: usize,
+        /// Requests in flight at most (one keep-alive connection each).
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+    },
     /// Signatures/s and verifications/s per suite, OCSP responses/s and TSA tokens/s
     /// (one core, in process).
     Trust {
@@ -90,6 +115,58 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 );
                 write_section(&path, "log", &with_header(&command, &table))?;
                 println!("written to {}", path.display());
+            }
+            Ok(())
+        }
+        BenchCommand::Load {
+            url,
+            client,
+            rate,
+            seconds,
+            body_bytes,
+            connections,
+        } => {
+            let body = if body_bytes == 0 {
+                Vec::new()
+            } else {
+                crate::bench_tools::json_payload(body_bytes)
+            };
+            let runtime = tokio::runtime::Handle::current();
+            let result = tokio::task::spawn_blocking(move || {
+                crate::bench_compare::open_loop::run(
+                    &runtime,
+                    &crate::bench_compare::open_loop::OpenLoad {
+                        url: &url,
+                        client: client.as_deref(),
+                        body: &body,
+                        rate,
+                        seconds,
+                        connections,
+                    },
+                )
+            })
+            .await
+            .context("run the load")??;
+            println!(
+                "{} sent, {} answered 2xx, {} errors in {:.1} s ({:.0}/s)",
+                result.sent,
+                result.answered,
+                result.errors,
+                result.seconds,
+                result.rate_achieved()
+            );
+            println!(
+                "latency ms: p50 {:.2}  p99 {:.2}  p99.9 {:.2}  max {:.2}  mean {:.2}  (generator late by {:.2} at most)",
+                result.p50_ms,
+                result.p99_ms,
+                result.p999_ms,
+                result.max_ms,
+                result.mean_ms,
+                result.send_lag_max_ms
+            );
+            println!("slowest (sent at s: ms):");
+            for (at, ms) in &result.slowest {
+                println!("  {at:8.3}: {ms:8.2}");
             }
             Ok(())
         }

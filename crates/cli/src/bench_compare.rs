@@ -23,7 +23,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod half_load;
-mod open_loop;
+pub(crate) mod open_loop;
 mod report;
 
 use half_load::{HalfLoad, OPEN_LOOP_CONNECTIONS, RssSample, SOAK_SAMPLE_EVERY, Soak};

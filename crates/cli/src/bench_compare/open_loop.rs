@@ -20,7 +20,7 @@ pub(crate) struct OpenLoad<'a> {
     pub(crate) url: &'a str,
     /// The X-Road-Client header, for requests through a gateway.
     pub(crate) client: Option<&'a str>,
-    /// The JSON body to POST.
+    /// The JSON body to POST; empty for a GET.
     pub(crate) body: &'a [u8],
     /// Requests per second.
     pub(crate) rate: f64,
@@ -51,6 +51,9 @@ pub(crate) struct OpenLoopResult {
     /// How late the generator itself handed a request over, at worst: a check that the
     /// latencies are the servers' and not this machine's scheduling.
     pub(crate) send_lag_max_ms: f64,
+    /// The slowest answers, slowest first: when each was due (seconds into the run) and
+    /// how long it took (ms). Periodic stalls show as evenly spaced times.
+    pub(crate) slowest: Vec<(f64, f64)>,
 }
 
 impl OpenLoopResult {
@@ -61,6 +64,8 @@ impl OpenLoopResult {
 
 /// Seconds an answer may take before it counts as an error (as wrk's `--timeout`).
 const TIMEOUT: Duration = Duration::from_secs(10);
+/// How many of the slowest answers a result lists.
+const SLOWEST: usize = 20;
 /// Requests sent, in parallel, before the measured run: they open connections.
 const WARM_UP: usize = 8;
 
@@ -126,6 +131,7 @@ pub(crate) fn run(
             let _ = outcomes.send(Outcome {
                 status,
                 latency: due.elapsed(),
+                due,
                 done: Instant::now(),
             });
         });
@@ -168,13 +174,16 @@ struct Exchange {
 }
 
 impl Exchange {
-    /// POST the body and read the whole answer: its status, or `None` if it failed.
+    /// POST the body (GET if it is empty) and read the whole answer: its status, or `None` if it failed.
     async fn send(&self) -> Option<u16> {
-        let mut request = self
-            .http
-            .post(&self.url)
-            .header("Content-Type", "application/json")
-            .body(self.body.clone());
+        let mut request = if self.body.is_empty() {
+            self.http.get(&self.url)
+        } else {
+            self.http
+                .post(&self.url)
+                .header("Content-Type", "application/json")
+                .body(self.body.clone())
+        };
         if let Some(client) = &self.client {
             request = request.header("X-Road-Client", client);
         }
@@ -188,6 +197,7 @@ impl Exchange {
 struct Outcome {
     status: Option<u16>,
     latency: Duration,
+    due: Instant,
     done: Instant,
 }
 
@@ -195,6 +205,8 @@ struct Outcome {
 struct Tally {
     /// Latencies of complete answers, microseconds.
     latencies: Vec<u64>,
+    /// The due time of each answer in `latencies` (same order, before sorting).
+    due: Vec<Instant>,
     answered: u64,
     non_2xx: u64,
     failed: u64,
@@ -208,6 +220,7 @@ impl Tally {
             Some(status) => {
                 self.latencies
                     .push(u64::try_from(outcome.latency.as_micros()).unwrap_or(u64::MAX));
+                self.due.push(outcome.due);
                 if (200..300).contains(&status) {
                     self.answered += 1;
                 } else {
@@ -225,6 +238,16 @@ impl Tally {
         start: Instant,
         send_lag_max: Duration,
     ) -> OpenLoopResult {
+        let mut order: Vec<usize> = (0..self.latencies.len()).collect();
+        order.sort_unstable_by_key(|&i| std::cmp::Reverse(self.latencies[i]));
+        let slowest = order
+            .iter()
+            .take(SLOWEST)
+            .map(|&i| {
+                let at = self.due[i].saturating_duration_since(start).as_secs_f64();
+                (at, self.latencies[i] as f64 / 1e3)
+            })
+            .collect();
         self.latencies.sort_unstable();
         let ms = |micros: u64| micros as f64 / 1e3;
         let mean = self.latencies.iter().map(|&l| l as f64).sum::<f64>()
@@ -244,6 +267,7 @@ impl Tally {
             non_2xx: self.non_2xx,
             errors: self.non_2xx + self.failed,
             send_lag_max_ms: send_lag_max.as_secs_f64() * 1e3,
+            slowest,
         }
     }
 }
@@ -279,10 +303,17 @@ mod tests {
     fn failures_and_other_statuses_are_counted_apart_from_answers() {
         let start = Instant::now();
         let mut tally = Tally::default();
-        for (status, millis) in [(Some(201), 3), (Some(200), 1), (Some(503), 2), (None, 9)] {
+        let outcomes = [
+            (Some(201), 3, 0),
+            (Some(200), 1, 125),
+            (Some(503), 2, 250),
+            (None, 9, 375),
+        ];
+        for (status, millis, sent) in outcomes {
             tally.add(Outcome {
                 status,
                 latency: Duration::from_millis(millis),
+                due: start + Duration::from_millis(sent),
                 done: start + Duration::from_millis(500),
             });
         }
@@ -291,6 +322,8 @@ mod tests {
         // The failed request has no latency; the 503 has one.
         assert_eq!((result.p50_ms, result.max_ms), (2.0, 3.0));
         assert_eq!(result.rate_achieved(), 4.0);
+        // Slowest first, with when each was sent.
+        assert_eq!(result.slowest, [(0.0, 3.0), (0.25, 2.0), (0.125, 1.0)]);
     }
 
     /// Against the sample provider in this process: every request sent is answered once,
