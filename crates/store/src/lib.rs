@@ -7,6 +7,7 @@ mod error;
 mod ledger;
 mod migrate;
 mod opmon;
+mod pack;
 mod pki;
 mod postgres;
 mod queries;

@@ -18,6 +18,10 @@ pub(crate) const SQLITE: &[Migration] = &[
         include_str!("../migrations/sqlite/0006_ledger_bodies.sql"),
     ),
     (7, include_str!("../migrations/sqlite/0007_replay.sql")),
+    (
+        8,
+        include_str!("../migrations/sqlite/0008_ledger_blobs.sql"),
+    ),
 ];
 pub(crate) const POSTGRES: &[Migration] = &[
     (1, include_str!("../migrations/postgres/0001_pki.sql")),
@@ -33,6 +37,10 @@ pub(crate) const POSTGRES: &[Migration] = &[
         include_str!("../migrations/postgres/0006_ledger_bodies.sql"),
     ),
     (7, include_str!("../migrations/postgres/0007_replay.sql")),
+    (
+        8,
+        include_str!("../migrations/postgres/0008_ledger_blobs.sql"),
+    ),
 ];
 
 /// Apply `migrations` to `$pool` (a sqlx pool of any backend), opening each transaction

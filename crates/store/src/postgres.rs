@@ -8,6 +8,8 @@ use std::time::Duration;
 #[derive(Debug)]
 pub(crate) struct PgBackend {
     pool: PgPool,
+    /// The log values this process upserted lately (see `pack.rs`).
+    upserted: std::sync::Mutex<crate::pack::Upserted>,
 }
 
 impl PgBackend {
@@ -37,7 +39,10 @@ impl PgBackend {
             .await
             .map_err(StoreError::db("release the migration lock"))?;
         migrated?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            upserted: Default::default(),
+        })
     }
 
     /// The message log's append: growing the log's size row first makes concurrent
@@ -68,25 +73,68 @@ impl PgBackend {
             .await
             .map_err(crate::StoreError::db("grow a ledger"))?;
         let first = size - count;
+        let packed: Vec<crate::pack::Packed> = entries
+            .iter()
+            .map(|entry| crate::pack::pack(&entry.record))
+            .collect();
+        let upserts: Vec<(&[u8; 32], &Vec<u8>, i64)> = {
+            let mut upserted = self
+                .upserted
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            entries
+                .iter()
+                .zip(&packed)
+                .flat_map(|(entry, packed)| {
+                    packed
+                        .blobs
+                        .iter()
+                        .map(move |(hash, content)| (hash, content, entry.recorded_at))
+                })
+                .filter(|(hash, _, at)| upserted.needed(log_id, hash, *at))
+                .collect()
+        };
+        let forget = |error| {
+            self.upserted
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .forget();
+            error
+        };
+        for (hash, content, at) in upserts {
+            sqlx::query(crate::pack::UPSERT)
+                .bind(log_id)
+                .bind(&hash[..])
+                .bind(content)
+                .bind(at)
+                .execute(&mut *tx)
+                .await
+                .map_err(crate::StoreError::db("keep a ledger value"))
+                .map_err(forget)?;
+        }
         let mut idx = first;
-        for chunk in entries.chunks(crate::ledger::INSERT_CHUNK) {
+        for (chunk, stored) in entries
+            .chunks(crate::ledger::INSERT_CHUNK)
+            .zip(packed.chunks(crate::ledger::INSERT_CHUNK))
+        {
             let mut insert = sqlx::query(sqlx::AssertSqlSafe(crate::ledger::insert_statement(
                 chunk.len(),
             )));
-            for entry in chunk {
+            for (entry, packed) in chunk.iter().zip(stored) {
                 insert = insert
                     .bind(log_id)
                     .bind(idx)
                     .bind(&entry.message_id)
                     .bind(&entry.leaf_hash[..])
-                    .bind(&entry.record)
+                    .bind(&packed.stored)
                     .bind(entry.recorded_at);
                 idx += 1;
             }
             insert
                 .execute(&mut *tx)
                 .await
-                .map_err(crate::StoreError::db("insert ledger records"))?;
+                .map_err(crate::StoreError::db("insert ledger records"))
+                .map_err(forget)?;
         }
         for (offset, kept) in bodies.iter().take(entries.len()).enumerate() {
             let Some(kept) = kept else { continue };
@@ -100,11 +148,13 @@ impl PgBackend {
                 .bind(kept.response.as_deref())
                 .execute(&mut *tx)
                 .await
-                .map_err(crate::StoreError::db("insert ledger bodies"))?;
+                .map_err(crate::StoreError::db("insert ledger bodies"))
+                .map_err(forget)?;
         }
         tx.commit()
             .await
-            .map_err(crate::StoreError::db("commit a ledger append"))?;
+            .map_err(crate::StoreError::db("commit a ledger append"))
+            .map_err(forget)?;
         crate::ledger::from_sql(first)
     }
 

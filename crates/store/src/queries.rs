@@ -307,8 +307,10 @@ macro_rules! impl_stores {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(crate::StoreError::db("read a ledger record"))?;
-                row.map(|(message_id, leaf_hash, record)| Ok((message_id, crate::ledger::leaf_hash(leaf_hash)?, record)))
-                    .transpose()
+                let Some((message_id, leaf_hash, stored)) = row else { return Ok(None) };
+                let mut records = crate::queries::unpack_records!(self, log_id, vec![stored]);
+                let record = records.pop().unwrap_or_default();
+                Ok(Some((message_id, crate::ledger::leaf_hash(leaf_hash)?, record)))
             }
 
             async fn find_by_message_id(&self, log_id: &str, message_id: &str) -> Result<Vec<u64>, crate::StoreError> {
@@ -381,6 +383,11 @@ macro_rules! impl_stores {
                     .execute(&self.pool)
                     .await
                     .map_err(crate::StoreError::db("purge ledger records"))?;
+                sqlx::query(crate::pack::PURGE)
+                    .bind(log_id)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(crate::StoreError::db("purge ledger values"))?;
                 Ok(done.rows_affected())
             }
 
@@ -415,7 +422,8 @@ macro_rules! impl_stores {
                         what: format!("some of records {from}..{to} of ledger {log_id}"),
                     });
                 }
-                Ok(rows)
+                let (stored, times): (Vec<Vec<u8>>, Vec<i64>) = rows.into_iter().unzip();
+                Ok(crate::queries::unpack_records!(self, log_id, stored).into_iter().zip(times).collect())
             }
 
             async fn pruned(&self, log_id: &str) -> Result<crate::PrunedPrefix, crate::StoreError> {
@@ -541,6 +549,11 @@ macro_rules! impl_stores {
                     .execute(&mut *tx)
                     .await
                     .map_err(crate::StoreError::db("purge ledger records"))?;
+                sqlx::query(crate::pack::PURGE)
+                    .bind(log_id)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(crate::StoreError::db("purge ledger values"))?;
                 sqlx::query("UPDATE ledger_logs SET pruned = $2, frontier = $3 WHERE log_id = $1")
                     .bind(log_id)
                     .bind(size)
@@ -557,6 +570,38 @@ macro_rules! impl_stores {
     };
 }
 pub(crate) use impl_stores;
+
+/// Stored log records (`$stored`, a `Vec<Vec<u8>>`) of log `$log_id` as appended: the
+/// values they refer to read once each (see `pack.rs`). An async expression of
+/// `Vec<Vec<u8>>`, with `?` on errors.
+macro_rules! unpack_records {
+    ($self:expr, $log_id:expr, $stored:expr) => {{
+        let stored: Vec<Vec<u8>> = $stored;
+        let mut values: std::collections::HashMap<[u8; 32], Option<Vec<u8>>> =
+            std::collections::HashMap::new();
+        for record in &stored {
+            for hash in crate::pack::references(record)? {
+                if values.contains_key(&hash) {
+                    continue;
+                }
+                let content: Option<Vec<u8>> = sqlx::query_scalar(
+                    "SELECT content FROM ledger_blobs WHERE log_id = $1 AND hash = $2",
+                )
+                .bind($log_id)
+                .bind(&hash[..])
+                .fetch_optional(&$self.pool)
+                .await
+                .map_err(crate::StoreError::db("read a ledger value"))?;
+                values.insert(hash, content);
+            }
+        }
+        stored
+            .into_iter()
+            .map(|record| crate::pack::unpack(record, |hash| values.get(hash).cloned().flatten()))
+            .collect::<Result<Vec<_>, crate::StoreError>>()?
+    }};
+}
+pub(crate) use unpack_records;
 
 macro_rules! certificate_select {
     () => {

@@ -8,6 +8,7 @@
 //! the whole transaction runs on the thread that owns the connection.
 
 use crate::ledger::{from_sql, to_sql};
+use crate::pack::{Upserted, pack};
 use crate::{LedgerBodies, NewLedgerEntry, OpRecord, StoreError};
 use rusqlite::{Connection, TransactionBehavior, params};
 use std::path::Path;
@@ -39,14 +40,18 @@ enum Job {
 
 impl Job {
     /// Write within `tx`: the index of the first record for an append.
-    fn write(&self, tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<u64> {
+    fn write(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        upserted: &mut Upserted,
+    ) -> rusqlite::Result<u64> {
         match self {
             Self::Append {
                 log_id,
                 entries,
                 bodies,
                 ..
-            } => append_one(tx, log_id, entries, bodies),
+            } => append_one(tx, log_id, entries, bodies, upserted),
             Self::OpRecords { records, .. } => insert_op_records(tx, records).map(|()| 0),
         }
     }
@@ -257,6 +262,7 @@ fn finish_checkpoint(connection: &Connection) {
 }
 
 fn serve(mut connection: Connection, jobs: mpsc::Receiver<Job>, restart_wanted: &AtomicBool) {
+    let mut upserted = Upserted::default();
     while let Ok(first) = jobs.recv() {
         let mut batch = vec![first];
         while batch.len() < MAX_JOBS {
@@ -265,7 +271,7 @@ fn serve(mut connection: Connection, jobs: mpsc::Receiver<Job>, restart_wanted: 
                 Err(_) => break,
             }
         }
-        match commit(&mut connection, &batch) {
+        match commit(&mut connection, &batch, &mut upserted) {
             Ok(results) => {
                 for (job, result) in batch.into_iter().zip(results) {
                     job.answer(Ok(result));
@@ -275,7 +281,7 @@ fn serve(mut connection: Connection, jobs: mpsc::Receiver<Job>, restart_wanted: 
             // transaction of its own, so each caller gets its own answer.
             Err(_) if batch.len() > 1 => {
                 for job in batch {
-                    let result = commit(&mut connection, std::slice::from_ref(&job))
+                    let result = commit(&mut connection, std::slice::from_ref(&job), &mut upserted)
                         .map(|results| results.first().copied().unwrap_or_default());
                     job.answer(result);
                 }
@@ -294,14 +300,25 @@ fn serve(mut connection: Connection, jobs: mpsc::Receiver<Job>, restart_wanted: 
 }
 
 /// Write every job in one transaction; each job's result.
-fn commit(connection: &mut Connection, batch: &[Job]) -> rusqlite::Result<Vec<u64>> {
-    let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let results = batch
-        .iter()
-        .map(|job| job.write(&tx))
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    tx.commit()?;
-    Ok(results)
+fn commit(
+    connection: &mut Connection,
+    batch: &[Job],
+    upserted: &mut Upserted,
+) -> rusqlite::Result<Vec<u64>> {
+    let written = (|| {
+        let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let results = batch
+            .iter()
+            .map(|job| job.write(&tx, upserted))
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        tx.commit()?;
+        Ok(results)
+    })();
+    if written.is_err() {
+        // Values counted as upserted in the transaction that failed may not be there.
+        upserted.forget();
+    }
+    written
 }
 
 fn insert_op_records(tx: &rusqlite::Transaction<'_>, records: &[OpRecord]) -> rusqlite::Result<()> {
@@ -342,6 +359,7 @@ fn append_one(
     log_id: &str,
     entries: &[NewLedgerEntry],
     bodies: &[Option<LedgerBodies>],
+    upserted: &mut Upserted,
 ) -> rusqlite::Result<u64> {
     let count = to_sql(entries.len() as u64).map_err(out_of_range)?;
     // Growing the log's size row first: `BEGIN IMMEDIATE` holds the database's write lock,
@@ -359,13 +377,20 @@ fn append_one(
         "INSERT INTO ledger_records (log_id, idx, message_id, leaf_hash, record, recorded_at) \
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
+    let mut upsert = tx.prepare_cached(crate::pack::UPSERT)?;
     for (idx, entry) in (first..).zip(entries) {
+        let packed = pack(&entry.record);
+        for (hash, content) in &packed.blobs {
+            if upserted.needed(log_id, hash, entry.recorded_at) {
+                upsert.execute(params![log_id, hash, content, entry.recorded_at])?;
+            }
+        }
         insert.execute(params![
             log_id,
             idx,
             entry.message_id,
             entry.leaf_hash,
-            entry.record,
+            packed.stored,
             entry.recorded_at,
         ])?;
     }
@@ -422,6 +447,9 @@ mod tests {
             .execute_batch(include_str!("../migrations/sqlite/0003_ledger.sql"))
             .and_then(|()| {
                 setup.execute_batch(include_str!("../migrations/sqlite/0006_ledger_bodies.sql"))
+            })
+            .and_then(|()| {
+                setup.execute_batch(include_str!("../migrations/sqlite/0008_ledger_blobs.sql"))
             })
             .expect("schema");
         drop(setup);

@@ -242,6 +242,76 @@ async fn purge_keeps_the_size(store: &Store) {
     assert!(ledger.record("other", 0).await.expect("record").is_some());
 }
 
+/// Records that repeat long certificates and OCSP responses (kept once by the store, see
+/// `pack.rs`) read back byte for byte, one by one and in ranges, in two logs, after a
+/// purge of the old records that alone used some of those values, and beside records
+/// that merely look like stored forms.
+async fn repeated_values_read_back_exactly(store: &Store) {
+    let ledger = store.ledger();
+    let day = 86_400;
+    let record = |n: u64| {
+        let certificate = format!("MII{}", ["A", "B"][(n % 2) as usize].repeat(700));
+        // The OCSP response changes with time: records 0..20 share an old one.
+        let ocsp = format!("MIIE{}==", if n < 20 { "old" } else { "new" }.repeat(400));
+        let text = format!(
+            r#"{{"message_id":"m-{n}","request_signer_certificate":"{certificate}","response_signer_certificate":"{certificate}","request_signer_ocsp":"{ocsp}","response_signer_ocsp":null,"status":200}}"#
+        );
+        let mut leaf_hash = [0x5a; 32];
+        leaf_hash[..8].copy_from_slice(&n.to_be_bytes());
+        NewLedgerEntry {
+            message_id: format!("m-{n}"),
+            leaf_hash,
+            record: if n == 7 {
+                // Not JSON, and with a stored form's first byte.
+                b"\x01\x00 not a record".to_vec()
+            } else {
+                text.into_bytes()
+            },
+            // Records 0..20 are three days older than the rest.
+            recorded_at: 1_700_000_000 + if n < 20 { 0 } else { 3 * day } + n as i64,
+        }
+    };
+    let all: Vec<NewLedgerEntry> = (0..40).map(record).collect();
+    for log in [LOG, "other"] {
+        ledger.append(log, &all[..1]).await.expect("append one");
+        ledger
+            .append(log, &all[1..])
+            .await
+            .expect("append the rest");
+    }
+    for log in [LOG, "other"] {
+        let back = ledger.records(log, 0, 40).await.expect("records");
+        for (entry, (record, recorded_at)) in all.iter().zip(&back) {
+            assert_eq!(record, &entry.record, "{}", entry.message_id);
+            assert_eq!(*recorded_at, entry.recorded_at);
+        }
+        let (_, _, one) = ledger
+            .record(log, 33)
+            .await
+            .expect("record")
+            .expect("there");
+        assert_eq!(one, all[33].record);
+    }
+    // The purge of the old records may drop the old OCSP response; the rest still read back.
+    assert_eq!(
+        ledger.delete_records_before(LOG, 20).await.expect("purge"),
+        20
+    );
+    let back = ledger.records(LOG, 20, 40).await.expect("records");
+    assert!(
+        all[20..]
+            .iter()
+            .zip(&back)
+            .all(|(entry, (record, _))| *record == entry.record)
+    );
+    let back = ledger.records("other", 0, 40).await.expect("other log");
+    assert!(
+        all.iter()
+            .zip(&back)
+            .all(|(entry, (record, _))| *record == entry.record)
+    );
+}
+
 async fn bodies_are_kept_beside_records(store: &Store) {
     let ledger = store.ledger();
     let clear = LedgerBodies {
@@ -658,6 +728,7 @@ for_both_backends! {
         purge_keeps_the_size,
         bodies_are_kept_beside_records,
         purge_only_archived_records,
+        repeated_values_read_back_exactly,
     ],
     databases: [two_nodes_append_to_one_log, two_nodes_build_one_auditable_tree],
 }

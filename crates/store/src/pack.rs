@@ -1,0 +1,314 @@
+//! Message-log records as stored: without the certificates and OCSP responses that every
+//! record of a peer repeats.
+//!
+//! A gateway's record carries the signers' certificates and OCSP responses (base64 in the
+//! record's canonical JSON): about 3.8 KB of a 5.5 KB record, the same bytes for every
+//! exchange with the same peer until its OCSP response is renewed. Stored as they are, a
+//! record spilled onto overflow pages, and each commit wrote and synced twice the pages it
+//! needed. So the store keeps each such value once per log, in `ledger_blobs` keyed by its
+//! SHA-256, and the record with a reference in its place. Reading puts the exact bytes
+//! back: the leaf hash, computed over the canonical record, is unaffected, and so is every
+//! reader above the store.
+//!
+//! Stored forms, by their first byte:
+//! - `0x01`: packed; every `":"@` followed by 64 hex digits and `"` is a reference to the
+//!   value whose SHA-256 the digits spell. [`pack`] writes it only for a record that had no
+//!   `":"@` of its own, so no reference is ever confused with data.
+//! - `0x00`: a record kept as it was, whose own first byte was `0x00` or `0x01`.
+//! - anything else: a record kept as it was.
+
+use crate::StoreError;
+use sha2::{Digest, Sha256};
+
+/// The values taken out: base64 text at least this long in one of these fields.
+const FIELDS: [&[u8]; 4] = [
+    b"\"request_signer_certificate\":\"",
+    b"\"response_signer_certificate\":\"",
+    b"\"request_signer_ocsp\":\"",
+    b"\"response_signer_ocsp\":\"",
+];
+const MIN_VALUE: usize = 128;
+/// What precedes a reference: the end of a key and the start of a string, then `@`
+/// (which base64 never holds).
+const REFERENCE: &[u8] = b"\":\"@";
+const RAW: u8 = 0x00;
+const PACKED: u8 = 0x01;
+const HEX_LEN: usize = 64;
+
+/// A record in its stored form, and the values taken out of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Packed {
+    pub(crate) stored: Vec<u8>,
+    /// SHA-256 of each value taken out, and the value.
+    pub(crate) blobs: Vec<([u8; 32], Vec<u8>)>,
+}
+
+/// The stored form of `record`.
+pub(crate) fn pack(record: &[u8]) -> Packed {
+    let kept = |record: &[u8]| {
+        let stored = match record.first() {
+            Some(&RAW | &PACKED) => [&[RAW], record].concat(),
+            _ => record.to_vec(),
+        };
+        Packed {
+            stored,
+            blobs: Vec::new(),
+        }
+    };
+    if record.first() != Some(&b'{') || memchr::memmem::find(record, REFERENCE).is_some() {
+        return kept(record);
+    }
+    // The values to take out, in the order they appear.
+    let mut values: Vec<(usize, usize)> = FIELDS
+        .iter()
+        .filter_map(|field| {
+            let start = memchr::memmem::find(record, field)? + field.len();
+            let len = memchr::memchr(b'"', &record[start..])?;
+            let value = &record[start..start + len];
+            (len >= MIN_VALUE && value.iter().all(|&c| is_base64(c))).then_some((start, len))
+        })
+        .collect();
+    if values.is_empty() {
+        return kept(record);
+    }
+    values.sort_unstable();
+    let mut stored = Vec::with_capacity(record.len());
+    stored.push(PACKED);
+    let mut blobs = Vec::with_capacity(values.len());
+    let mut at = 0;
+    for (start, len) in values {
+        let value = &record[start..start + len];
+        let hash: [u8; 32] = Sha256::digest(value).into();
+        stored.extend_from_slice(&record[at..start]);
+        stored.push(b'@');
+        stored.extend_from_slice(hex::encode(hash).as_bytes());
+        at = start + len;
+        if !blobs.iter().any(|(known, _)| *known == hash) {
+            blobs.push((hash, value.to_vec()));
+        }
+    }
+    stored.extend_from_slice(&record[at..]);
+    Packed { stored, blobs }
+}
+
+/// The values a stored record refers to, in order (with repeats).
+pub(crate) fn references(stored: &[u8]) -> Result<Vec<[u8; 32]>, StoreError> {
+    let mut found = Vec::new();
+    if stored.first() == Some(&PACKED) {
+        for_each_reference(&stored[1..], |_, hash| {
+            found.push(hash);
+            Ok(())
+        })?;
+    }
+    Ok(found)
+}
+
+/// The record `stored` holds, with each reference replaced by `value(hash)`; a value whose
+/// SHA-256 is not its hash is refused.
+pub(crate) fn unpack(
+    mut stored: Vec<u8>,
+    mut value: impl FnMut(&[u8; 32]) -> Option<Vec<u8>>,
+) -> Result<Vec<u8>, StoreError> {
+    match stored.first() {
+        Some(&RAW) => {
+            stored.remove(0);
+            Ok(stored)
+        }
+        Some(&PACKED) => {
+            let body = &stored[1..];
+            let mut record = Vec::with_capacity(body.len() + 4 * 1_500);
+            let mut at = 0;
+            for_each_reference(body, |position, hash| {
+                let content = value(&hash).ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "a stored log record refers to value {} that the store does not hold",
+                        hex::encode(hash)
+                    ))
+                })?;
+                if <[u8; 32]>::from(Sha256::digest(&content)) != hash {
+                    return Err(StoreError::Corrupt(format!(
+                        "the stored value {} does not match its hash",
+                        hex::encode(hash)
+                    )));
+                }
+                record.extend_from_slice(&body[at..position]);
+                record.extend_from_slice(&content);
+                at = position + 1 + HEX_LEN;
+                Ok(())
+            })?;
+            record.extend_from_slice(&body[at..]);
+            Ok(record)
+        }
+        _ => Ok(stored),
+    }
+}
+
+/// Call `found(position of the '@', hash)` for each reference in a packed body.
+fn for_each_reference(
+    body: &[u8],
+    mut found: impl FnMut(usize, [u8; 32]) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    for start in memchr::memmem::find_iter(body, REFERENCE) {
+        let at = start + REFERENCE.len() - 1;
+        let digits = body
+            .get(at + 1..at + 1 + HEX_LEN)
+            .filter(|_| body.get(at + 1 + HEX_LEN) == Some(&b'"'));
+        let mut hash = [0u8; 32];
+        match digits.map(|digits| hex::decode_to_slice(digits, &mut hash)) {
+            Some(Ok(())) => found(at, hash)?,
+            _ => {
+                return Err(StoreError::Corrupt(
+                    "a stored log record holds a malformed reference".into(),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A writer skips the upsert of a value it upserted itself less than this long ago (s).
+const UPSERT_AGAIN_AFTER: i64 = 3_600;
+/// Values a writer remembers at most.
+const REMEMBERED: usize = 4_096;
+
+/// The upsert SQL of a value (`$1` log, `$2` hash, `$3` content, `$4` Unix seconds). Its
+/// `last_used` is rewritten at most once a day, so that most upserts write nothing.
+pub(crate) const UPSERT: &str = "INSERT INTO ledger_blobs (log_id, hash, content, last_used) \
+    VALUES ($1, $2, $3, $4) ON CONFLICT (log_id, hash) DO UPDATE SET last_used = excluded.last_used \
+    WHERE ledger_blobs.last_used < excluded.last_used - 86400";
+
+/// The retention purge of values no record left refers to (`$1` log). A value a record
+/// refers to was last used at most a day (the upsert's step) and an hour
+/// ([`UPSERT_AGAIN_AFTER`]) before that record: two days before the oldest record left is
+/// safely before both.
+pub(crate) const PURGE: &str = "DELETE FROM ledger_blobs WHERE log_id = $1 AND last_used < \
+    (SELECT MIN(recorded_at) FROM ledger_records WHERE log_id = $1) - 172800";
+
+/// The values a writer upserted lately, so that most appends write none.
+#[derive(Debug, Default)]
+pub(crate) struct Upserted {
+    when: std::collections::HashMap<(String, [u8; 32]), i64>,
+}
+
+impl Upserted {
+    /// Whether value `hash` of `log_id` must be upserted at `now` (Unix seconds); if so, it
+    /// counts as upserted from now (the caller upserts it in the transaction at hand; if
+    /// that fails, [`Upserted::forget`]).
+    pub(crate) fn needed(&mut self, log_id: &str, hash: &[u8; 32], now: i64) -> bool {
+        let key = (log_id.to_owned(), *hash);
+        if self
+            .when
+            .get(&key)
+            .is_some_and(|&at| at > now - UPSERT_AGAIN_AFTER && at <= now)
+        {
+            return false;
+        }
+        if self.when.len() >= REMEMBERED {
+            self.when.clear();
+        }
+        self.when.insert(key, now);
+        true
+    }
+
+    /// Forget everything (after a failed transaction).
+    pub(crate) fn forget(&mut self) {
+        self.when.clear();
+    }
+}
+
+fn is_base64(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'='
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::HashMap;
+
+    fn round_trip(record: &[u8]) -> (Packed, Vec<u8>) {
+        let packed = pack(record);
+        let blobs: HashMap<[u8; 32], Vec<u8>> = packed.blobs.iter().cloned().collect();
+        let back = unpack(packed.stored.clone(), |hash| blobs.get(hash).cloned()).expect("unpack");
+        (packed, back)
+    }
+
+    fn record(certificate: &str, ocsp: &str) -> Vec<u8> {
+        format!(
+            r#"{{"message_id":"m1","request_signer_certificate":"{certificate}","response_signer_certificate":"{certificate}","request_signer_ocsp":"{ocsp}","response_signer_ocsp":null,"status":200}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn certificates_and_ocsp_responses_are_stored_once_and_put_back() {
+        let certificate = "MIIB".repeat(200);
+        let ocsp = "MIIE+/==".repeat(100);
+        let original = record(&certificate, &ocsp);
+        let (packed, back) = round_trip(&original);
+        assert_eq!(back, original);
+        // Two values, the certificate once although it is there twice.
+        assert_eq!(packed.blobs.len(), 2);
+        assert!(packed.stored.len() < 400, "{} bytes", packed.stored.len());
+        assert_eq!(references(&packed.stored).expect("references").len(), 3);
+    }
+
+    #[test]
+    fn short_values_and_other_records_are_kept_as_they_are() {
+        let short = record("MIIB", "AAAA");
+        assert_eq!(pack(&short).stored, short);
+        for odd in [&b""[..], b"\x00abc", b"\x01abc", b"not json", b"[1]"] {
+            let (packed, back) = round_trip(odd);
+            assert_eq!(back, odd);
+            assert!(packed.blobs.is_empty());
+        }
+        assert_eq!(pack(b"\x01abc").stored, b"\x00\x01abc");
+    }
+
+    /// A record that already holds what looks like a reference is not packed, so that no
+    /// reference is ever read out of data.
+    #[test]
+    fn a_record_that_looks_packed_is_kept_as_it_is() {
+        let mut original = record(&"A".repeat(300), &"B".repeat(300));
+        original.extend_from_slice(format!(r#""x":"@{}""#, "0".repeat(64)).as_bytes());
+        let (packed, back) = round_trip(&original);
+        assert!(packed.blobs.is_empty());
+        assert_eq!(back, original);
+    }
+
+    #[test]
+    fn a_missing_or_altered_value_is_an_error() {
+        let packed = pack(&record(&"A".repeat(300), &"B".repeat(300)));
+        assert!(matches!(
+            unpack(packed.stored.clone(), |_| None),
+            Err(StoreError::Corrupt(_))
+        ));
+        assert!(matches!(
+            unpack(packed.stored.clone(), |_| Some(b"C".repeat(300))),
+            Err(StoreError::Corrupt(_))
+        ));
+        let mut cut = packed.stored.clone();
+        cut.truncate(cut.len() - 80);
+        let blobs: HashMap<[u8; 32], Vec<u8>> = packed.blobs.into_iter().collect();
+        assert!(unpack(cut, |hash| blobs.get(hash).cloned()).is_err());
+    }
+
+    proptest! {
+        /// Whatever the bytes, storing and reading gives them back.
+        #[test]
+        fn any_bytes_round_trip(prefix in proptest::collection::vec(any::<u8>(), 0..64),
+                                value in "[A-Za-z0-9+/=@\"]{0,300}",
+                                tail in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let mut original = b"{".to_vec();
+            original.extend_from_slice(&prefix);
+            original.extend_from_slice(b"\"request_signer_ocsp\":\"");
+            original.extend_from_slice(value.as_bytes());
+            original.extend_from_slice(b"\"");
+            original.extend_from_slice(&tail);
+            let (_, back) = round_trip(&original);
+            prop_assert_eq!(back, original.clone());
+            let (_, back) = round_trip(&original[1..]);
+            prop_assert_eq!(back, original[1..].to_vec());
+        }
+    }
+}
