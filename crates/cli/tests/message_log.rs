@@ -199,6 +199,18 @@ async fn bodies_evidence_and_tampering_through_the_gateways() {
     let (ok, out) = audit(&federation, CLIENT);
     assert!(ok, "restored: {out}");
 
+    // A certificate or OCSP response as stored, once for all the records that carry it
+    // (the store's `pack.rs`): reading those records fails, and the audit says why.
+    sql(
+        &federation,
+        CLIENT,
+        "UPDATE ledger_blobs SET content = CAST(replace(CAST(content AS TEXT), 'A', 'B') AS BLOB);",
+    );
+    let (ok, out) = audit(&federation, CLIENT);
+    assert!(!ok, "altered stored value not found: {out}");
+    assert!(out.contains("does not match its hash"), "{out}");
+    restore();
+
     // The same alterations, on three records at once, seen in exported evidence.
     alter_record_field(&federation, CLIENT, 0, "service");
     alter_record_field(&federation, CLIENT, 1, "request_signature");

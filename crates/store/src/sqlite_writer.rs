@@ -422,9 +422,13 @@ fn writer_error(action: &'static str, error: rusqlite::Error) -> StoreError {
         && (code.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
             || code.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE)
     {
-        return StoreError::Duplicate {
-            what: "ledger record".into(),
+        // As the sqlx backends name it (`StoreError::db`): what the write was about.
+        let what = match action {
+            "append to a message log" => "ledger record",
+            "insert op-monitoring records" => "op-monitoring record",
+            other => other,
         };
+        return StoreError::Duplicate { what: what.into() };
     }
     StoreError::Sqlite {
         action,
