@@ -63,14 +63,32 @@ where
     B: Body<Data = Bytes>,
     B::Error: std::fmt::Display,
 {
+    let mut body = std::pin::pin!(body);
+    collect_first(body.as_mut(), limits, u64::MAX).await
+}
+
+/// Read the body's data under `limits`, hashing as it goes, until it ends or at least
+/// `length` bytes have come, and leave the rest of it (trailers) unread. A body longer
+/// than `length` gives the frames read so far, so a length check after it fails.
+pub async fn collect_first<B>(
+    mut body: std::pin::Pin<&mut B>,
+    limits: &BodyLimits,
+    length_wanted: u64,
+) -> Result<Collected, BodyError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::fmt::Display,
+{
     let mut hasher = Sha256::new();
     let mut memory = BytesMut::new();
     // Spooled through a 1 MiB buffer: an HTTP/2 peer delivers 16 KiB frames, and a write
     // call per frame was 640 of them for 10 MB.
     let mut file: Option<std::io::BufWriter<std::fs::File>> = None;
     let mut length: u64 = 0;
-    let mut body = std::pin::pin!(body);
-    while let Some(frame) = body.frame().await {
+    while length < length_wanted {
+        let Some(frame) = body.frame().await else {
+            break;
+        };
         let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
         let Ok(chunk) = frame.into_data() else {
             continue; // trailers carry nothing we forward

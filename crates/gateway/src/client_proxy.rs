@@ -247,6 +247,10 @@ async fn exchange(
         headers.insert(H_SIGNATURE, header_value(&signature));
         headers.insert(H_CERTIFICATE, member.certificate_header.clone());
         headers.insert(H_OCSP, ocsp.clone());
+        headers.insert(
+            H_LOG,
+            hyper::header::HeaderValue::from_static(LOG_IN_TRAILER),
+        );
         let sent = Sent {
             header: &header,
             encoded: &encoded,
@@ -450,13 +454,23 @@ async fn finish(
         .verifier
         .verify(&certificate.public_key, &digest(&encoded), &signature)
         .map_err(|_| bad("the signature does not verify".into()))?;
-    let collected = collect(body, &gateway.limits)
+    // With the provider's commit to come in the trailer, the signed length of data is read
+    // and the trailer is awaited beside this side's own commit.
+    let provider_log_pending = last_header(&parts.headers, H_LOG) == Some(LOG_PENDING);
+    let mut body = std::pin::pin!(body);
+    let wanted = if provider_log_pending {
+        header.body_length
+    } else {
+        u64::MAX
+    };
+    let collected = crate::body::collect_first(body.as_mut(), &gateway.limits, wanted)
         .await
         .map_err(|e| XRoadError::client_proxy("NetworkError", e.to_string()))?;
     if collected.sha256 != header.body_sha256 || collected.length != header.body_length {
         return Err(bad("the body does not match the signed digest".into()));
     }
-    // Nothing is released to the client before its record is durable in the message log.
+    // Nothing is released to the client before its record, and the provider's, are durable
+    // in the message logs.
     let mut record = lienthong_ledger::LogRecord {
         message_id: request.message_id.clone(),
         side: lienthong_ledger::Side::Client,
@@ -495,11 +509,29 @@ async fn finish(
     )
     .map_err(|e| XRoadError::client_proxy("InternalError", e.message))?;
     let committed = gateway.journal.record(&record, bodies, unix_now());
-    gateway
-        .metrics
-        .time(Stage::ClientLogCommit, committed)
-        .await
-        .map_err(|e| XRoadError::client_proxy("InternalError", e.message))?;
+    let committed = gateway.metrics.time(Stage::ClientLogCommit, committed);
+    let provider_logged = async {
+        if provider_log_pending {
+            provider_log_trailer(body.as_mut()).await
+        } else {
+            Ok(())
+        }
+    };
+    let (committed, provider_logged) = tokio::join!(committed, provider_logged);
+    committed.map_err(|e| XRoadError::client_proxy("InternalError", e.message))?;
+    provider_logged.map_err(|why| {
+        tracing::warn!(
+            message_id,
+            why,
+            "the provider's gateway did not confirm its log record; nothing released"
+        );
+        XRoadError::server_proxy(
+            "InternalError",
+            format!(
+                "the provider's gateway could not record the exchange in its message log: {why}"
+            ),
+        )
+    })?;
     strip_headers(&mut parts.headers);
     let headers = &mut parts.headers;
     headers.insert("x-road-id", header_value(message_id));
@@ -511,6 +543,34 @@ async fn finish(
     headers.insert("x-road-client", header_value(&request.client.to_string()));
     headers.insert("x-road-service", header_value(&request.service.to_string()));
     Ok(Response::from_parts(parts, collected.body.into_body()))
+}
+
+/// Read the rest of a provider's answer, after its signed body: the trailer that says
+/// whether its gateway's record of the exchange is durable. Data beyond the signed body,
+/// a broken stream, no trailer or any other outcome is an error.
+pub(crate) async fn provider_log_trailer<B>(mut body: std::pin::Pin<&mut B>) -> Result<(), String>
+where
+    B: hyper::body::Body<Data = bytes::Bytes>,
+    B::Error: std::fmt::Display,
+{
+    use http_body_util::BodyExt as _;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| format!("the answer broke off: {e}"))?;
+        match frame.into_trailers() {
+            Ok(trailers) => {
+                return match last_header(&trailers, H_LOG) {
+                    Some(LOG_COMMITTED) => Ok(()),
+                    Some(other) => Err(other.to_owned()),
+                    None => Err("its trailer does not say".into()),
+                };
+            }
+            Err(data) if data.data_ref().is_some_and(|d| !d.is_empty()) => {
+                return Err("the answer is longer than its signed body".into());
+            }
+            Err(_) => {}
+        }
+    }
+    Err("the answer ended before its gateway confirmed the record".into())
 }
 
 /// A peer's `sign` certificate: issued by an approved CA, valid now, allowed by the crypto
@@ -547,5 +607,72 @@ pub(crate) fn check_certificate(
             Err(format!("its certificate was revoked at {time}"))
         }
         VerifiedStatus::Unknown => Err("the OCSP responder does not know its certificate".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+    use http_body_util::StreamBody;
+    use hyper::body::Frame;
+
+    type Frames = Vec<Result<Frame<Bytes>, std::io::Error>>;
+
+    fn trailer(value: &str) -> Result<Frame<Bytes>, std::io::Error> {
+        let mut trailers = hyper::HeaderMap::new();
+        trailers.insert(H_LOG, header_value(value));
+        Ok(Frame::trailers(trailers))
+    }
+
+    fn data(bytes: &'static [u8]) -> Result<Frame<Bytes>, std::io::Error> {
+        Ok(Frame::data(Bytes::from_static(bytes)))
+    }
+
+    /// The signed body (`length` bytes) read first, then the trailer's verdict.
+    async fn read(frames: Frames, length: u64) -> (Vec<u8>, Result<(), String>) {
+        let body = StreamBody::new(futures_util::stream::iter(frames));
+        let mut body = std::pin::pin!(body);
+        let limits = crate::body::BodyLimits {
+            max_bytes: 1 << 20,
+            memory_bytes: 1 << 20,
+            spool_dir: None,
+        };
+        let collected = crate::body::collect_first(body.as_mut(), &limits, length)
+            .await
+            .expect("body");
+        let bytes = collected.body.copy_bytes(collected.length).expect("bytes");
+        (bytes, provider_log_trailer(body.as_mut()).await)
+    }
+
+    #[tokio::test]
+    async fn only_a_committed_trailer_after_the_signed_body_confirms_the_provider_log() {
+        let (body, verdict) = read(vec![data(b"ab"), data(b"c"), trailer("committed")], 3).await;
+        assert_eq!((body.as_slice(), verdict), (&b"abc"[..], Ok(())));
+        // An empty body: nothing to read before the trailer.
+        assert_eq!(read(vec![trailer("committed")], 0).await.1, Ok(()));
+
+        let failed = read(vec![data(b"abc"), trailer("failed: disk full")], 3).await;
+        assert_eq!(failed.1, Err("failed: disk full".into()));
+        let silent = read(vec![data(b"abc")], 3).await.1.expect_err("no trailer");
+        assert!(silent.contains("ended before"), "{silent}");
+        let longer = read(vec![data(b"abc"), data(b"d"), trailer("committed")], 3).await;
+        assert!(longer.1.expect_err("extra data").contains("longer"));
+        let broken = vec![data(b"abc"), Err(std::io::Error::other("reset"))];
+        assert!(
+            read(broken, 3)
+                .await
+                .1
+                .expect_err("broken")
+                .contains("broke off")
+        );
+        let unsaid = vec![data(b"abc"), Ok(Frame::trailers(hyper::HeaderMap::new()))];
+        assert!(
+            read(unsaid, 3)
+                .await
+                .1
+                .expect_err("unsaid")
+                .contains("does not say")
+        );
     }
 }

@@ -87,22 +87,46 @@ impl Journal {
         now: i64,
     ) -> Result<u64, XRoadError> {
         crate::opmon::note_logged(record);
+        self.append(entry(record, now), bodies, Pending::enter(&self.pending))
+            .await
+    }
+
+    /// Hand `record` in now and commit it in a task of its own, timed as `stage`: the
+    /// caller goes on (to send the answer's bytes, not to release it) and learns the
+    /// outcome from the handle. The record counts as pending from this call on, so a drain
+    /// waits for it even if the handle is dropped.
+    pub(crate) fn record_in_background(
+        &self,
+        record: &LogRecord,
+        bodies: Option<LedgerBodies>,
+        now: i64,
+        metrics: Arc<Metrics>,
+        stage: crate::metrics::Stage,
+    ) -> tokio::task::JoinHandle<Result<u64, XRoadError>> {
+        crate::opmon::note_logged(record);
+        let entry = entry(record, now);
+        let pending = Pending::enter(&self.pending);
+        let journal = self.clone();
+        tokio::spawn(async move {
+            metrics
+                .time(stage, journal.append(entry, bodies, pending))
+                .await
+        })
+    }
+
+    async fn append(
+        &self,
+        entry: NewLedgerEntry,
+        bodies: Option<LedgerBodies>,
+        _pending: Pending,
+    ) -> Result<u64, XRoadError> {
         let failed = |why: String| {
             XRoadError::server_proxy(
                 "InternalError",
                 format!("the message log could not record the exchange: {why}"),
             )
         };
-        // Serialised once: the leaf hash is over exactly the bytes stored.
-        let bytes = record.to_canonical_bytes();
-        let entry = NewLedgerEntry {
-            message_id: record.message_id.clone(),
-            leaf_hash: lienthong_crypto::merkle::leaf_hash(&bytes),
-            record: bytes,
-            recorded_at: now,
-        };
         let (reply, committed) = oneshot::channel();
-        let _pending = Pending::enter(&self.pending);
         self.queue
             .send(((entry, bodies), reply))
             .await
@@ -114,17 +138,28 @@ impl Journal {
     }
 }
 
-/// Counts a record as pending until dropped (answered, failed or abandoned).
-struct Pending<'a>(&'a AtomicUsize);
-
-impl<'a> Pending<'a> {
-    fn enter(counter: &'a AtomicUsize) -> Self {
-        counter.fetch_add(1, Ordering::SeqCst);
-        Self(counter)
+/// The entry for `record`, serialised once: the leaf hash is over exactly the bytes stored.
+fn entry(record: &LogRecord, now: i64) -> NewLedgerEntry {
+    let bytes = record.to_canonical_bytes();
+    NewLedgerEntry {
+        message_id: record.message_id.clone(),
+        leaf_hash: lienthong_crypto::merkle::leaf_hash(&bytes),
+        record: bytes,
+        recorded_at: now,
     }
 }
 
-impl Drop for Pending<'_> {
+/// Counts a record as pending until dropped (answered, failed or abandoned).
+struct Pending(Arc<AtomicUsize>);
+
+impl Pending {
+    fn enter(counter: &Arc<AtomicUsize>) -> Self {
+        counter.fetch_add(1, Ordering::SeqCst);
+        Self(counter.clone())
+    }
+}
+
+impl Drop for Pending {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::SeqCst);
     }

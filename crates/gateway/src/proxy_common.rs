@@ -17,6 +17,16 @@ pub(crate) const H_SIGNATURE: &str = "x-lienthong-signature";
 pub(crate) const H_CERTIFICATE: &str = "x-lienthong-certificate";
 /// A fresh OCSP response for that certificate (base64 DER).
 pub(crate) const H_OCSP: &str = "x-lienthong-ocsp";
+/// On a request: the client's gateway takes the provider's log commit as a trailer
+/// ([`LOG_IN_TRAILER`]). On the answer's head: [`LOG_PENDING`], the commit follows in the
+/// trailer; in the trailer: [`LOG_COMMITTED`], or `failed: <why>`.
+pub(crate) const H_LOG: &str = "x-lienthong-log";
+/// [`H_LOG`] on a request.
+pub(crate) const LOG_IN_TRAILER: &str = "trailer";
+/// [`H_LOG`] on an answer's head.
+pub(crate) const LOG_PENDING: &str = "pending";
+/// [`H_LOG`] in an answer's trailer when the provider's record is durable.
+pub(crate) const LOG_COMMITTED: &str = "committed";
 
 /// Signer certificates as they arrive in [`H_CERTIFICATE`], parsed once. Every message
 /// carries its signer's certificate; decoding the base64 and parsing the DER (with its public
@@ -123,6 +133,7 @@ pub(crate) fn strip_headers(headers: &mut HeaderMap) {
         H_SIGNATURE,
         H_CERTIFICATE,
         H_OCSP,
+        H_LOG,
         "x-road-request-hash",
         "x-road-request-id",
     ] {

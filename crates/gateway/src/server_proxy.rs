@@ -13,6 +13,7 @@ use crate::metrics::{Side, Stage};
 use crate::proxy_common::*;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
 use hyper::{Request, Response, Uri};
@@ -374,11 +375,29 @@ async fn serve(
         lienthong_ledger::BodyPart::Response,
     );
     let bodies = crate::log_bodies::keep(logging, &mut record, request_for_log, response_for_log)?;
-    let committed = gateway.journal.record(&record, bodies, unix_now());
-    gateway
-        .metrics
-        .time(Stage::ProviderLogCommit, committed)
-        .await?;
+    // A client gateway that takes the commit as a trailer gets the answer's bytes while the
+    // record is being committed, and releases nothing before the trailer says it is
+    // durable: its own commit runs meanwhile instead of after this one. Anyone else gets
+    // the answer only once the record is durable.
+    let log_in_trailer = parts.version == hyper::Version::HTTP_2
+        && last_header(&parts.headers, H_LOG) == Some(LOG_IN_TRAILER);
+    let logged = if log_in_trailer {
+        response_headers.insert(H_LOG, header_value(LOG_PENDING));
+        Some(gateway.journal.record_in_background(
+            &record,
+            bodies,
+            unix_now(),
+            gateway.metrics.clone(),
+            Stage::ProviderLogCommit,
+        ))
+    } else {
+        let committed = gateway.journal.record(&record, bodies, unix_now());
+        gateway
+            .metrics
+            .time(Stage::ProviderLogCommit, committed)
+            .await?;
+        None
+    };
     response_headers.insert(
         H_RESPONSE,
         header_value(&STANDARD.encode(&encoded_response)),
@@ -386,10 +405,40 @@ async fn serve(
     response_headers.insert(H_SIGNATURE, header_value(&response_signature.to_text()));
     response_headers.insert(H_CERTIFICATE, provider_key.certificate_header.clone());
     response_headers.insert(H_OCSP, ocsp);
-    let mut response = Response::new(response_body.body.into_body());
+    let body = response_body.body.into_body();
+    let body = match logged {
+        Some(logged) => body.with_trailers(log_trailer(logged)).boxed_unsync(),
+        None => body,
+    };
+    let mut response = Response::new(body);
     *response.status_mut() = status;
     *response.headers_mut() = response_headers;
     Ok(response)
+}
+
+/// The trailer that says whether the provider's record of the exchange is durable.
+async fn log_trailer(
+    logged: tokio::task::JoinHandle<Result<u64, XRoadError>>,
+) -> Option<Result<hyper::HeaderMap, std::io::Error>> {
+    let outcome = match logged.await {
+        Ok(Ok(_)) => LOG_COMMITTED.to_owned(),
+        Ok(Err(error)) => format!("failed: {}", error.message),
+        Err(error) => format!("failed: the log task ended: {error}"),
+    };
+    // A header value is visible ASCII: anything else in an error's text is replaced.
+    let outcome: String = outcome
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() || c == ' ' {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    let mut trailers = hyper::HeaderMap::new();
+    trailers.insert(H_LOG, header_value(&outcome));
+    Some(Ok(trailers))
 }
 
 fn metaservice(
