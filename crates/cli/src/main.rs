@@ -65,6 +65,9 @@ enum Command {
     Sample(sample_cmd::SampleCommand),
 }
 
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     // One TLS crypto provider for the whole process (rustls, reqwest).
