@@ -77,6 +77,11 @@ impl PgBackend {
             .iter()
             .map(|entry| crate::pack::pack(&entry.record))
             .collect();
+        // Which values to write is decided only now, holding the log's row lock (taken by
+        // the size update above): an append to the same log by another task or node waits
+        // until this transaction has committed or rolled back, and a failure below calls
+        // `forget` before the lock is released, so no append ever skips a value that an
+        // uncommitted (or rolled back) transaction was to write.
         let upserts: Vec<(&[u8; 32], &Vec<u8>, i64)> = {
             let mut upserted = self
                 .upserted

@@ -272,7 +272,7 @@ impl HalfLoad {
         let d = &self.durable_write;
         let _ = writeln!(
             out,
-            "\nThe floor under it, measured in this run on the gateways' disk: a durable write of {} bytes (about one exchange's log commit) takes {:.2} ms at the median and {:.2} ms at p99 ({} writes, each `fdatasync`ed). Every exchange waits for two log commits in series: the provider gateway's before it answers, then the client gateway's.",
+            "\nThe floor under it, measured in this run on the gateways' disk: a durable write of {} bytes (about one exchange's log commit) takes {:.2} ms at the median and {:.2} ms at p99 ({} writes, each `fdatasync`ed). Every exchange waits for both gateways' log commits, which overlap: the provider gateway sends its answer while its record commits and confirms the commit in a trailer; the client gateway commits its own record meanwhile and releases the answer after both.",
             d.bytes, d.p50_ms, d.p99_ms, d.count
         );
     }
