@@ -58,8 +58,9 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard));
     Router::new()
         .route("/globalconf", get(download))
+        .route("/health", get(health))
         .route(
-            "/health",
+            "/live",
             get(|| async { Json(serde_json::json!({"status": "ok"})) }),
         )
         .route(
@@ -408,6 +409,65 @@ async fn list_audit(
             })
             .collect(),
     ))
+}
+
+/// How long the store may take to answer the health query.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Readiness: the store answers and the newest published configuration has not expired
+/// (if publication keeps failing, every gateway stops exchanging once it expires). 200
+/// with `"status": "ok"`, or 503 with `"status": "fail"`; each check says what it saw.
+/// `/live` only says the process serves HTTP.
+async fn health(State(state): State<AppState>) -> Response {
+    let now = unix_now();
+    let pass = |detail: String| serde_json::json!({"ok": true, "detail": detail});
+    let fail = |detail: String| serde_json::json!({"ok": false, "detail": detail});
+    let (store, configuration) = match tokio::time::timeout(HEALTH_TIMEOUT, state.registry.latest())
+        .await
+    {
+        Err(_) => (
+            fail(format!(
+                "the store did not answer within {HEALTH_TIMEOUT:?}"
+            )),
+            fail("not checked: the store did not answer".into()),
+        ),
+        Ok(Err(error)) => (
+            fail(format!("the store failed: {error}")),
+            fail("not checked: the store failed".into()),
+        ),
+        Ok(Ok(None)) => (
+            pass("the store answered".into()),
+            fail("no global configuration has been published".into()),
+        ),
+        Ok(Ok(Some(latest))) if latest.expires_at <= now => (
+            pass("the store answered".into()),
+            fail(format!(
+                "the newest global configuration (version {}) expired at {}: publication is failing",
+                latest.version, latest.expires_at
+            )),
+        ),
+        Ok(Ok(Some(latest))) => (
+            pass("the store answered".into()),
+            pass(format!(
+                "version {} valid until {}",
+                latest.version, latest.expires_at
+            )),
+        ),
+    };
+    let ok = store["ok"] == true && configuration["ok"] == true;
+    if !ok {
+        tracing::warn!(%store, %configuration, "registry health check failed");
+    }
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({
+        "status": if ok { "ok" } else { "fail" },
+        "checks": {"store": store, "configuration": configuration},
+    });
+    (status, Json(body)).into_response()
 }
 
 async fn conf_status(State(state): State<AppState>) -> ApiResult<serde_json::Value> {

@@ -681,3 +681,58 @@ async fn two_registry_nodes_on_one_postgresql_lose_no_concurrent_update() {
         .expect("shared");
     assert_eq!(shared.subsystems.len(), 20);
 }
+
+#[tokio::test]
+async fn health_fails_once_the_newest_configuration_has_expired() {
+    let dir = tempfile::tempdir().expect("dir");
+    let node = start(&sqlite_url(&dir), vec![key()]).await;
+    let health = || async {
+        let response = reqwest::get(format!("{}/health", node.url))
+            .await
+            .expect("health");
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().await.expect("json"))
+    };
+    // `run` published at start.
+    let (status, report) = health().await;
+    assert_eq!(
+        (status, report["status"].as_str()),
+        (200, Some("ok")),
+        "{report}"
+    );
+    assert_eq!(report["checks"]["store"]["ok"], true, "{report}");
+    let detail = report["checks"]["configuration"]["detail"]
+        .as_str()
+        .unwrap_or("");
+    assert!(detail.contains("valid until"), "{report}");
+
+    // A newest version that has already expired: what a registry whose publication keeps
+    // failing ends up serving.
+    let stale = node
+        .registry
+        .publish(now() - 7 * 24 * 3600)
+        .await
+        .expect("publish");
+    let (status, report) = health().await;
+    assert_eq!(
+        (status, report["status"].as_str()),
+        (503, Some("fail")),
+        "{report}"
+    );
+    assert_eq!(report["checks"]["store"]["ok"], true, "{report}");
+    let detail = report["checks"]["configuration"]["detail"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        detail.contains(&format!("version {}", stale.version)) && detail.contains("expired"),
+        "{report}"
+    );
+    // Liveness does not depend on it.
+    let live = reqwest::get(format!("{}/live", node.url))
+        .await
+        .expect("live");
+    assert_eq!(live.status().as_u16(), 200);
+
+    node.registry.publish(now()).await.expect("publish");
+    assert_eq!(health().await.0, 200);
+}

@@ -322,8 +322,10 @@ fn commit(
 }
 
 fn insert_op_records(tx: &rusqlite::Transaction<'_>, records: &[OpRecord]) -> rusqlite::Result<()> {
-    let sql = crate::opmon::INSERT.replace('$', "?");
-    let mut insert = tx.prepare_cached(&sql)?;
+    // SQLite's placeholders, rewritten once from the shared statement.
+    static SQL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| crate::opmon::INSERT.replace('$', "?"));
+    let mut insert = tx.prepare_cached(&SQL)?;
     for r in records {
         insert.execute(params![
             r.server_id,

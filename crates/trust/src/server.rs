@@ -2,7 +2,9 @@
 //!
 //! - `POST /ocsp` and `GET /ocsp/{base64}` (RFC 6960 Appendix A) -> `application/ocsp-response`
 //! - `POST /tsa` (RFC 3161 section 3.4) -> `application/timestamp-reply`
-//! - `GET /health` -> 200 `{"status":"ok"}`
+//! - `GET /health` -> 200 `{"status":"ok","checks":{...}}` when the store answers and the
+//!   OCSP responder's and TSA's certificates are valid now, else 503 `{"status":"fail",...}`
+//! - `GET /live` -> 200 `{"status":"ok"}` while the process serves HTTP
 //!
 //! Bodies over 64 KiB get 413. Protocol errors use each protocol's own status
 //! (malformedRequest, rejection with badRequest/badAlg/...), never an HTTP 500.
@@ -39,6 +41,8 @@ pub struct TrustServices {
     responder: OcspResponder,
     tsa: TimeStampAuthority,
     store: Store,
+    /// The OCSP responder certificate's validity (not before, not after; Unix seconds).
+    ocsp_validity: (i64, i64),
     cache: Mutex<OcspCache>,
     serials: tokio::sync::Mutex<SerialBlock>,
 }
@@ -78,6 +82,7 @@ impl TrustServices {
             responder,
             tsa,
             store: authority.store().clone(),
+            ocsp_validity: (ocsp_certificate.not_before, ocsp_certificate.not_after),
             cache: Mutex::new(OcspCache::default()),
             serials: tokio::sync::Mutex::new(SerialBlock::default()),
         })
@@ -208,8 +213,9 @@ pub fn router(services: Arc<TrustServices>) -> Router {
         .route("/ocsp", post(ocsp_post))
         .route("/ocsp/{*encoded}", get(ocsp_get))
         .route("/tsa", post(tsa_post))
+        .route("/health", get(health))
         .route(
-            "/health",
+            "/live",
             get(|| async {
                 (
                     [(header::CONTENT_TYPE, "application/json")],
@@ -219,6 +225,82 @@ pub fn router(services: Arc<TrustServices>) -> Router {
         )
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(services)
+}
+
+/// How long the store may take to answer the health query.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Readiness: the store answers (every OCSP answer reads the revocation epoch from it) and
+/// both signing certificates are valid now (a TSA token or OCSP response signed outside
+/// its certificate's validity is refused by every relying party).
+async fn health(State(services): State<Arc<TrustServices>>) -> Response {
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+    let store = match tokio::time::timeout(
+        HEALTH_TIMEOUT,
+        services.store.pki().counter(REVOCATION_EPOCH),
+    )
+    .await
+    {
+        Ok(Ok(_)) => Ok("the store answered".to_owned()),
+        Ok(Err(error)) => Err(format!("the store failed: {error}")),
+        Err(_) => Err(format!(
+            "the store did not answer within {HEALTH_TIMEOUT:?}"
+        )),
+    };
+    let tsa = services.tsa.certificate();
+    let checks = [
+        ("store", store),
+        (
+            "ocsp_certificate",
+            validity(services.ocsp_validity.0, services.ocsp_validity.1, now),
+        ),
+        (
+            "tsa_certificate",
+            validity(tsa.not_before, tsa.not_after, now),
+        ),
+    ];
+    let ok = checks.iter().all(|(_, check)| check.is_ok());
+    let report: serde_json::Map<String, serde_json::Value> = checks
+        .into_iter()
+        .map(|(name, check)| {
+            let (ok, detail) = match check {
+                Ok(detail) => (true, detail),
+                Err(detail) => (false, detail),
+            };
+            (
+                name.to_owned(),
+                serde_json::json!({"ok": ok, "detail": detail}),
+            )
+        })
+        .collect();
+    if !ok {
+        tracing::warn!(checks = %serde_json::Value::Object(report.clone()), "trust services health check failed");
+    }
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = serde_json::json!({"status": if ok { "ok" } else { "fail" }, "checks": report});
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// Is a certificate valid from `not_before` to `not_after` valid at `now`?
+fn validity(not_before: i64, not_after: i64, now: i64) -> Result<String, String> {
+    if now < not_before {
+        Err(format!("not valid before {not_before} (now {now})"))
+    } else if now > not_after {
+        Err(format!("expired at {not_after} (now {now})"))
+    } else {
+        Ok(format!("valid until {not_after}"))
+    }
 }
 
 /// Serve the trust services on `listener` until `shutdown` completes.
@@ -269,4 +351,26 @@ async fn tsa_post(State(services): State<Arc<TrustServices>>, body: Bytes) -> Re
 
 fn ocsp_response(der: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "application/ocsp-response")], der).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::validity;
+
+    #[test]
+    fn a_certificate_is_valid_only_between_its_bounds() {
+        assert_eq!(validity(100, 200, 150), Ok("valid until 200".into()));
+        assert_eq!(validity(100, 200, 100), Ok("valid until 200".into()));
+        assert_eq!(validity(100, 200, 200), Ok("valid until 200".into()));
+        assert!(
+            validity(100, 200, 99)
+                .expect_err("early")
+                .contains("not valid before 100")
+        );
+        assert!(
+            validity(100, 200, 201)
+                .expect_err("late")
+                .contains("expired at 200")
+        );
+    }
 }

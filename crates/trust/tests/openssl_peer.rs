@@ -922,3 +922,27 @@ fn helpers_parse_openssl_text() {
     assert_eq!(imprint(text).map(|lines| lines.len()), Some(2));
     assert_eq!(url_encode("a+b/c="), "a%2Bb%2Fc%3D");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_reports_the_store_and_both_signing_certificates() {
+    let federation = Federation::new(Suite::EcdsaP256Sha256).await;
+    let server = Server::start(&federation.authority).await;
+    let response = http()
+        .get(format!("{}/health", server.base))
+        .send()
+        .await
+        .expect("GET /health");
+    assert_eq!(response.status().as_u16(), 200);
+    let report: serde_json::Value = response.json().await.expect("json");
+    assert_eq!(report["status"], "ok", "{report}");
+    for check in ["store", "ocsp_certificate", "tsa_certificate"] {
+        assert_eq!(report["checks"][check]["ok"], true, "{check}: {report}");
+    }
+    let live = http()
+        .get(format!("{}/live", server.base))
+        .send()
+        .await
+        .expect("GET /live");
+    assert_eq!(live.status().as_u16(), 200);
+    server.stop().await;
+}
