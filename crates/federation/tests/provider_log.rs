@@ -6,33 +6,6 @@
 mod common;
 
 use common::*;
-use lienthong_federation::CLIENT_SUBSYSTEM;
-
-/// An exchange with message id `id`: status, X-Road-Error, body.
-async fn exchange(
-    federation: &lienthong_federation::Federation,
-    id: &str,
-) -> (u16, String, String) {
-    let response = reqwest::Client::new()
-        .get(format!(
-            "{}{}/001099012345",
-            federation.endpoint("client_gateway_url"),
-            federation.endpoint("service_path")
-        ))
-        .header("X-Road-Client", CLIENT_SUBSYSTEM)
-        .header("X-Road-Id", id)
-        .send()
-        .await
-        .expect("the client gateway answers");
-    let status = response.status().as_u16();
-    let error = response
-        .headers()
-        .get("x-road-error")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    (status, error, response.text().await.expect("body"))
-}
 
 /// How many records of message `id` the gateway `index` (0 client, 1 provider) holds.
 async fn records_of(
@@ -54,7 +27,7 @@ async fn records_of(
 async fn a_provider_log_failure_releases_nothing_and_the_logs_recover() {
     let dir = tempfile::tempdir().expect("dir");
     let federation = federation(&dir).await;
-    let (status, _, body) = exchange(&federation, "provider-log-before").await;
+    let (status, _, body) = exchange_with_id(&federation, "provider-log-before").await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("001099012345"), "{body}");
 
@@ -72,7 +45,7 @@ async fn a_provider_log_failure_releases_nothing_and_the_logs_recover() {
         )
         .expect("install the trigger");
 
-    let (status, error, body) = exchange(&federation, "provider-log-during").await;
+    let (status, error, body) = exchange_with_id(&federation, "provider-log-during").await;
     assert_eq!(status, 500, "{body}");
     assert_eq!(error, "Server.ServerProxy.InternalError", "{body}");
     assert!(
@@ -92,7 +65,7 @@ async fn a_provider_log_failure_releases_nothing_and_the_logs_recover() {
     database
         .execute_batch("DROP TRIGGER refuse_records;")
         .expect("drop the trigger");
-    let (status, _, body) = exchange(&federation, "provider-log-after").await;
+    let (status, _, body) = exchange_with_id(&federation, "provider-log-after").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(records_of(&federation, 0, "provider-log-after").await, 1);
     assert_eq!(records_of(&federation, 1, "provider-log-after").await, 1);

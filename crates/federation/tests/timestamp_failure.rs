@@ -5,34 +5,10 @@
 
 mod common;
 
-use common::federation;
-use lienthong_federation::{CLIENT_SUBSYSTEM, Federation};
+use common::{exchange_with_id, federation};
+use lienthong_federation::Federation;
 use lienthong_gateway::SealOutcome;
 use std::time::Duration;
-
-/// One exchange with message id `id`: status, `X-Road-Error`, body.
-async fn exchange(federation: &Federation, id: &str) -> (u16, String, String) {
-    let url = format!(
-        "{}{}/001099012345",
-        federation.endpoint("client_gateway_url"),
-        federation.endpoint("service_path")
-    );
-    let response = reqwest::Client::new()
-        .get(url)
-        .header("X-Road-Client", CLIENT_SUBSYSTEM)
-        .header("X-Road-Id", id)
-        .send()
-        .await
-        .expect("the client gateway answers");
-    let status = response.status().as_u16();
-    let error = response
-        .headers()
-        .get("x-road-error")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    (status, error, response.text().await.unwrap_or_default())
-}
 
 /// Point the federation's approved TSA at `url` and wait until both gateways use it.
 async fn move_tsa(federation: &Federation, url: &str) {
@@ -82,7 +58,7 @@ async fn tsa_failure_is_tolerated_then_refused_then_recovered() {
     let dir = tempfile::tempdir().expect("dir");
     let federation = federation(&dir).await;
     let tsa_url = federation.endpoint("tsa_url");
-    let (status, _, body) = exchange(&federation, "before-outage").await;
+    let (status, _, body) = exchange_with_id(&federation, "before-outage").await;
     assert_eq!(status, 200, "{body}");
 
     // The TSA becomes unreachable (its URL now names a closed port).
@@ -91,7 +67,7 @@ async fn tsa_failure_is_tolerated_then_refused_then_recovered() {
         listener.local_addr().expect("address").port()
     };
     move_tsa(&federation, &format!("http://127.0.0.1:{closed}/tsa")).await;
-    let (status, _, body) = exchange(&federation, "during-outage").await;
+    let (status, _, body) = exchange_with_id(&federation, "during-outage").await;
     assert_eq!(
         status, 200,
         "exchanges continue while the TSA is down: {body}"
@@ -110,7 +86,7 @@ async fn tsa_failure_is_tolerated_then_refused_then_recovered() {
     let tolerance = federation.gateways[0].config().timestamp_failure_tolerance;
     assert_eq!(tolerance, Duration::from_secs(4 * 3600));
     tokio::time::advance(tolerance + Duration::from_secs(60)).await;
-    let (status, error, body) = exchange(&federation, "past-tolerance").await;
+    let (status, error, body) = exchange_with_id(&federation, "past-tolerance").await;
     assert_eq!(status, 500, "{body}");
     assert_eq!(error, "Server.ClientProxy.TimestampFailure", "{body}");
     assert!(
@@ -123,7 +99,8 @@ async fn tsa_failure_is_tolerated_then_refused_then_recovered() {
     let mut recovered = None;
     for attempt in 0..200 {
         tokio::time::sleep(Duration::from_secs(5)).await;
-        let (status, error, body) = exchange(&federation, &format!("after-{attempt}")).await;
+        let (status, error, body) =
+            exchange_with_id(&federation, &format!("after-{attempt}")).await;
         if status == 200 {
             recovered = Some(attempt);
             break;

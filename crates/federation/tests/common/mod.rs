@@ -173,3 +173,28 @@ pub async fn send_raw(
 pub fn served(federation: &Federation) -> u64 {
     federation.served.load(std::sync::atomic::Ordering::SeqCst)
 }
+
+/// One GET of the demo person through the client gateway as the demo client, with message
+/// id `id`: status, `X-Road-Error`, body.
+pub async fn exchange_with_id(federation: &Federation, id: &str) -> (u16, String, String) {
+    let url = format!(
+        "{}{}/001099012345",
+        federation.endpoint("client_gateway_url"),
+        federation.endpoint("service_path")
+    );
+    let response = reqwest::Client::new()
+        .get(url)
+        .header("X-Road-Client", lienthong_federation::CLIENT_SUBSYSTEM)
+        .header("X-Road-Id", id)
+        .send()
+        .await
+        .expect("the client gateway answers");
+    let status = response.status().as_u16();
+    let error = response
+        .headers()
+        .get("x-road-error")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    (status, error, response.text().await.unwrap_or_default())
+}
