@@ -62,24 +62,7 @@ fn value(samples: &[prometheus_parse::Sample], metric: &str, labels: &[(&str, &s
 }
 
 async fn exchange(federation: &lienthong_federation::Federation, client: &str) -> (u16, String) {
-    let url = format!(
-        "{}{}/001099012345",
-        federation.endpoint("client_gateway_url"),
-        federation.endpoint("service_path")
-    );
-    let response = reqwest::Client::new()
-        .get(url)
-        .header("X-Road-Client", client)
-        .send()
-        .await
-        .expect("the client gateway answers");
-    let status = response.status().as_u16();
-    let error = response
-        .headers()
-        .get("x-road-error")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
+    let (status, error, _) = exchange_as(federation, client, None).await;
     (status, error)
 }
 

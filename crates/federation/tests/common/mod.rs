@@ -177,18 +177,28 @@ pub fn served(federation: &Federation) -> u64 {
 /// One GET of the demo person through the client gateway as the demo client, with message
 /// id `id`: status, `X-Road-Error`, body.
 pub async fn exchange_with_id(federation: &Federation, id: &str) -> (u16, String, String) {
+    exchange_as(federation, lienthong_federation::CLIENT_SUBSYSTEM, Some(id)).await
+}
+
+/// One GET of the demo person through the client gateway as `client` (with message id `id`
+/// if given): status, `X-Road-Error`, body.
+pub async fn exchange_as(
+    federation: &Federation,
+    client: &str,
+    id: Option<&str>,
+) -> (u16, String, String) {
     let url = format!(
         "{}{}/001099012345",
         federation.endpoint("client_gateway_url"),
         federation.endpoint("service_path")
     );
-    let response = reqwest::Client::new()
+    let mut request = reqwest::Client::new()
         .get(url)
-        .header("X-Road-Client", lienthong_federation::CLIENT_SUBSYSTEM)
-        .header("X-Road-Id", id)
-        .send()
-        .await
-        .expect("the client gateway answers");
+        .header("X-Road-Client", client);
+    if let Some(id) = id {
+        request = request.header("X-Road-Id", id);
+    }
+    let response = request.send().await.expect("the client gateway answers");
     let status = response.status().as_u16();
     let error = response
         .headers()
