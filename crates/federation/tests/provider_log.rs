@@ -23,6 +23,24 @@ async fn records_of(
         .len()
 }
 
+/// The provider gateway's count of log records whose commit failed.
+async fn provider_log_failures(federation: &lienthong_federation::Federation) -> String {
+    let metrics = reqwest::get(format!(
+        "{}/metrics",
+        federation.endpoint("provider_gateway_admin_url")
+    ))
+    .await
+    .expect("metrics")
+    .text()
+    .await
+    .expect("text");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("lienthong_gateway_log_commit_failures_total "))
+        .unwrap_or("missing")
+        .to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_provider_log_failure_releases_nothing_and_the_logs_recover() {
     let dir = tempfile::tempdir().expect("dir");
@@ -30,6 +48,8 @@ async fn a_provider_log_failure_releases_nothing_and_the_logs_recover() {
     let (status, _, body) = exchange_with_id(&federation, "provider-log-before").await;
     assert_eq!(status, 200, "{body}");
     assert!(body.contains("001099012345"), "{body}");
+
+    assert_eq!(provider_log_failures(&federation).await, "0");
 
     // The provider gateway's database starts refusing new log records (as a full disk
     // would), through a trigger its own connection obeys.
@@ -61,6 +81,7 @@ async fn a_provider_log_failure_releases_nothing_and_the_logs_recover() {
     // provider's gateway holds none.
     assert_eq!(records_of(&federation, 0, "provider-log-during").await, 1);
     assert_eq!(records_of(&federation, 1, "provider-log-during").await, 0);
+    assert_eq!(provider_log_failures(&federation).await, "1");
 
     database
         .execute_batch("DROP TRIGGER refuse_records;")

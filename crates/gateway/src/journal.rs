@@ -46,6 +46,7 @@ impl Journal {
                         }
                     }
                     Err(error) => {
+                        metrics.log_failed(records);
                         tracing::error!(%error, records, "cannot commit message log records");
                         for reply in replies {
                             let _ = reply.send(Err(error.to_string()));

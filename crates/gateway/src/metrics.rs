@@ -96,6 +96,8 @@ pub(crate) struct Metrics {
     exchanges: RwLock<HashMap<ExchangeLabels, Arc<AtomicU64>>>,
     stages: [Histogram; STAGES.len()],
     log_batches: Histogram,
+    /// Message-log records whose commit failed.
+    log_failures: AtomicU64,
     in_flight: [AtomicI64; 2],
     /// Unix seconds of the last successful timestamp of the message log (0: none yet).
     last_timestamp: AtomicI64,
@@ -115,6 +117,7 @@ impl Default for Metrics {
             exchanges: RwLock::new(HashMap::new()),
             stages: std::array::from_fn(|_| Histogram::new(&LATENCY_BUCKETS, 1e-9)),
             log_batches: Histogram::new(&BATCH_BUCKETS, 1.0),
+            log_failures: AtomicU64::new(0),
             in_flight: [AtomicI64::new(0), AtomicI64::new(0)],
             last_timestamp: AtomicI64::new(0),
         }
@@ -139,6 +142,12 @@ impl Metrics {
     /// Record the size of one message-log commit.
     pub(crate) fn log_batch(&self, records: usize) {
         self.log_batches.observe(records as u64);
+    }
+
+    /// A message-log commit of `records` records failed.
+    pub(crate) fn log_failed(&self, records: usize) {
+        self.log_failures
+            .fetch_add(records as u64, Ordering::Relaxed);
     }
 
     /// The message log was timestamped at `now`.
@@ -376,6 +385,18 @@ pub(crate) fn render(gateway: &Gateway, now: i64) -> String {
     metrics
         .log_batches
         .render(&mut out, "lienthong_gateway_log_commit_batch_records", "");
+
+    header(
+        &mut out,
+        "lienthong_gateway_log_commit_failures_total",
+        "counter",
+        "Message-log records whose commit failed: their exchanges got an error, not the answer.",
+    );
+    let _ = writeln!(
+        out,
+        "lienthong_gateway_log_commit_failures_total {}",
+        metrics.log_failures.load(Ordering::Relaxed)
+    );
 
     header(
         &mut out,
