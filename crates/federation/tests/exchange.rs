@@ -8,7 +8,10 @@ use common::*;
 use lienthong_federation::{CLIENT_SUBSYSTEM, PROVIDER_SUBSYSTEM, UNAUTHORIZED_SUBSYSTEM};
 
 async fn get(url: &str, client: &str) -> (u16, reqwest::header::HeaderMap, String) {
-    let response = reqwest::Client::new()
+    let response = reqwest::Client::builder()
+        .timeout(HELPER_TIMEOUT)
+        .build()
+        .expect("HTTP client")
         .get(url)
         .header("X-Road-Client", client)
         .send()
@@ -437,16 +440,22 @@ async fn granted_exchange_and_every_refusal() {
     // A sign certificate the OCSP responder reports revoked.
     let sign =
         lienthong_pki::CertificateInfo::from_der(&keys.sign_certificate).expect("certificate");
-    federation
-        .authority
-        .revoke(
-            &sign.serial_hex(),
-            Some(lienthong_pki::RevocationReason::KeyCompromise),
-            std::time::SystemTime::now(),
-        )
+    let serial = sign.serial_hex();
+    let revoked = federation.authority.revoke(
+        &serial,
+        Some(lienthong_pki::RevocationReason::KeyCompromise),
+        std::time::SystemTime::now(),
+    );
+    tokio::time::timeout(HELPER_TIMEOUT, revoked)
         .await
+        .expect("the revocation is stored within the helpers' time limit")
         .expect("revoke");
-    federation.gateways[0].refresh_certificate_statuses().await;
+    tokio::time::timeout(
+        HELPER_TIMEOUT,
+        federation.gateways[0].refresh_certificate_statuses(),
+    )
+    .await
+    .expect("the client gateway refreshes its OCSP responses within the helpers' time limit");
     let before = served(&federation);
     let (status, headers, body) = get(&format!("{service}/001099012345"), CLIENT_SUBSYSTEM).await;
     assert_eq!(

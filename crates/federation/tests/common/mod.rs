@@ -18,6 +18,9 @@ use lienthong_gateway::trust::tls_name;
 use lienthong_pki::CertificateInfo;
 use std::sync::Arc;
 
+/// The longest a helper waits for an answer.
+pub const HELPER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 pub async fn federation(dir: &tempfile::TempDir) -> Federation {
     lienthong_federation::start(Options {
         dir: dir.path().join("fed"),
@@ -88,7 +91,12 @@ pub async fn ocsp_for(federation: &Federation, certificate_der: &[u8]) -> Vec<u8
         None,
     )
     .expect("request");
-    reqwest::Client::new()
+    // Bounded, as every call of these helpers: a hang fails the test where it happened
+    // instead of holding CI until its own time limit.
+    reqwest::Client::builder()
+        .timeout(HELPER_TIMEOUT)
+        .build()
+        .expect("HTTP client")
         .post(federation.endpoint("ocsp_url"))
         .body(request)
         .send()
@@ -160,12 +168,18 @@ pub async fn send_raw(
         .header("x-lienthong-ocsp", STANDARD.encode(ocsp))
         .body(full(Bytes::new()))
         .expect("request");
-    let response = client
-        .request(request)
+    let response = tokio::time::timeout(HELPER_TIMEOUT, client.request(request))
         .await
+        .unwrap_or_else(|_| panic!("no answer from the provider gateway within {HELPER_TIMEOUT:?}"))
         .map_err(|e| format!("{e:?}"))?;
     let (parts, body) = response.into_parts();
-    let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+    let body = tokio::time::timeout(HELPER_TIMEOUT, body.collect())
+        .await
+        .unwrap_or_else(|_| {
+            panic!("the provider gateway's answer did not end within {HELPER_TIMEOUT:?}")
+        })
+        .map_err(|e| e.to_string())?
+        .to_bytes();
     Ok((parts.status.as_u16(), parts.headers, body))
 }
 
