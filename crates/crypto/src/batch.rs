@@ -12,6 +12,14 @@
 //! costs one signature; at high load one signature covers up to `max_batch` messages.
 //! [`BatchVerifier`] remembers verified root signatures, so the other messages of a batch
 //! cost only their hash path.
+//!
+//! A quick key signs in microseconds, so under moderate load nothing queues behind it and
+//! every batch holds one message: the signer's side is cheap, but every message then costs
+//! the *verifier* a full signature check, several times the price of signing. A signer
+//! spawned with a [`Gather`] policy waits a moment for more requests when its owner says it
+//! is busy (a gateway: many exchanges in flight, so the machine is saturated and a
+//! millisecond's wait is small beside the queueing it relieves). Idle or lightly loaded, it
+//! signs at once as before.
 
 use crate::{CryptoError, PublicKey, Signer, Suite, merkle};
 use base64::Engine as _;
@@ -20,6 +28,7 @@ use sha2::{Digest as _, Sha256};
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 /// The most messages one root signature covers; [`sign_batch`] splits longer inputs.
@@ -197,6 +206,21 @@ pub struct BatchSignerStats {
     pub queued: usize,
 }
 
+/// When a [`BatchSigner`] waits for more requests before it signs.
+#[derive(Clone)]
+pub struct Gather {
+    /// Asked when a batch's first requests have been taken: whether to wait for more.
+    pub busy: Arc<dyn Fn() -> bool + Send + Sync>,
+    /// How long to wait, from then, for the batch to fill.
+    pub wait: Duration,
+}
+
+impl std::fmt::Debug for Gather {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gather").field("wait", &self.wait).finish()
+    }
+}
+
 struct Request {
     digest: [u8; 32],
     reply: oneshot::Sender<Result<BatchSignature, CryptoError>>,
@@ -216,6 +240,19 @@ impl BatchSigner {
     /// # Panics
     /// When called outside a tokio runtime.
     pub fn spawn(signer: Arc<dyn Signer>, max_batch: usize) -> Self {
+        Self::spawn_gathering(signer, max_batch, None)
+    }
+
+    /// [`BatchSigner::spawn`], waiting for more requests as `gather` says (see the module
+    /// documentation); `None` never waits.
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime.
+    pub fn spawn_gathering(
+        signer: Arc<dyn Signer>,
+        max_batch: usize,
+        gather: Option<Gather>,
+    ) -> Self {
         let max_batch = max_batch.clamp(1, MAX_BATCH);
         let (requests, receiver) = mpsc::channel(max_batch);
         let counters = Arc::new(Counters::default());
@@ -223,6 +260,7 @@ impl BatchSigner {
             Arc::clone(&signer),
             receiver,
             max_batch,
+            gather,
             Arc::clone(&counters),
         ));
         Self {
@@ -275,17 +313,33 @@ impl std::fmt::Debug for BatchSigner {
     }
 }
 
-/// The batching task: take the first waiting request and everything queued behind it, sign
-/// once off the async threads, answer everyone, repeat. No timer: batches form while the
-/// previous signature is being made.
+/// The batching task: take the first waiting request and everything queued behind it,
+/// wait for more if `gather` says so, sign once off the async threads, answer everyone,
+/// repeat. Without a gather policy there is no timer: batches form while the previous
+/// signature is being made.
 async fn run(
     signer: Arc<dyn Signer>,
     mut receiver: mpsc::Receiver<Request>,
     max_batch: usize,
+    gather: Option<Gather>,
     counters: Arc<Counters>,
 ) {
     let mut batch = Vec::new();
     while receiver.recv_many(&mut batch, max_batch).await > 0 {
+        if let Some(gather) = &gather
+            && batch.len() < max_batch
+            && (gather.busy)()
+        {
+            let until = tokio::time::Instant::now() + gather.wait;
+            while batch.len() < max_batch {
+                let room = max_batch - batch.len();
+                match tokio::time::timeout_at(until, receiver.recv_many(&mut batch, room)).await {
+                    // Time is up, or every handle is gone: sign what there is.
+                    Err(_) | Ok(0) => break,
+                    Ok(_) => {}
+                }
+            }
+        }
         // Callers that gave up are not worth a leaf.
         batch.retain(|request: &Request| !request.reply.is_closed());
         if batch.is_empty() {

@@ -18,8 +18,8 @@ mod signer;
 mod suite;
 
 pub use batch::{
-    BatchSignature, BatchSigner, BatchSignerStats, BatchVerifier, BatchVerifierStats, MAX_BATCH,
-    MalformedBatchSignature, sign_batch,
+    BatchSignature, BatchSigner, BatchSignerStats, BatchVerifier, BatchVerifierStats, Gather,
+    MAX_BATCH, MalformedBatchSignature, sign_batch,
 };
 pub use body_box::{BoxPublicKey, BoxSecretKey, open_body, seal_body};
 pub use error::CryptoError;

@@ -415,16 +415,17 @@ async fn granted_exchange_and_every_refusal() {
             .expect("key")
             .0;
     let csr = lienthong_pki::create_csr(&rogue_key, "rogue").expect("csr");
-    let rogue_certificate = federation
-        .authority
-        .issue(
-            &ca,
-            csr.as_bytes(),
-            lienthong_pki::Profile::Auth,
-            "VN/GOV/000101/rogue",
-            &Default::default(),
-        )
+    let extensions = Default::default();
+    let issued = federation.authority.issue(
+        &ca,
+        csr.as_bytes(),
+        lienthong_pki::Profile::Auth,
+        "VN/GOV/000101/rogue",
+        &extensions,
+    );
+    let rogue_certificate = tokio::time::timeout(HELPER_TIMEOUT, issued)
         .await
+        .expect("the rogue certificate is issued within the helpers' time limit")
         .expect("a certificate from the right CA, but never registered");
     let rogue = raw_peer(
         &federation,

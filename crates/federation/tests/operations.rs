@@ -178,6 +178,45 @@ async fn health_maintenance_and_metrics() {
             &[]
         ) >= 1.0
     );
+    // Its request was signed by the client's member, its answer by the provider's, and
+    // each gateway checked the other's signature, with the key or from its memory.
+    let delta = |before: &[prometheus_parse::Sample],
+                 after: &[prometheus_parse::Sample],
+                 metric,
+                 labels: &[(&str, &str)]| {
+        value(after, metric, labels) - value(before, metric, labels)
+    };
+    for (before, after, member) in [
+        (&client_before, &client_after, "VN/GOV/000101"),
+        (&provider_before, &provider_after, "VN/GOV/000202"),
+    ] {
+        let labels = [("member", member)];
+        for metric in [
+            "lienthong_gateway_signed_messages_total",
+            "lienthong_gateway_signature_batches_total",
+        ] {
+            assert_eq!(
+                delta(before, after, metric, &labels),
+                1.0,
+                "{member} {metric}"
+            );
+        }
+        assert_eq!(
+            delta(
+                before,
+                after,
+                "lienthong_gateway_signature_checks_total",
+                &[]
+            ) + delta(
+                before,
+                after,
+                "lienthong_gateway_signature_check_cache_hits_total",
+                &[]
+            ),
+            1.0,
+            "{member}'s gateway checked the peer's signature once"
+        );
+    }
     for (kind, id) in [("auth", "VN/GOV/000101/gw1"), ("sign", "VN/GOV/000101")] {
         let labels = [("certificate", kind), ("id", id)];
         let days = value(

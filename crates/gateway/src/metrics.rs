@@ -427,6 +427,58 @@ pub(crate) fn render(gateway: &Gateway, now: i64) -> String {
         );
     }
 
+    header(
+        &mut out,
+        "lienthong_gateway_signature_batches_total",
+        "counter",
+        "Batch signatures made, by member (one root signature covers a batch of messages).",
+    );
+    for member in &members {
+        let _ = writeln!(
+            out,
+            "lienthong_gateway_signature_batches_total{{member=\"{}\"}} {}",
+            escape(&member.id.to_string()),
+            member.signer.stats().batches_signed
+        );
+    }
+    header(
+        &mut out,
+        "lienthong_gateway_signed_messages_total",
+        "counter",
+        "Messages signed, by member; divided by the batches, the mean batch size.",
+    );
+    for member in &members {
+        let _ = writeln!(
+            out,
+            "lienthong_gateway_signed_messages_total{{member=\"{}\"}} {}",
+            escape(&member.id.to_string()),
+            member.signer.stats().messages_signed
+        );
+    }
+    let verified = gateway.verifier.stats();
+    header(
+        &mut out,
+        "lienthong_gateway_signature_checks_total",
+        "counter",
+        "Peers' batch signatures checked with their public key.",
+    );
+    let _ = writeln!(
+        out,
+        "lienthong_gateway_signature_checks_total {}",
+        verified.signature_checks
+    );
+    header(
+        &mut out,
+        "lienthong_gateway_signature_check_cache_hits_total",
+        "counter",
+        "Peers' messages whose batch signature had already been checked (hash path only).",
+    );
+    let _ = writeln!(
+        out,
+        "lienthong_gateway_signature_check_cache_hits_total {}",
+        verified.cache_hits
+    );
+
     // Certificates: expiry and OCSP freshness.
     let mut certificates = vec![("auth", server.clone(), &gateway.auth_certificate)];
     for member in &members {

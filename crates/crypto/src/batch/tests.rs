@@ -655,3 +655,70 @@ async fn quick_keys_sign_inline_and_slow_ones_off_the_async_threads() {
     }
     assert!(!TestSigner::new(Behaviour::Failing).signs_in_microseconds());
 }
+
+/// A gathering signer whose owner is `busy`, waiting `wait`, over a quick key.
+fn gathering(busy: bool, wait: Duration, max_batch: usize) -> BatchSigner {
+    BatchSigner::spawn_gathering(
+        Arc::new(key(Suite::Ed25519)),
+        max_batch,
+        Some(Gather {
+            busy: Arc::new(move || busy),
+            wait,
+        }),
+    )
+}
+
+/// Not busy: a lone request is signed at once (the paused clock does not move).
+#[tokio::test(start_paused = true)]
+async fn an_idle_gatherer_signs_at_once() {
+    let signer = gathering(false, Duration::from_secs(3600), 8);
+    let started = tokio::time::Instant::now();
+    signer.sign(digest(1)).await.expect("signed");
+    assert_eq!(started.elapsed(), Duration::ZERO);
+}
+
+/// Busy: the batch waits `wait` for more, and requests arriving meanwhile share its one
+/// signature.
+#[tokio::test(start_paused = true)]
+async fn a_busy_gatherer_waits_and_later_requests_join_the_batch() {
+    let signer = gathering(true, Duration::from_secs(1), 8);
+    let started = tokio::time::Instant::now();
+    let first = tokio::spawn({
+        let signer = signer.clone();
+        async move { signer.sign(digest(1)).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = signer.sign(digest(2)).await.expect("signed");
+    let first = first.await.expect("task ran").expect("signed");
+    assert_eq!(started.elapsed(), Duration::from_secs(1));
+    assert_eq!((first.batch_size, second.batch_size), (2, 2));
+    let stats = signer.stats();
+    assert_eq!((stats.batches_signed, stats.messages_signed), (1, 2));
+    let verifier = BatchVerifier::new(8);
+    verifier
+        .verify(signer.public_key(), &digest(1), &first)
+        .expect("verifies");
+    verifier
+        .verify(signer.public_key(), &digest(2), &second)
+        .expect("verifies");
+    assert_eq!(
+        verifier.stats(),
+        BatchVerifierStats {
+            signature_checks: 1,
+            cache_hits: 1
+        }
+    );
+}
+
+/// Busy, but the batch fills: it is signed then, without waiting out `wait`.
+#[tokio::test(start_paused = true)]
+async fn a_full_batch_is_signed_without_waiting() {
+    let signer = gathering(true, Duration::from_secs(3600), 2);
+    let started = tokio::time::Instant::now();
+    let (a, b) = tokio::join!(signer.sign(digest(1)), signer.sign(digest(2)));
+    assert_eq!(
+        (a.expect("signed").batch_size, b.expect("signed").batch_size),
+        (2, 2)
+    );
+    assert_eq!(started.elapsed(), Duration::ZERO);
+}
