@@ -410,50 +410,37 @@ pub(crate) fn render(gateway: &Gateway, now: i64) -> String {
         gateway.journal.pending()
     );
 
-    header(
-        &mut out,
-        "lienthong_gateway_signer_queue_depth",
-        "gauge",
-        "Signing requests waiting for the next batch, by member.",
-    );
+    type SignerStats = lienthong_crypto::BatchSignerStats;
     let mut members: Vec<_> = gateway.members.values().collect();
     members.sort_by_key(|m| m.id.to_string());
-    for member in &members {
-        let _ = writeln!(
-            out,
-            "lienthong_gateway_signer_queue_depth{{member=\"{}\"}} {}",
-            escape(&member.id.to_string()),
-            member.signer.stats().queued
-        );
-    }
-
-    header(
-        &mut out,
-        "lienthong_gateway_signature_batches_total",
-        "counter",
-        "Batch signatures made, by member (one root signature covers a batch of messages).",
-    );
-    for member in &members {
-        let _ = writeln!(
-            out,
-            "lienthong_gateway_signature_batches_total{{member=\"{}\"}} {}",
-            escape(&member.id.to_string()),
-            member.signer.stats().batches_signed
-        );
-    }
-    header(
-        &mut out,
-        "lienthong_gateway_signed_messages_total",
-        "counter",
-        "Messages signed, by member; divided by the batches, the mean batch size.",
-    );
-    for member in &members {
-        let _ = writeln!(
-            out,
-            "lienthong_gateway_signed_messages_total{{member=\"{}\"}} {}",
-            escape(&member.id.to_string()),
-            member.signer.stats().messages_signed
-        );
+    let signers: Vec<_> = members
+        .iter()
+        .map(|member| (escape(&member.id.to_string()), member.signer.stats()))
+        .collect();
+    for (name, kind, help, value) in [
+        (
+            "lienthong_gateway_signer_queue_depth",
+            "gauge",
+            "Signing requests waiting for the next batch, by member.",
+            (|stats: &SignerStats| stats.queued as u64) as fn(&SignerStats) -> u64,
+        ),
+        (
+            "lienthong_gateway_signature_batches_total",
+            "counter",
+            "Batch signatures made, by member (one root signature covers a batch of messages).",
+            |stats: &SignerStats| stats.batches_signed,
+        ),
+        (
+            "lienthong_gateway_signed_messages_total",
+            "counter",
+            "Messages signed, by member; divided by the batches, the mean batch size.",
+            |stats: &SignerStats| stats.messages_signed,
+        ),
+    ] {
+        header(&mut out, name, kind, help);
+        for (member, stats) in &signers {
+            let _ = writeln!(out, "{name}{{member=\"{member}\"}} {}", value(stats));
+        }
     }
     let verified = gateway.verifier.stats();
     header(
