@@ -736,3 +736,49 @@ async fn health_fails_once_the_newest_configuration_has_expired() {
     node.registry.publish(now()).await.expect("publish");
     assert_eq!(health().await.0, 200);
 }
+
+/// A store that accepts connections but never answers (its PostgreSQL server frozen): the
+/// probe says so within its time limit, liveness does not care, and the probe recovers
+/// once the server runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_fails_while_the_store_does_not_answer_and_recovers() {
+    let server = lienthong_testkit::PgServer::start().expect("PostgreSQL must start for this test");
+    let url = server.create_database("registry_health").expect("database");
+    let node = start(&url, vec![key()]).await;
+    let health = || async {
+        let response = reqwest::get(format!("{}/health", node.url))
+            .await
+            .expect("health");
+        let status = response.status().as_u16();
+        (status, response.json::<Value>().await.expect("json"))
+    };
+    let (status, report) = health().await;
+    assert_eq!(status, 200, "{report}");
+
+    let frozen = server.freeze();
+    let (status, report) = health().await;
+    assert_eq!(
+        (status, report["status"].as_str()),
+        (503, Some("fail")),
+        "{report}"
+    );
+    assert_eq!(report["checks"]["store"]["ok"], false, "{report}");
+    let detail = report["checks"]["store"]["detail"].as_str().unwrap_or("");
+    assert!(detail.contains("did not answer"), "{report}");
+    let live = reqwest::get(format!("{}/live", node.url))
+        .await
+        .expect("live");
+    assert_eq!(live.status().as_u16(), 200);
+
+    drop(frozen);
+    let mut recovered = None;
+    for _ in 0..50 {
+        let (status, report) = health().await;
+        if status == 200 {
+            recovered = Some(report);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(recovered.is_some(), "the probe did not recover");
+}

@@ -408,45 +408,6 @@ async fn health_fails_on_expired_configuration_and_stale_or_bad_certificate_stat
     federation.stop().await;
 }
 
-/// Freezes every process of a PostgreSQL server (SIGSTOP) until dropped (SIGCONT): a
-/// database that accepts connections but never answers, the hard case for a probe.
-struct Frozen(Vec<String>);
-
-impl Frozen {
-    fn freeze(server: &lienthong_testkit::PgServer) -> Self {
-        let dir = server.log_file().parent().expect("server dir").to_owned();
-        let pid_file = std::fs::read_to_string(dir.join("data/postmaster.pid")).expect("pid file");
-        let postmaster = pid_file.lines().next().expect("pid").trim().to_owned();
-        let children = std::process::Command::new("ps")
-            .args(["-o", "pid=", "--ppid", &postmaster])
-            .output()
-            .expect("ps");
-        let mut pids = vec![postmaster];
-        pids.extend(
-            String::from_utf8_lossy(&children.stdout)
-                .split_whitespace()
-                .map(str::to_owned),
-        );
-        signal("STOP", &pids);
-        Self(pids)
-    }
-}
-
-impl Drop for Frozen {
-    fn drop(&mut self) {
-        signal("CONT", &self.0);
-    }
-}
-
-fn signal(name: &str, pids: &[String]) {
-    let status = std::process::Command::new("kill")
-        .arg(format!("-{name}"))
-        .args(pids)
-        .status()
-        .expect("kill");
-    assert!(status.success(), "kill -{name} {pids:?}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_fails_while_the_store_does_not_answer_and_recovers() {
     let dir = tempfile::tempdir().expect("dir");
@@ -485,7 +446,7 @@ async fn health_fails_while_the_store_does_not_answer_and_recovers() {
     let (status, report) = get_json(&format!("{admin_url}/health")).await;
     assert_eq!(status, 200, "{report}");
 
-    let frozen = Frozen::freeze(&server);
+    let frozen = server.freeze();
     let (status, report) = get_json(&format!("{admin_url}/health")).await;
     assert_eq!((status, report["status"].as_str()), (503, Some("fail")));
     assert_eq!(failing(&report), ["store"], "{report}");

@@ -4,4 +4,4 @@
 
 mod postgres;
 
-pub use postgres::{PgServer, PgServerError};
+pub use postgres::{Frozen, PgServer, PgServerError};

@@ -173,6 +173,30 @@ impl PgServer {
         self.dir.join("postgres.log")
     }
 
+    /// Freeze every process of the server (SIGSTOP) until the guard is dropped (SIGCONT):
+    /// a database that accepts connections but never answers, the hard case for a probe.
+    /// Use it on a server of the test's own ([`PgServer::start`]), never the shared one.
+    ///
+    /// # Panics
+    /// When the server's processes cannot be found or signalled (a test helper).
+    pub fn freeze(&self) -> Frozen {
+        let pid_file = std::fs::read_to_string(self.dir.join("data/postmaster.pid"))
+            .expect("the server's pid file");
+        let postmaster = pid_file.lines().next().expect("pid").trim().to_owned();
+        let children = std::process::Command::new("ps")
+            .args(["-o", "pid=", "--ppid", &postmaster])
+            .output()
+            .expect("ps");
+        let mut pids = vec![postmaster];
+        pids.extend(
+            String::from_utf8_lossy(&children.stdout)
+                .split_whitespace()
+                .map(str::to_owned),
+        );
+        signal("STOP", &pids);
+        Frozen(pids)
+    }
+
     /// Create an empty database `name` (`[a-z0-9_]`, unique per test) and return its URL.
     pub fn create_database(&self, name: &str) -> Result<String, PgServerError> {
         let valid = (1..=63).contains(&name.len())
@@ -475,4 +499,23 @@ mod tests {
             Err(PgServerError::ProgramsNotFound { .. })
         ));
     }
+}
+
+/// A frozen server's processes ([`PgServer::freeze`]); dropping it lets them run again.
+#[derive(Debug)]
+pub struct Frozen(Vec<String>);
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        signal("CONT", &self.0);
+    }
+}
+
+fn signal(name: &str, pids: &[String]) {
+    let status = std::process::Command::new("kill")
+        .arg(format!("-{name}"))
+        .args(pids)
+        .status()
+        .expect("kill");
+    assert!(status.success(), "kill -{name} {pids:?}");
 }
