@@ -112,6 +112,15 @@ fn sqlite_url(dir: &tempfile::TempDir) -> String {
     format!("sqlite://{}", dir.path().join("registry.db").display())
 }
 
+/// `GET /health` of `node`: the status and the report.
+async fn health(node: &Node) -> (u16, Value) {
+    let response = reqwest::get(format!("{}/health", node.url))
+        .await
+        .expect("health");
+    let status = response.status().as_u16();
+    (status, response.json::<Value>().await.expect("json"))
+}
+
 #[tokio::test]
 async fn gateway_client_accepts_fresh_configuration_and_refuses_tampered_foreign_and_expired() {
     let dir = tempfile::tempdir().expect("dir");
@@ -686,13 +695,7 @@ async fn two_registry_nodes_on_one_postgresql_lose_no_concurrent_update() {
 async fn health_fails_once_the_newest_configuration_has_expired() {
     let dir = tempfile::tempdir().expect("dir");
     let node = start(&sqlite_url(&dir), vec![key()]).await;
-    let health = || async {
-        let response = reqwest::get(format!("{}/health", node.url))
-            .await
-            .expect("health");
-        let status = response.status().as_u16();
-        (status, response.json::<Value>().await.expect("json"))
-    };
+    let health = || health(&node);
     // `run` published at start.
     let (status, report) = health().await;
     assert_eq!(
@@ -745,13 +748,7 @@ async fn health_fails_while_the_store_does_not_answer_and_recovers() {
     let server = lienthong_testkit::PgServer::start().expect("PostgreSQL must start for this test");
     let url = server.create_database("registry_health").expect("database");
     let node = start(&url, vec![key()]).await;
-    let health = || async {
-        let response = reqwest::get(format!("{}/health", node.url))
-            .await
-            .expect("health");
-        let status = response.status().as_u16();
-        (status, response.json::<Value>().await.expect("json"))
-    };
+    let health = || health(&node);
     let (status, report) = health().await;
     assert_eq!(status, 200, "{report}");
 
