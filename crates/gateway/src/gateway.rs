@@ -424,7 +424,6 @@ pub(crate) async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Unix seconds now.
 /// Exchanges in flight (both sides) from which a sign key's batches wait [`SIGN_GATHER_WAIT`]
 /// for more messages. At half of this machine's peak (about 700 exchanges/s) a gateway has
 /// 2-4 in flight and never waits; saturated with 32 clients it has 15-32.
@@ -448,6 +447,7 @@ fn sign_gather(metrics: &Arc<crate::metrics::Metrics>) -> lienthong_crypto::Gath
     }
 }
 
+/// Unix seconds now.
 pub(crate) fn unix_now() -> i64 {
     unix_now_ms() / 1000
 }

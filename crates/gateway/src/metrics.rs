@@ -386,28 +386,20 @@ pub(crate) fn render(gateway: &Gateway, now: i64) -> String {
         .log_batches
         .render(&mut out, "lienthong_gateway_log_commit_batch_records", "");
 
-    header(
+    single(
         &mut out,
         "lienthong_gateway_log_commit_failures_total",
         "counter",
         "Message-log records whose commit failed: their exchanges got an error, not the answer.",
-    );
-    let _ = writeln!(
-        out,
-        "lienthong_gateway_log_commit_failures_total {}",
-        metrics.log_failures.load(Ordering::Relaxed)
+        metrics.log_failures.load(Ordering::Relaxed),
     );
 
-    header(
+    single(
         &mut out,
         "lienthong_gateway_log_queue_depth",
         "gauge",
         "Message-log records waiting for their commit.",
-    );
-    let _ = writeln!(
-        out,
-        "lienthong_gateway_log_queue_depth {}",
-        gateway.journal.pending()
+        gateway.journal.pending(),
     );
 
     type SignerStats = lienthong_crypto::BatchSignerStats;
@@ -443,27 +435,19 @@ pub(crate) fn render(gateway: &Gateway, now: i64) -> String {
         }
     }
     let verified = gateway.verifier.stats();
-    header(
+    single(
         &mut out,
         "lienthong_gateway_signature_checks_total",
         "counter",
         "Peers' batch signatures checked with their public key.",
+        verified.signature_checks,
     );
-    let _ = writeln!(
-        out,
-        "lienthong_gateway_signature_checks_total {}",
-        verified.signature_checks
-    );
-    header(
+    single(
         &mut out,
         "lienthong_gateway_signature_check_cache_hits_total",
         "counter",
         "Peers' messages whose batch signature had already been checked (hash path only).",
-    );
-    let _ = writeln!(
-        out,
-        "lienthong_gateway_signature_check_cache_hits_total {}",
-        verified.cache_hits
+        verified.cache_hits,
     );
 
     // Certificates: expiry and OCSP freshness.
@@ -588,6 +572,12 @@ pub(crate) fn render(gateway: &Gateway, now: i64) -> String {
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} {kind}");
+}
+
+/// A series without labels: its header and its one sample.
+fn single(out: &mut String, name: &str, kind: &str, help: &str, value: impl std::fmt::Display) {
+    header(out, name, kind, help);
+    let _ = writeln!(out, "{name} {value}");
 }
 
 /// A label value as the exposition format wants it.
