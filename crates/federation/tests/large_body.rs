@@ -1,5 +1,7 @@
-//! A 50 MB body through both gateways with bounded memory: bodies over the in-memory limit
-//! are spooled to disk while being hashed, never held whole in RAM.
+//! Large bodies through both gateways with bounded memory: the client's gateway spools a
+//! body over its in-memory limit to disk while hashing it, and the provider's gateway
+//! passes it through to the service, checking it against its signed digest as it streams;
+//! neither holds it whole in RAM.
 
 mod common;
 
@@ -88,4 +90,97 @@ async fn fifty_megabytes_pass_through_both_gateways_with_bounded_memory() {
         "memory grew by {growth_mib:.1} MiB for a 50 MiB body: something held it whole"
     );
     federation.stop().await;
+}
+
+/// A large body is passed through the provider's gateway to the service as it comes, its
+/// last chunk held back until it matches the signed digest (`body::tests` show the hold).
+/// A copy of the client gateway that signs one body and sends another (altered, longer,
+/// shorter) is refused as not the signed body; the body it signed goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_body_unlike_the_signed_one_is_refused() {
+    const SIZE: usize = 1024 * 1024; // over the gateway's in-memory limit of 256 KiB
+    let dir = tempfile::tempdir().expect("dir");
+    let federation = federation(&dir).await;
+    let keys = client_gateway_keys(&federation);
+    let raw = raw_peer(
+        &federation,
+        keys.auth.clone(),
+        keys.auth_certificate.clone(),
+    );
+    let signed_body: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+    let path = format!("/r1/{}/digest", lienthong_federation::PROVIDER_SUBSYSTEM);
+    let client = lienthong_federation::CLIENT_SUBSYSTEM;
+    let mut altered_at_start = signed_body.clone();
+    altered_at_start[0] ^= 1;
+    let mut altered_at_end = signed_body.clone();
+    altered_at_end[SIZE - 1] ^= 1;
+    let mut longer = signed_body.clone();
+    longer.push(0);
+    let shorter = signed_body[..SIZE - 1].to_vec();
+    for (label, sent) in [
+        ("first byte altered", altered_at_start),
+        ("last byte altered", altered_at_end),
+        ("one byte more", longer),
+        ("one byte less", shorter),
+    ] {
+        let (_, description, signature) =
+            signed_request(&keys, client, "digest", "POST", "", &signed_body, label).await;
+        let (status, headers, body) = send_raw_request(
+            &federation,
+            &raw,
+            &keys,
+            ("POST", &path),
+            &description,
+            &signature,
+            sent.into(),
+        )
+        .await
+        .expect("answered");
+        let kind = headers
+            .get("x-road-error")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        assert_eq!(
+            (status, kind),
+            (500, "Server.ServerProxy.InvalidSignatureValue"),
+            "{label}: {body:?}"
+        );
+        assert!(
+            String::from_utf8_lossy(&body).contains("does not match the signed digest"),
+            "{label}: {body:?}"
+        );
+    }
+    let (_, description, signature) = signed_request(
+        &keys,
+        client,
+        "digest",
+        "POST",
+        "",
+        &signed_body,
+        "as-signed",
+    )
+    .await;
+    let (status, _, body) = send_raw_request(
+        &federation,
+        &raw,
+        &keys,
+        ("POST", &path),
+        &description,
+        &signature,
+        signed_body.clone().into(),
+    )
+    .await
+    .expect("answered");
+    assert_eq!(status, 200, "{body:?}");
+    let answer: serde_json::Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(answer["length"], SIZE as u64);
+    assert_eq!(
+        answer["sha256"],
+        hex(&lienthong_gateway::message::digest(&signed_body))
+    );
+    federation.stop().await;
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -1,6 +1,10 @@
 //! Bodies with bounded memory: read while hashing; small bodies stay in memory, large ones
 //! are spooled to an anonymous temporary file (deleted when dropped) and streamed out of it.
-//! Nothing is forwarded before the whole body has been read and its digest checked.
+//!
+//! A body whose digest and length are already signed and verified may instead be passed
+//! through ([`pass_through`]): it is hashed as it streams on, and its last chunk is held
+//! back until the whole body has come and matches, so the receiver never gets a complete
+//! body that was not the one signed.
 
 use bytes::{Bytes, BytesMut};
 use futures_util::TryStreamExt as _;
@@ -37,6 +41,9 @@ pub enum BodyError {
     /// The spool file failed.
     #[error("cannot spool the body to disk: {0}")]
     Spool(std::io::Error),
+    /// A body passed through is not the one signed.
+    #[error("the body does not match the signed digest")]
+    Mismatch,
 }
 
 /// The buffer, in bytes, of writes to a spool file and of reads from it.
@@ -199,6 +206,140 @@ pub fn empty() -> GatewayBody {
     full(Bytes::new())
 }
 
+/// Frames of a passed-through body queued between its reader and its receiver. With the
+/// held chunk and the one being written, at most four frames (4 MiB with the 1 MiB frames
+/// between gateways) per exchange, besides the HTTP/2 window.
+const PASS_FRAMES: usize = 2;
+
+/// A body passed through: what to send on, and the task that reads it.
+pub(crate) struct PassThrough {
+    /// The body to send on. Its length is the signed one; it ends in an error, leaving the
+    /// receiver with an incomplete body, if the body read does not match.
+    pub body: GatewayBody,
+    /// The reader: `Ok` with the time it took once the whole body has come and matched.
+    /// It reads to the end even if the receiver stops early (a service that answers before
+    /// reading everything), so the verdict always comes. Aborted when dropped.
+    pub verdict: AbortOnDrop<Result<std::time::Duration, BodyError>>,
+}
+
+/// A task aborted when its handle is dropped.
+pub(crate) struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> AbortOnDrop<T> {
+    /// Wait for the task's output.
+    pub(crate) async fn join(mut self) -> Result<T, tokio::task::JoinError> {
+        (&mut self.0).await
+    }
+}
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Stream `body` on as it comes, checking it against the signed `sha256` and `length`:
+/// the last chunk is released only once the end has come and the digest and length match.
+/// More bytes than `length` fail at once.
+pub(crate) fn pass_through<B>(body: B, sha256: [u8; 32], length: u64) -> PassThrough
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: std::fmt::Display + Send,
+{
+    let (frames, receiver) = tokio::sync::mpsc::channel(PASS_FRAMES);
+    let reader = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let outcome = read_through(body, sha256, length, &frames).await;
+        match outcome {
+            Ok(()) => Ok(started.elapsed()),
+            Err(error) => {
+                let _ = frames
+                    .send(Err(std::io::Error::other(error.to_string())))
+                    .await;
+                Err(error)
+            }
+        }
+    });
+    let body = Passed { receiver, length };
+    PassThrough {
+        body: body.boxed_unsync(),
+        verdict: AbortOnDrop(reader),
+    }
+}
+
+type PassFrame = Result<Bytes, std::io::Error>;
+
+/// Read `body` to its end, sending all but its last chunk to `frames` as they come (while
+/// anyone listens), and the last one once the whole matches.
+async fn read_through<B>(
+    body: B,
+    sha256: [u8; 32],
+    length: u64,
+    frames: &tokio::sync::mpsc::Sender<PassFrame>,
+) -> Result<(), BodyError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::fmt::Display,
+{
+    let mut body = std::pin::pin!(body);
+    let mut hasher = Sha256::new();
+    let mut read: u64 = 0;
+    let mut held: Option<Bytes> = None;
+    let mut listening = true;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
+        let Ok(chunk) = frame.into_data() else {
+            continue; // trailers carry nothing we forward
+        };
+        if chunk.is_empty() {
+            continue;
+        }
+        read += chunk.len() as u64;
+        if read > length {
+            return Err(BodyError::Mismatch);
+        }
+        hasher.update(&chunk);
+        if let Some(previous) = held.replace(chunk)
+            && listening
+        {
+            listening = frames.send(Ok(previous)).await.is_ok();
+        }
+    }
+    if read != length || hasher.finish() != sha256 {
+        return Err(BodyError::Mismatch);
+    }
+    if let Some(last) = held
+        && listening
+    {
+        let _ = frames.send(Ok(last)).await;
+    }
+    Ok(())
+}
+
+/// The receiving end of [`pass_through`], of a known length.
+struct Passed {
+    receiver: tokio::sync::mpsc::Receiver<PassFrame>,
+    length: u64,
+}
+
+impl Body for Passed {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        self.receiver
+            .poll_recv(cx)
+            .map(|frame| frame.map(|chunk| chunk.map(Frame::data)))
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.length)
+    }
+}
+
 /// Incremental SHA-256 over aws-lc-rs.
 mod sha2_shim {
     pub(crate) struct Sha256(aws_lc_rs::digest::Context);
@@ -248,6 +389,130 @@ mod tests {
             .expect("re-read");
         assert_eq!(again.sha256, crate::message::digest(&data));
         assert_eq!(again.length, data.len() as u64);
+    }
+
+    /// 40 chunks of 1 KiB with distinct contents.
+    fn chunks() -> Vec<Bytes> {
+        (0..40u8).map(|i| Bytes::from(vec![i; 1024])).collect()
+    }
+
+    fn streamed(chunks: Vec<Bytes>) -> GatewayBody {
+        let frames = futures_util::stream::iter(
+            chunks
+                .into_iter()
+                .map(|c| Ok::<_, std::io::Error>(Frame::data(c))),
+        );
+        StreamBody::new(frames).boxed_unsync()
+    }
+
+    /// What a receiver of a passed-through body gets: the bytes, and whether it ended in
+    /// an error rather than cleanly.
+    async fn receive(mut body: GatewayBody) -> (Vec<u8>, bool) {
+        let mut got = Vec::new();
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(frame) => got.extend_from_slice(&frame.into_data().expect("data")),
+                Err(_) => return (got, true),
+            }
+        }
+        (got, false)
+    }
+
+    fn signed(chunks: &[Bytes]) -> ([u8; 32], u64) {
+        let whole = chunks.concat();
+        (crate::message::digest(&whole), whole.len() as u64)
+    }
+
+    #[tokio::test]
+    async fn a_matching_body_passes_through_whole() {
+        let (sha256, length) = signed(&chunks());
+        let passed = pass_through(streamed(chunks()), sha256, length);
+        assert_eq!(passed.body.size_hint().exact(), Some(length));
+        let (got, failed) = receive(passed.body).await;
+        assert!(!failed);
+        assert_eq!(got, chunks().concat());
+        assert!(passed.verdict.join().await.expect("joined").is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_body_that_differs_from_the_signed_one_never_arrives_whole() {
+        let (sha256, length) = signed(&chunks());
+        let altered_at = |index: usize| {
+            let mut altered = chunks();
+            altered[index] = Bytes::from(vec![0xff; 1024]);
+            altered
+        };
+        let mut longer = chunks();
+        longer.push(Bytes::from_static(b"x"));
+        let mut shorter = chunks();
+        shorter.pop();
+        for (label, sent) in [
+            ("first chunk altered", altered_at(0)),
+            ("last chunk altered", altered_at(39)),
+            ("longer", longer),
+            ("shorter", shorter),
+        ] {
+            let passed = pass_through(streamed(sent), sha256, length);
+            let (got, failed) = receive(passed.body).await;
+            assert!(failed, "{label}: the receiver's body ends in an error");
+            assert!(
+                (got.len() as u64) < length,
+                "{label}: the receiver got {} of {length} bytes",
+                got.len()
+            );
+            let verdict = passed.verdict.join().await.expect("joined");
+            assert!(
+                matches!(verdict, Err(BodyError::Mismatch)),
+                "{label}: {verdict:?}"
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_last_chunk_waits_for_the_end_of_the_body() {
+        let (sha256, length) = signed(&chunks());
+        let (sender, mut frames) =
+            tokio::sync::mpsc::channel::<Result<Frame<Bytes>, std::io::Error>>(64);
+        let body = StreamBody::new(futures_util::stream::poll_fn(move |cx| {
+            frames.poll_recv(cx)
+        }));
+        let mut passed = pass_through(body, sha256, length);
+        for chunk in chunks() {
+            sender.send(Ok(Frame::data(chunk))).await.expect("sent");
+        }
+        // Every byte has been sent, but the body has not ended: all but the last chunk
+        // come through, and the last one does not (on the paused clock, waiting an hour
+        // for it takes no real time).
+        let mut got = Vec::new();
+        for _ in 0..39 {
+            let frame = passed.body.frame().await.expect("frame").expect("data");
+            got.extend_from_slice(&frame.into_data().expect("data"));
+        }
+        assert_eq!(got, chunks()[..39].concat());
+        let wait =
+            tokio::time::timeout(std::time::Duration::from_secs(3600), passed.body.frame()).await;
+        assert!(wait.is_err(), "the last chunk was released before the end");
+        drop(sender);
+        let (last, failed) = receive(passed.body).await;
+        assert!(!failed);
+        assert_eq!(last, chunks()[39].to_vec());
+        assert!(passed.verdict.join().await.expect("joined").is_ok());
+    }
+
+    #[tokio::test]
+    async fn the_verdict_comes_even_if_the_receiver_stops_early() {
+        let (sha256, length) = signed(&chunks());
+        let mut passed = pass_through(streamed(chunks()), sha256, length);
+        let first = passed.body.frame().await.expect("frame").expect("data");
+        assert_eq!(first.into_data().expect("data"), chunks()[0]);
+        drop(passed.body);
+        assert!(passed.verdict.join().await.expect("joined").is_ok());
+        let mut altered = chunks();
+        altered[39] = Bytes::from(vec![0xff; 1024]);
+        let passed = pass_through(streamed(altered), sha256, length);
+        drop(passed.body);
+        let verdict = passed.verdict.join().await.expect("joined");
+        assert!(matches!(verdict, Err(BodyError::Mismatch)), "{verdict:?}");
     }
 
     #[tokio::test]

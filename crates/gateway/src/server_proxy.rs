@@ -1,8 +1,10 @@
 //! The provider side: another gateway sends a signed request over mutual TLS. Before
 //! anything reaches the provider's system this side checks the peer's binding to the
 //! client, the signature, the signer's certificate and its status, the clock, replays and
-//! the access right, and that the body matches its signed digest; then it calls the
-//! service, signs the answer with the provider member's key and returns it.
+//! the access right. The body must match its signed digest: it is checked before it is
+//! forwarded, or, if large, as it streams to the service with its last chunk held back
+//! until it matches. Then this side signs the service's answer with the provider member's
+//! key and returns it.
 
 use crate::XRoadError;
 use crate::body::{GatewayBody, collect};
@@ -196,19 +198,40 @@ async fn serve(
         Some(service)
     };
 
-    // 7. The body must be the one that was signed, before anything is forwarded.
-    let collected = gateway
-        .metrics
-        .time(Stage::ProviderBodyRead, collect(body, &gateway.limits));
-    let collected = collected.await.map_err(|e| invalid(e.to_string()))?;
-    if collected.sha256 != header.body_sha256 || collected.length != header.body_length {
-        return Err(signature_error(
-            "the body does not match the signed digest".into(),
+    // 7. The body must be the one that was signed. A large one for a service whose log
+    // keeps digests only is passed through to the service as it comes, its last chunk held
+    // back until it matches (the service never gets a whole body that was not signed);
+    // any other is read and checked before anything is forwarded.
+    let logging = gateway.body_logging(header.service.provider());
+    let pass = service.is_some()
+        && *logging == crate::config::BodyLogging::Digest
+        && header.body_length > gateway.limits.memory_bytes as u64;
+    if pass && header.body_length > gateway.limits.max_bytes {
+        return Err(invalid(
+            crate::body::BodyError::TooLarge {
+                limit: gateway.limits.max_bytes,
+            }
+            .to_string(),
         ));
     }
-    let logging = gateway.body_logging(header.service.provider());
-    let request_for_log =
-        gateway.body_for_log(logging, &collected, lienthong_ledger::BodyPart::Request);
+    let (collected, verdict) = if pass {
+        let passed = crate::body::pass_through(body, header.body_sha256, header.body_length);
+        (None, Some((passed.body, passed.verdict)))
+    } else {
+        let collected = gateway
+            .metrics
+            .time(Stage::ProviderBodyRead, collect(body, &gateway.limits));
+        let collected = collected.await.map_err(|e| invalid(e.to_string()))?;
+        if collected.sha256 != header.body_sha256 || collected.length != header.body_length {
+            return Err(signature_error(
+                "the body does not match the signed digest".into(),
+            ));
+        }
+        (Some(collected), None)
+    };
+    let request_for_log = collected.as_ref().and_then(|collected| {
+        gateway.body_for_log(logging, collected, lienthong_ledger::BodyPart::Request)
+    });
 
     // 8. The service (or a metaservice) answers.
     let mut backend_times = (None, None);
@@ -254,10 +277,20 @@ async fn serve(
             .map_err(|_| {
                 XRoadError::server_proxy("ServiceFailed", "the service URL is invalid".to_owned())
             })?;
+            let (forward_body, verdict) = match (collected, verdict) {
+                (Some(collected), _) => (collected.body.into_body(), None),
+                (None, Some((body, verdict))) => (body, Some(verdict)),
+                (None, None) => {
+                    return Err(XRoadError::server_proxy(
+                        "InternalError",
+                        "the request body was neither read nor passed through".to_owned(),
+                    ));
+                }
+            };
             let mut forward = Request::builder()
                 .method(parts.method.clone())
                 .uri(target)
-                .body(collected.body.into_body())
+                .body(forward_body)
                 .map_err(|e| XRoadError::server_proxy("InternalError", e.to_string()))?;
             let mut headers = parts.headers.clone();
             strip_headers(&mut headers);
@@ -283,20 +316,44 @@ async fn serve(
             let call = gateway
                 .metrics
                 .time(Stage::ProviderCall, backend.request(forward));
-            let answer = tokio::time::timeout(timeout, call)
-                .await
-                .map_err(|_| {
-                    XRoadError::server_proxy(
-                        "ServiceFailed",
-                        format!("{} did not answer within {timeout:?}", header.service),
-                    )
-                })?
-                .map_err(|e| {
-                    XRoadError::server_proxy(
-                        "ServiceFailed",
-                        format!("{} could not be reached: {e}", header.service),
-                    )
-                })?;
+            // A body passed through must have come whole and matched before the answer
+            // counts: the service's answer to any other is dropped.
+            let called = async {
+                let answer = call.await;
+                let verdict = match verdict {
+                    Some(verdict) => Some(verdict.join().await),
+                    None => None,
+                };
+                (answer, verdict)
+            };
+            let (answer, verdict) = tokio::time::timeout(timeout, called).await.map_err(|_| {
+                XRoadError::server_proxy(
+                    "ServiceFailed",
+                    format!("{} did not answer within {timeout:?}", header.service),
+                )
+            })?;
+            match verdict {
+                None => {}
+                Some(Ok(Ok(read))) => gateway.metrics.observe(Stage::ProviderBodyRead, read),
+                Some(Ok(Err(crate::body::BodyError::Mismatch))) => {
+                    return Err(signature_error(
+                        "the body does not match the signed digest".into(),
+                    ));
+                }
+                Some(Ok(Err(error))) => return Err(invalid(error.to_string())),
+                Some(Err(error)) => {
+                    return Err(XRoadError::server_proxy(
+                        "InternalError",
+                        format!("the body's reader ended: {error}"),
+                    ));
+                }
+            }
+            let answer = answer.map_err(|e| {
+                XRoadError::server_proxy(
+                    "ServiceFailed",
+                    format!("{} could not be reached: {e}", header.service),
+                )
+            })?;
             backend_times.1 = Some(unix_now_ms());
             let (answer_parts, answer_body) = answer.into_parts();
             let collected = collect(answer_body, &gateway.limits)

@@ -116,16 +116,38 @@ pub async fn signed_get(
     rest: &str,
     message_id: &str,
 ) -> (RequestHeader, String, String) {
+    signed_request(
+        keys,
+        client,
+        lienthong_federation::SERVICE_CODE,
+        "GET",
+        rest,
+        b"",
+        message_id,
+    )
+    .await
+}
+
+/// A correctly signed gateway-to-gateway request of `method` to `rest` of service
+/// `service_code` of the demo provider, with `body` signed by its digest.
+pub async fn signed_request(
+    keys: &ClientGatewayKeys,
+    client: &str,
+    service_code: &str,
+    method: &str,
+    rest: &str,
+    body: &[u8],
+    message_id: &str,
+) -> (RequestHeader, String, String) {
     let service = format!(
-        "{}/{}",
-        lienthong_federation::PROVIDER_SUBSYSTEM,
-        lienthong_federation::SERVICE_CODE
+        "{}/{service_code}",
+        lienthong_federation::PROVIDER_SUBSYSTEM
     );
     let header = RequestHeader {
         message_id: message_id.to_owned(),
         client: client.parse().expect("client"),
         service: service.parse().expect("service"),
-        method: "GET".into(),
+        method: method.into(),
         path: rest.to_owned(),
         query: String::new(),
         time_ms: now_ms(),
@@ -133,8 +155,8 @@ pub async fn signed_get(
         issue: String::new(),
         represented_party: String::new(),
         content_type: String::new(),
-        body_sha256: digest(b""),
-        body_length: 0,
+        body_sha256: digest(body),
+        body_length: body.len() as u64,
     };
     let encoded = header.encode().expect("encode");
     let signer = BatchSigner::spawn(keys.sign.clone(), 1);
@@ -151,13 +173,35 @@ pub async fn send_raw(
     description: &str,
     signature: &str,
 ) -> Result<(u16, hyper::HeaderMap, Bytes), String> {
+    send_raw_request(
+        federation,
+        client,
+        keys,
+        ("GET", path),
+        description,
+        signature,
+        Bytes::new(),
+    )
+    .await
+}
+
+/// The same with any method and body.
+pub async fn send_raw_request(
+    federation: &Federation,
+    client: &RawClient,
+    keys: &ClientGatewayKeys,
+    (method, path): (&str, &str),
+    description: &str,
+    signature: &str,
+    body: Bytes,
+) -> Result<(u16, hyper::HeaderMap, Bytes), String> {
     let provider_gateway: lienthong_model::ServerId =
         format!("{}/gw1", lienthong_federation::PROVIDER_MEMBER)
             .parse()
             .expect("id");
     let ocsp = ocsp_for(federation, &keys.sign_certificate).await;
     let request = hyper::Request::builder()
-        .method("GET")
+        .method(method)
         .uri(format!("https://{}{path}", tls_name(&provider_gateway)))
         .header("x-lienthong-request", description)
         .header("x-lienthong-signature", signature)
@@ -166,7 +210,7 @@ pub async fn send_raw(
             STANDARD.encode(&keys.sign_certificate),
         )
         .header("x-lienthong-ocsp", STANDARD.encode(ocsp))
-        .body(full(Bytes::new()))
+        .body(full(body))
         .expect("request");
     let response = tokio::time::timeout(HELPER_TIMEOUT, client.request(request))
         .await
