@@ -98,3 +98,80 @@ async fn pki_state_lives_in_postgresql() {
         "{status:?}"
     );
 }
+
+/// A store that accepts connections but never answers (its PostgreSQL server frozen): the
+/// health probe says so within its time limit, liveness does not care, and the probe
+/// recovers once the server runs again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_fails_while_the_store_does_not_answer_and_recovers() {
+    let server = lienthong_testkit::PgServer::start().expect("PostgreSQL must start for this test");
+    let url = server.create_database("trust_health").expect("database");
+    let dir = tempfile::tempdir().expect("dir");
+    let pki = dir.path().join("pki");
+    let passphrase = b"trust health";
+    let authority = Authority::init(
+        &pki,
+        &InitOptions {
+            kdf: KdfParams::DANGEROUS_FAST_FOR_TESTS,
+            database_url: Some(url),
+            ..InitOptions::default()
+        },
+        passphrase,
+    )
+    .await
+    .expect("init on PostgreSQL");
+    let services = TrustServices::load(&authority, passphrase)
+        .await
+        .expect("services");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(lienthong_trust::server::run(
+        listener,
+        std::sync::Arc::new(services),
+        async move {
+            let _ = stopped.await;
+        },
+    ));
+    // reqwest builds its TLS settings even for plain HTTP, from the process's provider.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+    let client = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .expect("client");
+    let get = |path: &'static str| {
+        let request = client.get(format!("{base}{path}"));
+        async move {
+            let response = request.send().await.expect("answered");
+            let status = response.status().as_u16();
+            let text = response.text().await.expect("body");
+            (status, text)
+        }
+    };
+    let (status, report) = get("/health").await;
+    assert_eq!(status, 200, "{report}");
+
+    let frozen = server.freeze();
+    let (status, report) = get("/health").await;
+    assert_eq!(status, 503, "{report}");
+    assert!(
+        report.contains(r#""status":"fail""#) && report.contains("did not answer"),
+        "{report}"
+    );
+    assert_eq!(get("/live").await.0, 200);
+
+    drop(frozen);
+    let mut recovered = false;
+    for _ in 0..50 {
+        if get("/health").await.0 == 200 {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(recovered, "the probe did not recover");
+    let _ = stop.send(());
+    task.await.expect("joined").expect("served");
+}
