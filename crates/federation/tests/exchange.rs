@@ -22,14 +22,6 @@ async fn get(url: &str, client: &str) -> (u16, reqwest::header::HeaderMap, Strin
     (status, headers, response.text().await.expect("body"))
 }
 
-fn error_type(headers: &reqwest::header::HeaderMap) -> String {
-    headers
-        .get("x-road-error")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn granted_exchange_and_every_refusal() {
     let dir = tempfile::tempdir().expect("dir");
@@ -354,12 +346,8 @@ async fn granted_exchange_and_every_refusal() {
         let (status, headers, body) = send_raw(&federation, &raw, &keys, &p, &d, &s)
             .await
             .expect("answered");
-        let kind = headers
-            .get("x-road-error")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
         assert_eq!(
-            (status, kind),
+            (status, error_type(&headers).as_str()),
             (500, "Server.ServerProxy.InvalidSignatureValue"),
             "{label}: {body:?}"
         );
@@ -394,12 +382,8 @@ async fn granted_exchange_and_every_refusal() {
     let (status, headers, _) = send_raw(&federation, &raw, &keys, &path, &description, &signature)
         .await
         .expect("answered");
-    let kind = headers
-        .get("x-road-error")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
     assert_eq!(
-        (status, kind),
+        (status, error_type(&headers).as_str()),
         (500, "Server.ServerProxy.ReplayedMessage"),
         "a replay is refused"
     );

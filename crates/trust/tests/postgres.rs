@@ -6,6 +6,21 @@ use lienthong_pki::{CertificateInfo, Profile, RevocationReason, VerifiedStatus};
 use lienthong_trust::server::TrustServices;
 use lienthong_trust::{Authority, InitOptions, IssueOptions};
 
+/// A new authority in `pki` whose state lives in the database at `url`.
+async fn init_on(pki: &std::path::Path, url: String, passphrase: &[u8]) -> Authority {
+    Authority::init(
+        pki,
+        &InitOptions {
+            kdf: KdfParams::DANGEROUS_FAST_FOR_TESTS,
+            database_url: Some(url),
+            ..InitOptions::default()
+        },
+        passphrase,
+    )
+    .await
+    .expect("init on PostgreSQL")
+}
+
 #[tokio::test]
 async fn pki_state_lives_in_postgresql() {
     let server =
@@ -14,17 +29,7 @@ async fn pki_state_lives_in_postgresql() {
     let dir = tempfile::tempdir().expect("dir");
     let pki = dir.path().join("pki");
     let passphrase = b"pki on postgres";
-    let authority = Authority::init(
-        &pki,
-        &InitOptions {
-            kdf: KdfParams::DANGEROUS_FAST_FOR_TESTS,
-            database_url: Some(url.clone()),
-            ..InitOptions::default()
-        },
-        passphrase,
-    )
-    .await
-    .expect("init on PostgreSQL");
+    let authority = init_on(&pki, url.clone(), passphrase).await;
     assert!(
         !pki.join("pki.db").exists(),
         "no embedded store was created"
@@ -109,17 +114,7 @@ async fn health_fails_while_the_store_does_not_answer_and_recovers() {
     let dir = tempfile::tempdir().expect("dir");
     let pki = dir.path().join("pki");
     let passphrase = b"trust health";
-    let authority = Authority::init(
-        &pki,
-        &InitOptions {
-            kdf: KdfParams::DANGEROUS_FAST_FOR_TESTS,
-            database_url: Some(url),
-            ..InitOptions::default()
-        },
-        passphrase,
-    )
-    .await
-    .expect("init on PostgreSQL");
+    let authority = init_on(&pki, url, passphrase).await;
     let services = TrustServices::load(&authority, passphrase)
         .await
         .expect("services");

@@ -227,6 +227,15 @@ pub async fn send_raw_request(
     Ok((parts.status.as_u16(), parts.headers, body))
 }
 
+/// The `X-Road-Error` of an answer ("" if none).
+pub fn error_type(headers: &hyper::HeaderMap) -> String {
+    headers
+        .get("x-road-error")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
 /// Requests this federation's provider system has answered.
 pub fn served(federation: &Federation) -> u64 {
     federation.served.load(std::sync::atomic::Ordering::SeqCst)
