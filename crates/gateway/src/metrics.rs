@@ -53,9 +53,11 @@ pub(crate) enum Stage {
     Peer,
     /// Client side: committing the record to the message log.
     ClientLogCommit,
-    /// Provider side: reading the peer's request body.
+    /// Provider side: reading the peer's request body (one passed through: until the
+    /// whole body has come and matched, overlapping the call).
     ProviderBodyRead,
-    /// Provider side: the call to the provider's system, until its answer's headers.
+    /// Provider side: the call to the provider's system, until its answer's headers (a
+    /// body passed through streams to the service meanwhile).
     ProviderCall,
     /// Provider side: signing the answer.
     ProviderSigning,
