@@ -6,7 +6,7 @@
 mod common;
 
 use common::*;
-use futures_util::stream;
+use futures_util::{StreamExt as _, stream};
 
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
@@ -128,7 +128,7 @@ async fn a_large_body_unlike_the_signed_one_is_refused() {
             ("POST", &path),
             &description,
             &signature,
-            sent.into(),
+            lienthong_gateway::body::full(sent),
         )
         .await
         .expect("answered");
@@ -164,4 +164,75 @@ async fn a_large_body_unlike_the_signed_one_is_refused() {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A service that cannot be reached fails the exchange at once, even while a large body
+/// passed through is still coming: the gateway does not wait for the rest of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_service_fails_without_waiting_for_the_rest_of_a_large_body() {
+    use http_body_util::BodyExt as _;
+    const SIZE: usize = 1024 * 1024;
+    let dir = tempfile::tempdir().expect("dir");
+    let federation = federation(&dir).await;
+    // A port with nothing listening on it.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = closed.local_addr().expect("address").port();
+    drop(closed);
+    let admin = federation.endpoint("provider_gateway_admin_url");
+    let token = federation.endpoint("admin_token");
+    let http = reqwest::Client::new();
+    let provider = lienthong_federation::PROVIDER_SUBSYSTEM;
+    let client = lienthong_federation::CLIENT_SUBSYSTEM;
+    for (path, body) in [
+        (
+            "services",
+            serde_json::json!({"provider": provider, "code": "down", "base_url": format!("http://127.0.0.1:{port}/down"), "timeout_ms": 120000}),
+        ),
+        (
+            "grants",
+            serde_json::json!({"service": format!("{provider}/down"), "subject": {"subsystem": client}}),
+        ),
+    ] {
+        let response = http
+            .post(format!("{admin}/api/v1/{path}"))
+            .bearer_auth(&token)
+            .json(&body)
+            .send()
+            .await
+            .expect("admin API");
+        assert!(response.status().is_success(), "{path}");
+    }
+    let keys = client_gateway_keys(&federation);
+    let raw = raw_peer(
+        &federation,
+        keys.auth.clone(),
+        keys.auth_certificate.clone(),
+    );
+    let signed_body = vec![7u8; SIZE];
+    let (_, description, signature) =
+        signed_request(&keys, client, "down", "POST", "", &signed_body, "down-1").await;
+    // Half of the body, then nothing more for as long as the test runs.
+    let half = bytes::Bytes::from(signed_body[..SIZE / 2].to_vec());
+    let frames = stream::iter([Ok::<_, std::io::Error>(hyper::body::Frame::data(half))])
+        .chain(stream::pending());
+    let body = http_body_util::StreamBody::new(frames).boxed_unsync();
+    // The helper's 30 s limit is far below the service's 120 s: only an answer that does
+    // not wait for the body comes in time.
+    let (status, headers, answer) = send_raw_request(
+        &federation,
+        &raw,
+        &keys,
+        ("POST", &format!("/r1/{provider}/down")),
+        &description,
+        &signature,
+        body,
+    )
+    .await
+    .expect("answered");
+    assert_eq!(
+        (status, error_type(&headers).as_str()),
+        (500, "Server.ServerProxy.ServiceFailed"),
+        "{answer:?}"
+    );
+    federation.stop().await;
 }

@@ -14,6 +14,8 @@ use hyper::body::{Body, Frame};
 use sha2_shim::Sha256;
 use std::io::{Seek as _, SeekFrom, Write as _};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The body type the gateway sends everywhere.
 pub type GatewayBody = UnsyncBoxBody<Bytes, std::io::Error>;
@@ -216,25 +218,37 @@ pub(crate) struct PassThrough {
     /// The body to send on. Its length is the signed one; it ends in an error, leaving the
     /// receiver with an incomplete body, if the body read does not match.
     pub body: GatewayBody,
-    /// The reader: `Ok` with the time it took once the whole body has come and matched.
-    /// It reads to the end even if the receiver stops early (a service that answers before
-    /// reading everything), so the verdict always comes. Aborted when dropped.
-    pub verdict: AbortOnDrop<Result<std::time::Duration, BodyError>>,
+    /// The reader's verdict.
+    pub verdict: Verdict,
 }
 
-/// A task aborted when its handle is dropped.
-pub(crate) struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+/// The reader of a body passed through: `Ok` with the time it took once the whole body
+/// has come and matched. It reads to the end even if the receiver stops early (a service
+/// that answers before reading everything), so the verdict always comes. The reader is
+/// aborted when this is dropped.
+pub(crate) struct Verdict {
+    reader: tokio::task::JoinHandle<Result<std::time::Duration, BodyError>>,
+    refused: Arc<AtomicBool>,
+}
 
-impl<T> AbortOnDrop<T> {
-    /// Wait for the task's output.
-    pub(crate) async fn join(mut self) -> Result<T, tokio::task::JoinError> {
-        (&mut self.0).await
+impl Verdict {
+    /// Wait for the verdict.
+    pub(crate) async fn join(
+        mut self,
+    ) -> Result<Result<std::time::Duration, BodyError>, tokio::task::JoinError> {
+        (&mut self.reader).await
+    }
+
+    /// Has the reader already refused the body? Set before the receiver gets its error,
+    /// so a receiver that failed because of that error always sees it.
+    pub(crate) fn refused(&self) -> bool {
+        self.refused.load(Ordering::Acquire)
     }
 }
 
-impl<T> Drop for AbortOnDrop<T> {
+impl Drop for Verdict {
     fn drop(&mut self) {
-        self.0.abort();
+        self.reader.abort();
     }
 }
 
@@ -247,23 +261,28 @@ where
     B::Error: std::fmt::Display + Send,
 {
     let (frames, receiver) = tokio::sync::mpsc::channel(PASS_FRAMES);
-    let reader = tokio::spawn(async move {
-        let started = std::time::Instant::now();
-        let outcome = read_through(body, sha256, length, &frames).await;
-        match outcome {
-            Ok(()) => Ok(started.elapsed()),
-            Err(error) => {
-                let _ = frames
-                    .send(Err(std::io::Error::other(error.to_string())))
-                    .await;
-                Err(error)
+    let refused = Arc::new(AtomicBool::new(false));
+    let reader = tokio::spawn({
+        let refused = refused.clone();
+        async move {
+            let started = std::time::Instant::now();
+            let outcome = read_through(body, sha256, length, &frames).await;
+            match outcome {
+                Ok(()) => Ok(started.elapsed()),
+                Err(error) => {
+                    refused.store(true, Ordering::Release);
+                    let _ = frames
+                        .send(Err(std::io::Error::other(error.to_string())))
+                        .await;
+                    Err(error)
+                }
             }
         }
     });
     let body = Passed { receiver, length };
     PassThrough {
         body: body.boxed_unsync(),
-        verdict: AbortOnDrop(reader),
+        verdict: Verdict { reader, refused },
     }
 }
 
@@ -431,6 +450,7 @@ mod tests {
         let (got, failed) = receive(passed.body).await;
         assert!(!failed);
         assert_eq!(got, chunks().concat());
+        assert!(!passed.verdict.refused());
         assert!(passed.verdict.join().await.expect("joined").is_ok());
     }
 
@@ -455,6 +475,10 @@ mod tests {
             let passed = pass_through(streamed(sent), sha256, length);
             let (got, failed) = receive(passed.body).await;
             assert!(failed, "{label}: the receiver's body ends in an error");
+            assert!(
+                passed.verdict.refused(),
+                "{label}: refused before the receiver got its error"
+            );
             assert!(
                 (got.len() as u64) < length,
                 "{label}: the receiver got {} of {length} bytes",

@@ -317,12 +317,17 @@ async fn serve(
                 .metrics
                 .time(Stage::ProviderCall, backend.request(forward));
             // A body passed through must have come whole and matched before the answer
-            // counts: the service's answer to any other is dropped.
+            // counts: the service's answer to any other is dropped. If the call failed,
+            // the verdict counts only if the reader had refused the body (the failure may
+            // be that refusal); otherwise the service failed, and the rest of the body is
+            // not waited for.
             let called = async {
                 let answer = call.await;
                 let verdict = match verdict {
-                    Some(verdict) => Some(verdict.join().await),
-                    None => None,
+                    Some(verdict) if answer.is_ok() || verdict.refused() => {
+                        Some(verdict.join().await)
+                    }
+                    _ => None,
                 };
                 (answer, verdict)
             };

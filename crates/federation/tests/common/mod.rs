@@ -180,7 +180,7 @@ pub async fn send_raw(
         ("GET", path),
         description,
         signature,
-        Bytes::new(),
+        full(Bytes::new()),
     )
     .await
 }
@@ -193,7 +193,7 @@ pub async fn send_raw_request(
     (method, path): (&str, &str),
     description: &str,
     signature: &str,
-    body: Bytes,
+    body: GatewayBody,
 ) -> Result<(u16, hyper::HeaderMap, Bytes), String> {
     let provider_gateway: lienthong_model::ServerId =
         format!("{}/gw1", lienthong_federation::PROVIDER_MEMBER)
@@ -210,7 +210,7 @@ pub async fn send_raw_request(
             STANDARD.encode(&keys.sign_certificate),
         )
         .header("x-lienthong-ocsp", STANDARD.encode(ocsp))
-        .body(full(body))
+        .body(body)
         .expect("request");
     let response = tokio::time::timeout(HELPER_TIMEOUT, client.request(request))
         .await
