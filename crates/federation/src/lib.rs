@@ -503,34 +503,51 @@ pub async fn register_services(
     admin_token: &str,
     sample_url: &str,
 ) -> anyhow::Result<()> {
-    let http = reqwest::Client::new();
     for (code, path) in [(SERVICE_CODE, "/persons"), ("digest", "/digest")] {
+        register_service(
+            provider_admin,
+            admin_token,
+            (code, &format!("{sample_url}{path}"), 30000),
+            &[CLIENT_SUBSYSTEM, MTLS_SUBSYSTEM],
+        )
+        .await?;
+    }
+    Ok(())
+}
+
+/// Register service `code` of the demo provider at `base_url` with a time limit of
+/// `timeout_ms`, and grant it to `clients`, through the provider gateway's admin API.
+pub async fn register_service(
+    provider_admin: &str,
+    admin_token: &str,
+    (code, base_url, timeout_ms): (&str, &str, u64),
+    clients: &[&str],
+) -> anyhow::Result<()> {
+    let http = reqwest::Client::new();
+    let response = http
+        .post(format!("{provider_admin}/api/v1/services"))
+        .bearer_auth(admin_token)
+        .json(&json!({"provider": PROVIDER_SUBSYSTEM, "code": code, "base_url": base_url, "timeout_ms": timeout_ms}))
+        .send()
+        .await?;
+    ensure!(
+        response.status().is_success(),
+        "service registration failed: {}",
+        response.text().await.unwrap_or_default()
+    );
+    for client in clients {
         let response = http
-            .post(format!("{provider_admin}/api/v1/services"))
+            .post(format!("{provider_admin}/api/v1/grants"))
             .bearer_auth(admin_token)
-            .json(&json!({"provider": PROVIDER_SUBSYSTEM, "code": code, "base_url": format!("{sample_url}{path}"), "timeout_ms": 30000}))
+            .json(&json!({"service": format!("{PROVIDER_SUBSYSTEM}/{code}"), "subject": {"subsystem": client}}))
             .send()
             .await?;
         ensure!(
             response.status().is_success(),
-            "service registration failed: {}",
+            "access grant failed: {}",
             response.text().await.unwrap_or_default()
         );
-        for client in [CLIENT_SUBSYSTEM, MTLS_SUBSYSTEM] {
-            let response = http
-                .post(format!("{provider_admin}/api/v1/grants"))
-                .bearer_auth(admin_token)
-                .json(&json!({"service": format!("{PROVIDER_SUBSYSTEM}/{code}"), "subject": {"subsystem": client}}))
-                .send()
-                .await?;
-            ensure!(
-                response.status().is_success(),
-                "access grant failed: {}",
-                response.text().await.unwrap_or_default()
-            );
-        }
     }
-
     Ok(())
 }
 

@@ -157,13 +157,9 @@ async fn a_large_body_unlike_the_signed_one_is_refused() {
     assert_eq!(answer["length"], SIZE as u64);
     assert_eq!(
         answer["sha256"],
-        hex(&lienthong_gateway::message::digest(&signed_body))
+        lienthong_gateway::trust::hex(&lienthong_gateway::message::digest(&signed_body))
     );
     federation.stop().await;
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A service that cannot be reached fails the exchange at once, even while a large body
@@ -178,30 +174,16 @@ async fn an_unreachable_service_fails_without_waiting_for_the_rest_of_a_large_bo
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = closed.local_addr().expect("address").port();
     drop(closed);
-    let admin = federation.endpoint("provider_gateway_admin_url");
-    let token = federation.endpoint("admin_token");
-    let http = reqwest::Client::new();
     let provider = lienthong_federation::PROVIDER_SUBSYSTEM;
     let client = lienthong_federation::CLIENT_SUBSYSTEM;
-    for (path, body) in [
-        (
-            "services",
-            serde_json::json!({"provider": provider, "code": "down", "base_url": format!("http://127.0.0.1:{port}/down"), "timeout_ms": 120000}),
-        ),
-        (
-            "grants",
-            serde_json::json!({"service": format!("{provider}/down"), "subject": {"subsystem": client}}),
-        ),
-    ] {
-        let response = http
-            .post(format!("{admin}/api/v1/{path}"))
-            .bearer_auth(&token)
-            .json(&body)
-            .send()
-            .await
-            .expect("admin API");
-        assert!(response.status().is_success(), "{path}");
-    }
+    lienthong_federation::register_service(
+        &federation.endpoint("provider_gateway_admin_url"),
+        &federation.endpoint("admin_token"),
+        ("down", &format!("http://127.0.0.1:{port}/down"), 120_000),
+        &[client],
+    )
+    .await
+    .expect("registered");
     let keys = client_gateway_keys(&federation);
     let raw = raw_peer(
         &federation,
