@@ -39,7 +39,7 @@ pub async fn handle(
 ) -> Response<GatewayBody> {
     let message_id = last_header(request.headers(), "x-road-id")
         .map(str::to_owned)
-        .unwrap_or_else(random_id);
+        .unwrap_or_else(message_id);
     if request.uri().path() == "/listClients" {
         return list_clients(&gateway, &request).unwrap_or_else(|e| e.into_response(None));
     }
@@ -243,8 +243,8 @@ async fn exchange(
             .map_err(|e| XRoadError::client_proxy("InternalError", e.to_string()))?;
         *outgoing.headers_mut() = forward_headers.clone();
         let headers = outgoing.headers_mut();
-        headers.insert(H_REQUEST, header_value(&encoded_b64));
-        headers.insert(H_SIGNATURE, header_value(&signature));
+        headers.insert(H_REQUEST, per_message_value(&encoded_b64));
+        headers.insert(H_SIGNATURE, per_message_value(&signature));
         headers.insert(H_CERTIFICATE, member.certificate_header.clone());
         headers.insert(H_OCSP, ocsp.clone());
         headers.insert(

@@ -190,6 +190,7 @@ impl Gateway {
             .http2_initial_stream_window_size(crate::server::H2_STREAM_WINDOW)
             .http2_initial_connection_window_size(crate::server::H2_CONNECTION_WINDOW)
             .http2_max_frame_size(crate::server::H2_MAX_FRAME)
+            .http2_header_table_size(crate::server::H2_HEADER_TABLE)
             .build(PeerConnector::new(
                 crate::tls::client_config(identity.clone(), trust.clone())?,
                 trust.clone(),

@@ -21,6 +21,13 @@ use std::sync::Arc;
 pub(crate) const H2_STREAM_WINDOW: u32 = 4 << 20;
 pub(crate) const H2_CONNECTION_WINDOW: u32 = 8 << 20;
 pub(crate) const H2_MAX_FRAME: u32 = 1 << 20;
+/// The header compression table each side of a gateway connection lets its peer fill
+/// (HTTP/2's default is 4 KiB). Every message carries its signer's certificate and OCSP
+/// response as headers, the same text for hours; with room for them in the table, each goes
+/// as an index of a byte or two instead of about 1.5 KB compressed again by the sender and
+/// decompressed again by the receiver. Values new with every message are sent "never
+/// indexed" ([`crate::proxy_common::per_message_value`]) so they do not push these out.
+pub(crate) const H2_HEADER_TABLE: u32 = 16 << 10;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
@@ -128,6 +135,20 @@ pub async fn run(
                         )
                     }
                 });
+                // Gateways agree on HTTP/2 in the TLS handshake; hyper's own HTTP/2 server
+                // then, since the automatic one cannot set the header table's size. A peer
+                // that offered no protocol gets the automatic one (HTTP/1.1, or HTTP/2 by
+                // its preface).
+                if tls.get_ref().1.alpn_protocol() == Some(b"h2") {
+                    let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .initial_stream_window_size(H2_STREAM_WINDOW)
+                        .initial_connection_window_size(H2_CONNECTION_WINDOW)
+                        .max_frame_size(H2_MAX_FRAME)
+                        .header_table_size(H2_HEADER_TABLE)
+                        .serve_connection(TokioIo::new(tls), service);
+                    let _ = watcher.watch(connection).await;
+                    return;
+                }
                 let mut builder = auto::Builder::new(TokioExecutor::new());
                 builder
                     .http2()

@@ -462,9 +462,12 @@ async fn serve(
     };
     response_headers.insert(
         H_RESPONSE,
-        header_value(&STANDARD.encode(&encoded_response)),
+        per_message_value(&STANDARD.encode(&encoded_response)),
     );
-    response_headers.insert(H_SIGNATURE, header_value(&response_signature.to_text()));
+    response_headers.insert(
+        H_SIGNATURE,
+        per_message_value(&response_signature.to_text()),
+    );
     response_headers.insert(H_CERTIFICATE, provider_key.certificate_header.clone());
     response_headers.insert(H_OCSP, ocsp);
     let body = response_body.body.into_body();
