@@ -11,6 +11,7 @@ mod body;
 mod bundle;
 mod encoding;
 mod log;
+mod recent;
 mod record;
 mod verify;
 
@@ -26,6 +27,7 @@ pub use bundle::{
     MIMETYPE, read_bundle, write_bundle,
 };
 pub use log::{CompactTree, MerkleLog, SignedTreeHead, TimestampedHead, TreeHead, sign_head};
+pub use recent::Recent;
 pub use record::{BodyEvidence, LogRecord, Side};
 pub use verify::{
     CHECK_HEAD_SIGNATURE, CHECK_INCLUSION, CHECK_REQUEST_SIGNATURE, CHECK_RESPONSE_SIGNATURE,

@@ -1,7 +1,10 @@
 //! [`LogRecord`]: what one gateway logs about one message exchange, and its canonical
 //! encoding, whose hash is the record's leaf in the message log.
 
-use crate::encoding::{base64_bytes, base64_option, hex_hash, hex_hash_option};
+use crate::encoding::{
+    base64_bytes, base64_option, hex_hash, hex_hash_option, repeated_base64_bytes,
+    repeated_base64_option,
+};
 use lienthong_crypto::merkle;
 use serde::{Deserialize, Serialize};
 
@@ -40,16 +43,16 @@ pub struct LogRecord {
     /// The response signature in its text form, if there was a response.
     pub response_signature: Option<String>,
     /// The request signer's certificate, DER (base64 in JSON).
-    #[serde(with = "base64_bytes")]
+    #[serde(with = "repeated_base64_bytes")]
     pub request_signer_certificate: Vec<u8>,
     /// The response signer's certificate, DER, if there was a response.
-    #[serde(with = "base64_option")]
+    #[serde(with = "repeated_base64_option")]
     pub response_signer_certificate: Option<Vec<u8>>,
     /// The OCSP response for the request signer's certificate, DER, if one was used.
-    #[serde(with = "base64_option")]
+    #[serde(with = "repeated_base64_option")]
     pub request_signer_ocsp: Option<Vec<u8>>,
     /// The OCSP response for the response signer's certificate, DER, if one was used.
-    #[serde(with = "base64_option")]
+    #[serde(with = "repeated_base64_option")]
     pub response_signer_ocsp: Option<Vec<u8>>,
     /// SHA-256 of the request body (hex in JSON).
     #[serde(with = "hex_hash")]

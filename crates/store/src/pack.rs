@@ -37,14 +37,29 @@ const HEX_LEN: usize = 64;
 
 /// A record in its stored form, and the values taken out of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Packed {
+pub(crate) struct Packed<'a> {
     pub(crate) stored: Vec<u8>,
-    /// SHA-256 of each value taken out, and the value.
-    pub(crate) blobs: Vec<([u8; 32], Vec<u8>)>,
+    /// SHA-256 of each value taken out, and the value (in the record given to [`pack`]).
+    pub(crate) blobs: Vec<([u8; 32], &'a [u8])>,
 }
 
+/// Searchers for [`FIELDS`] and [`REFERENCE`], built once: `memmem::find` builds one for
+/// every call, and [`pack`] runs for every record a gateway logs.
+struct Finders {
+    fields: Vec<memchr::memmem::Finder<'static>>,
+    reference: memchr::memmem::Finder<'static>,
+}
+
+static FINDERS: std::sync::LazyLock<Finders> = std::sync::LazyLock::new(|| Finders {
+    fields: FIELDS
+        .iter()
+        .map(|field| memchr::memmem::Finder::new(*field))
+        .collect(),
+    reference: memchr::memmem::Finder::new(REFERENCE),
+});
+
 /// The stored form of `record`.
-pub(crate) fn pack(record: &[u8]) -> Packed {
+pub(crate) fn pack(record: &[u8]) -> Packed<'_> {
     let kept = |record: &[u8]| {
         let stored = match record.first() {
             Some(&RAW | &PACKED) => [&[RAW], record].concat(),
@@ -55,17 +70,20 @@ pub(crate) fn pack(record: &[u8]) -> Packed {
             blobs: Vec::new(),
         }
     };
-    if record.first() != Some(&b'{') || memchr::memmem::find(record, REFERENCE).is_some() {
+    let finders = &*FINDERS;
+    if record.first() != Some(&b'{') || finders.reference.find(record).is_some() {
         return kept(record);
     }
     // The values to take out, in the order they appear.
-    let mut values: Vec<(usize, usize)> = FIELDS
+    let mut values: Vec<(usize, usize)> = finders
+        .fields
         .iter()
         .filter_map(|field| {
-            let start = memchr::memmem::find(record, field)? + field.len();
+            let start = field.find(record)? + field.needle().len();
             let len = memchr::memchr(b'"', &record[start..])?;
             let value = &record[start..start + len];
-            (len >= MIN_VALUE && value.iter().all(|&c| is_base64(c))).then_some((start, len))
+            (len >= MIN_VALUE && value.iter().all(|&c| BASE64[usize::from(c)]))
+                .then_some((start, len))
         })
         .collect();
     if values.is_empty() {
@@ -74,21 +92,40 @@ pub(crate) fn pack(record: &[u8]) -> Packed {
     values.sort_unstable();
     let mut stored = Vec::with_capacity(record.len());
     stored.push(PACKED);
-    let mut blobs = Vec::with_capacity(values.len());
+    let mut blobs: Vec<([u8; 32], &[u8])> = Vec::with_capacity(values.len());
     let mut at = 0;
+    let mut digits = [0u8; HEX_LEN];
     for (start, len) in values {
         let value = &record[start..start + len];
-        let hash: [u8; 32] = Sha256::digest(value).into();
+        let hash = value_hash(value);
         stored.extend_from_slice(&record[at..start]);
         stored.push(b'@');
-        stored.extend_from_slice(hex::encode(hash).as_bytes());
+        // Cannot fail: the buffer holds exactly two digits per byte of the hash.
+        let _ = hex::encode_to_slice(hash, &mut digits);
+        stored.extend_from_slice(&digits);
         at = start + len;
         if !blobs.iter().any(|(known, _)| *known == hash) {
-            blobs.push((hash, value.to_vec()));
+            blobs.push((hash, value));
         }
     }
     stored.extend_from_slice(&record[at..]);
     Packed { stored, blobs }
+}
+
+thread_local! {
+    /// The SHA-256 of the values this thread hashed lately: a gateway's records repeat the
+    /// same few certificates and OCSP responses for hours.
+    static HASHES: std::cell::RefCell<lienthong_ledger::Recent<[u8; 32]>> =
+        const { std::cell::RefCell::new(lienthong_ledger::Recent::new(8)) };
+}
+
+/// SHA-256 of `value`, remembered when the same bytes were hashed lately.
+fn value_hash(value: &[u8]) -> [u8; 32] {
+    HASHES.with(|hashes| {
+        hashes
+            .borrow_mut()
+            .get_or_insert_with(value, |value| Sha256::digest(value).into())
+    })
 }
 
 /// The values a stored record refers to, in order (with repeats).
@@ -216,9 +253,17 @@ impl Upserted {
     }
 }
 
-fn is_base64(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'+' || c == b'/' || c == b'='
-}
+/// Which bytes base64 text is made of.
+const BASE64: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        table[c] = b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=';
+        c += 1;
+    }
+    table
+};
 
 #[cfg(test)]
 mod tests {
@@ -226,9 +271,13 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::HashMap;
 
-    fn round_trip(record: &[u8]) -> (Packed, Vec<u8>) {
+    fn round_trip(record: &[u8]) -> (Packed<'_>, Vec<u8>) {
         let packed = pack(record);
-        let blobs: HashMap<[u8; 32], Vec<u8>> = packed.blobs.iter().cloned().collect();
+        let blobs: HashMap<[u8; 32], Vec<u8>> = packed
+            .blobs
+            .iter()
+            .map(|(hash, value)| (*hash, value.to_vec()))
+            .collect();
         let back = unpack(packed.stored.clone(), |hash| blobs.get(hash).cloned()).expect("unpack");
         (packed, back)
     }
@@ -278,7 +327,8 @@ mod tests {
 
     #[test]
     fn a_missing_or_altered_value_is_an_error() {
-        let packed = pack(&record(&"A".repeat(300), &"B".repeat(300)));
+        let original = record(&"A".repeat(300), &"B".repeat(300));
+        let packed = pack(&original);
         assert!(matches!(
             unpack(packed.stored.clone(), |_| None),
             Err(StoreError::Corrupt(_))
@@ -289,8 +339,22 @@ mod tests {
         ));
         let mut cut = packed.stored.clone();
         cut.truncate(cut.len() - 80);
-        let blobs: HashMap<[u8; 32], Vec<u8>> = packed.blobs.into_iter().collect();
+        let blobs: HashMap<[u8; 32], Vec<u8>> = packed
+            .blobs
+            .into_iter()
+            .map(|(hash, value)| (hash, value.to_vec()))
+            .collect();
         assert!(unpack(cut, |hash| blobs.get(hash).cloned()).is_err());
+    }
+
+    /// The hash of a value is its SHA-256, whether remembered or not.
+    #[test]
+    fn remembered_hashes_are_the_values_hashes() {
+        let values: Vec<Vec<u8>> = (0..24u8).map(|i| vec![b'A' + i % 20; 300]).collect();
+        for value in values.iter().chain(values.iter().rev()) {
+            let expected: [u8; 32] = Sha256::digest(value).into();
+            assert_eq!(value_hash(value), expected);
+        }
     }
 
     proptest! {

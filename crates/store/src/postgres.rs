@@ -82,7 +82,7 @@ impl PgBackend {
         // until this transaction has committed or rolled back, and a failure below calls
         // `forget` before the lock is released, so no append ever skips a value that an
         // uncommitted (or rolled back) transaction was to write.
-        let upserts: Vec<(&[u8; 32], &Vec<u8>, i64)> = {
+        let upserts: Vec<(&[u8; 32], &[u8], i64)> = {
             let mut upserted = self
                 .upserted
                 .lock()
@@ -94,7 +94,7 @@ impl PgBackend {
                     packed
                         .blobs
                         .iter()
-                        .map(move |(hash, content)| (hash, content, entry.recorded_at))
+                        .map(move |(hash, content)| (hash, *content, entry.recorded_at))
                 })
                 .filter(|(hash, _, at)| upserted.needed(log_id, hash, *at))
                 .collect()
