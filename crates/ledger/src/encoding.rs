@@ -44,13 +44,22 @@ pub(crate) mod repeated_base64_option {
         bytes: &Option<Vec<u8>>,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
-        match bytes {
-            Some(bytes) => serializer.serialize_str(&repeated_base64(bytes)),
-            None => serializer.serialize_none(),
-        }
+        optional_text(bytes.as_deref(), serializer, repeated_base64)
     }
 
     pub(crate) use super::base64_option::deserialize;
+}
+
+/// Optional bytes as `text(bytes)`, or `null`.
+fn optional_text<S: Serializer, T: AsRef<str>>(
+    bytes: Option<&[u8]>,
+    serializer: S,
+    text: impl FnOnce(&[u8]) -> T,
+) -> Result<S::Ok, S::Error> {
+    match bytes {
+        Some(bytes) => serializer.serialize_str(text(bytes).as_ref()),
+        None => serializer.serialize_none(),
+    }
 }
 
 thread_local! {
@@ -76,10 +85,7 @@ pub(crate) mod base64_option {
         bytes: &Option<Vec<u8>>,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
-        match bytes {
-            Some(bytes) => serializer.serialize_str(&STANDARD.encode(bytes)),
-            None => serializer.serialize_none(),
-        }
+        optional_text(bytes.as_deref(), serializer, |bytes| STANDARD.encode(bytes))
     }
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
