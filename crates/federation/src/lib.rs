@@ -524,29 +524,34 @@ pub async fn register_service(
     clients: &[&str],
 ) -> anyhow::Result<()> {
     let http = reqwest::Client::new();
-    let response = http
-        .post(format!("{provider_admin}/api/v1/services"))
-        .bearer_auth(admin_token)
-        .json(&json!({"provider": PROVIDER_SUBSYSTEM, "code": code, "base_url": base_url, "timeout_ms": timeout_ms}))
-        .send()
-        .await?;
-    ensure!(
-        response.status().is_success(),
-        "service registration failed: {}",
-        response.text().await.unwrap_or_default()
-    );
-    for client in clients {
-        let response = http
-            .post(format!("{provider_admin}/api/v1/grants"))
+    let post = |path: &str, body: serde_json::Value, what: &'static str| {
+        let request = http
+            .post(format!("{provider_admin}/api/v1/{path}"))
             .bearer_auth(admin_token)
-            .json(&json!({"service": format!("{PROVIDER_SUBSYSTEM}/{code}"), "subject": {"subsystem": client}}))
-            .send()
-            .await?;
-        ensure!(
-            response.status().is_success(),
-            "access grant failed: {}",
-            response.text().await.unwrap_or_default()
-        );
+            .json(&body);
+        async move {
+            let response = request.send().await?;
+            ensure!(
+                response.status().is_success(),
+                "{what} failed: {}",
+                response.text().await.unwrap_or_default()
+            );
+            anyhow::Ok(())
+        }
+    };
+    post(
+        "services",
+        json!({"provider": PROVIDER_SUBSYSTEM, "code": code, "base_url": base_url, "timeout_ms": timeout_ms}),
+        "service registration",
+    )
+    .await?;
+    for client in clients {
+        post(
+            "grants",
+            json!({"service": format!("{PROVIDER_SUBSYSTEM}/{code}"), "subject": {"subsystem": client}}),
+            "access grant",
+        )
+        .await?;
     }
     Ok(())
 }
