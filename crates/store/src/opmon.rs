@@ -101,6 +101,21 @@ pub(crate) const INSERT: &str = concat!(
     ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)"
 );
 
+/// Any number of rows' `INSERT` on PostgreSQL: each parameter an array holding one column,
+/// in the order of [`op_columns`], rows inserted in the arrays' order.
+pub(crate) const INSERT_ARRAYS: &str = concat!(
+    "INSERT INTO opmon_records (",
+    op_columns!(),
+    ") SELECT ",
+    op_columns!(),
+    " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
+     $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::bigint[], $15::bigint[], \
+     $16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[], $20::bigint[], $21::boolean[], $22::text[], \
+     $23::text[]) WITH ORDINALITY AS r(",
+    op_columns!(),
+    ", ord) ORDER BY ord"
+);
+
 /// The `SELECT` for `query`: fixed text with optional filters, each bound in this order
 /// (absent filters are `NULL` and match everything).
 pub(crate) const SELECT: &str = concat!(

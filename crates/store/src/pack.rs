@@ -224,27 +224,52 @@ pub(crate) const PURGE: &str = "DELETE FROM ledger_blobs WHERE log_id = $1 AND l
 /// The values a writer upserted lately, so that most appends write none.
 #[derive(Debug, Default)]
 pub(crate) struct Upserted {
-    when: std::collections::HashMap<(String, [u8; 32]), i64>,
+    /// When each value was upserted (Unix seconds), and whether that upsert is known to be
+    /// committed ([`Upserted::confirm`]).
+    when: std::collections::HashMap<(String, [u8; 32]), (i64, bool)>,
 }
 
 impl Upserted {
     /// Whether value `hash` of `log_id` must be upserted at `now` (Unix seconds); if so, it
     /// counts as upserted from now (the caller upserts it in the transaction at hand; if
-    /// that fails, [`Upserted::forget`]).
+    /// that fails, [`Upserted::forget`]). Called holding the log's lock, so an upsert not
+    /// yet confirmed was made by a transaction that has ended since.
     pub(crate) fn needed(&mut self, log_id: &str, hash: &[u8; 32], now: i64) -> bool {
         let key = (log_id.to_owned(), *hash);
         if self
             .when
             .get(&key)
-            .is_some_and(|&at| at > now - UPSERT_AGAIN_AFTER && at <= now)
+            .is_some_and(|&(at, _)| at > now - UPSERT_AGAIN_AFTER && at <= now)
         {
             return false;
         }
         if self.when.len() >= REMEMBERED {
             self.when.clear();
         }
-        self.when.insert(key, now);
+        self.when.insert(key, (now, false));
         true
+    }
+
+    /// Whether value `hash` of `log_id` is known to be stored, by an upsert recent at `now`
+    /// and confirmed committed: an append may then refer to it without taking the log's
+    /// lock first. Changes nothing.
+    pub(crate) fn settled(&self, log_id: &str, hash: &[u8; 32], now: i64) -> bool {
+        self.when
+            .get(&(log_id.to_owned(), *hash))
+            .is_some_and(|&(at, confirmed)| confirmed && at > now - UPSERT_AGAIN_AFTER && at <= now)
+    }
+
+    /// The transaction that upserted `hashes` of `log_id` has committed.
+    pub(crate) fn confirm<'a>(
+        &mut self,
+        log_id: &str,
+        hashes: impl IntoIterator<Item = &'a [u8; 32]>,
+    ) {
+        for hash in hashes {
+            if let Some(entry) = self.when.get_mut(&(log_id.to_owned(), *hash)) {
+                entry.1 = true;
+            }
+        }
     }
 
     /// Forget everything (after a failed transaction).

@@ -4,6 +4,22 @@ use crate::StoreError;
 use sqlx::postgres::{PgPool, PgPoolOptions};
 use std::time::Duration;
 
+/// An append of records whose values are all stored already, and no bodies, as one
+/// statement (`$1` log, `$2` count, then arrays of message ids, leaf hashes, stored records
+/// and Unix seconds): the log's size row grows first, which takes its lock as the
+/// transaction did, and the records take the indexes before the new size. Returns the
+/// first index.
+const APPEND_IN_ONE: &str = "WITH grown AS ( \
+        INSERT INTO ledger_logs (log_id, size) VALUES ($1, $2) \
+        ON CONFLICT (log_id) DO UPDATE SET size = ledger_logs.size + excluded.size \
+        RETURNING size), \
+    added AS ( \
+        INSERT INTO ledger_records (log_id, idx, message_id, leaf_hash, record, recorded_at) \
+        SELECT $1, grown.size - $2 + r.ord - 1, r.message_id, r.leaf_hash, r.record, r.recorded_at \
+        FROM grown, unnest($3::text[], $4::bytea[], $5::bytea[], $6::bigint[]) \
+            WITH ORDINALITY AS r(message_id, leaf_hash, record, recorded_at, ord)) \
+    SELECT size - $2 FROM grown";
+
 /// PostgreSQL backend.
 #[derive(Debug)]
 pub(crate) struct PgBackend {
@@ -47,6 +63,11 @@ impl PgBackend {
 
     /// The message log's append: growing the log's size row first makes concurrent
     /// appenders to one log (in any node) queue on its row lock until this one commits.
+    ///
+    /// Most appends refer only to values (certificates, OCSP responses) this process has
+    /// stored already, and keep no bodies: they go as one statement
+    /// ([`APPEND_IN_ONE`]), one round trip where the transaction took four (begin, grow,
+    /// insert, commit), each a wake-up of the server and of this process.
     async fn append_rows(
         &self,
         log_id: &str,
@@ -58,6 +79,13 @@ impl PgBackend {
             return self.size(log_id).await;
         }
         let count = crate::ledger::to_sql(u64::try_from(entries.len()).unwrap_or(u64::MAX))?;
+        let packed: Vec<crate::pack::Packed> = entries
+            .iter()
+            .map(|entry| crate::pack::pack(&entry.record))
+            .collect();
+        if bodies.iter().all(Option::is_none) && self.all_settled(log_id, entries, &packed) {
+            return self.append_in_one(log_id, count, entries, &packed).await;
+        }
         let mut tx = self
             .pool
             .begin_with("BEGIN")
@@ -73,10 +101,6 @@ impl PgBackend {
             .await
             .map_err(crate::StoreError::db("grow a ledger"))?;
         let first = size - count;
-        let packed: Vec<crate::pack::Packed> = entries
-            .iter()
-            .map(|entry| crate::pack::pack(&entry.record))
-            .collect();
         // Which values to write is decided only now, holding the log's row lock (taken by
         // the size update above): an append to the same log by another task or node waits
         // until this transaction has committed or rolled back, and a failure below calls
@@ -106,7 +130,7 @@ impl PgBackend {
                 .forget();
             error
         };
-        for (hash, content, at) in upserts {
+        for &(hash, content, at) in &upserts {
             sqlx::query(crate::pack::UPSERT)
                 .bind(log_id)
                 .bind(&hash[..])
@@ -160,50 +184,110 @@ impl PgBackend {
             .await
             .map_err(crate::StoreError::db("commit a ledger append"))
             .map_err(forget)?;
+        self.upserted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .confirm(log_id, upserts.iter().map(|&(hash, _, _)| hash));
         crate::ledger::from_sql(first)
     }
 
+    /// Whether every value the packed records refer to is stored by an upsert of this
+    /// process known to be committed (see [`crate::pack::Upserted::settled`]).
+    fn all_settled(
+        &self,
+        log_id: &str,
+        entries: &[crate::NewLedgerEntry],
+        packed: &[crate::pack::Packed],
+    ) -> bool {
+        let upserted = self
+            .upserted
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        entries.iter().zip(packed).all(|(entry, packed)| {
+            packed
+                .blobs
+                .iter()
+                .all(|(hash, _)| upserted.settled(log_id, hash, entry.recorded_at))
+        })
+    }
+
+    /// The append as the one statement [`APPEND_IN_ONE`].
+    async fn append_in_one(
+        &self,
+        log_id: &str,
+        count: i64,
+        entries: &[crate::NewLedgerEntry],
+        packed: &[crate::pack::Packed<'_>],
+    ) -> Result<u64, StoreError> {
+        let message_ids: Vec<&str> = entries.iter().map(|e| e.message_id.as_str()).collect();
+        let leaf_hashes: Vec<&[u8]> = entries.iter().map(|e| &e.leaf_hash[..]).collect();
+        let records: Vec<&[u8]> = packed.iter().map(|p| p.stored.as_slice()).collect();
+        let times: Vec<i64> = entries.iter().map(|e| e.recorded_at).collect();
+        let first: i64 = sqlx::query_scalar(APPEND_IN_ONE)
+            .bind(log_id)
+            .bind(count)
+            .bind(&message_ids)
+            .bind(&leaf_hashes)
+            .bind(&records)
+            .bind(&times)
+            .fetch_one(&self.pool)
+            .await
+            .map_err(crate::StoreError::db("append to a ledger"))?;
+        crate::ledger::from_sql(first)
+    }
+
+    /// Op-monitoring records as one statement whatever their number: a column of values
+    /// each ([`crate::opmon::INSERT_ARRAYS`]), where a statement per record was a round
+    /// trip per exchange.
     async fn insert_op_rows(&self, records: &[crate::OpRecord]) -> Result<(), StoreError> {
         if records.is_empty() {
             return Ok(());
         }
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .map_err(crate::StoreError::db("begin an op-monitoring insert"))?;
-        for r in records {
-            sqlx::query(crate::opmon::INSERT)
-                .bind(&r.server_id)
-                .bind(&r.side)
-                .bind(&r.message_id)
-                .bind(&r.client)
-                .bind(&r.service)
-                .bind(&r.client_server)
-                .bind(&r.service_server)
-                .bind(&r.user_id)
-                .bind(&r.issue)
-                .bind(&r.represented_party)
-                .bind(&r.service_type)
-                .bind(&r.method)
-                .bind(&r.path)
-                .bind(r.request_in)
-                .bind(r.request_out)
-                .bind(r.response_in)
-                .bind(r.response_out)
-                .bind(r.request_size)
-                .bind(r.response_size)
-                .bind(r.status)
-                .bind(r.succeeded)
-                .bind(&r.fault_code)
-                .bind(&r.fault_string)
-                .execute(&mut *tx)
-                .await
-                .map_err(crate::StoreError::db("insert op-monitoring records"))?;
+        fn column<'a, T: ?Sized>(
+            records: &'a [crate::OpRecord],
+            field: impl Fn(&'a crate::OpRecord) -> &'a T,
+        ) -> Vec<&'a T> {
+            records.iter().map(field).collect()
         }
-        tx.commit()
+        fn optional<'a>(
+            records: &'a [crate::OpRecord],
+            field: impl Fn(&'a crate::OpRecord) -> &'a Option<String>,
+        ) -> Vec<Option<&'a str>> {
+            records.iter().map(|r| field(r).as_deref()).collect()
+        }
+        fn number<T: Copy>(
+            records: &[crate::OpRecord],
+            field: impl Fn(&crate::OpRecord) -> T,
+        ) -> Vec<T> {
+            records.iter().map(field).collect()
+        }
+        sqlx::query(crate::opmon::INSERT_ARRAYS)
+            .bind(column(records, |r| r.server_id.as_str()))
+            .bind(column(records, |r| r.side.as_str()))
+            .bind(column(records, |r| r.message_id.as_str()))
+            .bind(column(records, |r| r.client.as_str()))
+            .bind(column(records, |r| r.service.as_str()))
+            .bind(optional(records, |r| &r.client_server))
+            .bind(optional(records, |r| &r.service_server))
+            .bind(column(records, |r| r.user_id.as_str()))
+            .bind(column(records, |r| r.issue.as_str()))
+            .bind(column(records, |r| r.represented_party.as_str()))
+            .bind(column(records, |r| r.service_type.as_str()))
+            .bind(column(records, |r| r.method.as_str()))
+            .bind(column(records, |r| r.path.as_str()))
+            .bind(number(records, |r| r.request_in))
+            .bind(number(records, |r| r.request_out))
+            .bind(number(records, |r| r.response_in))
+            .bind(number(records, |r| r.response_out))
+            .bind(number(records, |r| r.request_size))
+            .bind(number(records, |r| r.response_size))
+            .bind(number(records, |r| r.status))
+            .bind(number(records, |r| r.succeeded))
+            .bind(optional(records, |r| &r.fault_code))
+            .bind(optional(records, |r| &r.fault_string))
+            .execute(&self.pool)
             .await
-            .map_err(crate::StoreError::db("commit op-monitoring records"))?;
+            .map_err(crate::StoreError::db("insert op-monitoring records"))?;
         Ok(())
     }
 
@@ -229,4 +313,20 @@ fn redact(url: &str) -> String {
 
 crate::queries::impl_stores!(PgBackend, sqlx::postgres::PgRow, "BEGIN");
 crate::opmon::impl_opmon_store!(PgBackend, sqlx::postgres::PgRow);
+
 crate::replay::impl_replay_store!(PgBackend);
+
+impl PgBackend {
+    /// The replay memory in one statement per batch: the keys that were new come back.
+    async fn remember_rows(&self, keys: &[([u8; 32], i64)]) -> Result<Vec<bool>, StoreError> {
+        let hashes: Vec<&[u8]> = keys.iter().map(|(key, _)| &key[..]).collect();
+        let times: Vec<i64> = keys.iter().map(|(_, time)| *time).collect();
+        let inserted: Vec<Vec<u8>> = sqlx::query_scalar(crate::replay::INSERT_ARRAYS)
+            .bind(&hashes)
+            .bind(&times)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(StoreError::db("remember messages"))?;
+        Ok(crate::replay::new_once(keys, &inserted))
+    }
+}

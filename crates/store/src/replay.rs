@@ -18,6 +18,20 @@ pub trait ReplayStore: Send + Sync {
 pub(crate) const INSERT: &str =
     "INSERT INTO replay_seen (key, message_time) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING";
 pub(crate) const DELETE: &str = "DELETE FROM replay_seen WHERE message_time < $1";
+/// PostgreSQL: remember arrays of keys and times (`$1`, `$2`) in one statement; the keys
+/// that were new come back.
+pub(crate) const INSERT_ARRAYS: &str = "INSERT INTO replay_seen (key, message_time) \
+    SELECT * FROM unnest($1::bytea[], $2::bigint[]) ON CONFLICT (key) DO NOTHING RETURNING key";
+
+/// For each of `keys`, whether it is among `inserted` (the keys a statement inserted), the
+/// first time it is given only.
+pub(crate) fn new_once(keys: &[([u8; 32], i64)], inserted: &[Vec<u8>]) -> Vec<bool> {
+    let mut unclaimed: std::collections::HashSet<&[u8]> =
+        inserted.iter().map(Vec::as_slice).collect();
+    keys.iter()
+        .map(|(key, _)| unclaimed.remove(&key[..]))
+        .collect()
+}
 
 /// Implement [`ReplayStore`] for a backend (`$backend` with a `pool`).
 macro_rules! impl_replay_store {
@@ -31,25 +45,7 @@ macro_rules! impl_replay_store {
                 if keys.is_empty() {
                     return Ok(Vec::new());
                 }
-                let mut tx = self
-                    .pool
-                    .begin()
-                    .await
-                    .map_err(crate::StoreError::db("begin a replay-memory insert"))?;
-                let mut fresh = Vec::with_capacity(keys.len());
-                for (key, time) in keys {
-                    let inserted = sqlx::query(crate::replay::INSERT)
-                        .bind(&key[..])
-                        .bind(*time)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(crate::StoreError::db("remember a message"))?;
-                    fresh.push(inserted.rows_affected() == 1);
-                }
-                tx.commit()
-                    .await
-                    .map_err(crate::StoreError::db("commit the replay memory"))?;
-                Ok(fresh)
+                self.remember_rows(keys).await
             }
 
             async fn forget_messages_before(&self, before: i64) -> Result<u64, crate::StoreError> {

@@ -112,3 +112,28 @@ fn is_locked(error: &sqlx::Error) -> bool {
 crate::queries::impl_stores!(SqliteBackend, sqlx::sqlite::SqliteRow, "BEGIN IMMEDIATE");
 crate::opmon::impl_opmon_store!(SqliteBackend, sqlx::sqlite::SqliteRow);
 crate::replay::impl_replay_store!(SqliteBackend);
+
+impl SqliteBackend {
+    /// The replay memory: a statement per key, in one transaction.
+    async fn remember_rows(&self, keys: &[([u8; 32], i64)]) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .map_err(StoreError::db("begin a replay-memory insert"))?;
+        let mut fresh = Vec::with_capacity(keys.len());
+        for (key, time) in keys {
+            let inserted = sqlx::query(crate::replay::INSERT)
+                .bind(&key[..])
+                .bind(*time)
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("remember a message"))?;
+            fresh.push(inserted.rows_affected() == 1);
+        }
+        tx.commit()
+            .await
+            .map_err(StoreError::db("commit the replay memory"))?;
+        Ok(fresh)
+    }
+}

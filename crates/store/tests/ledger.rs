@@ -278,8 +278,21 @@ async fn repeated_values_read_back_exactly(store: &Store) {
             .append(log, &all[1..])
             .await
             .expect("append the rest");
+        // Only values stored already: PostgreSQL appends these in one statement.
+        assert_eq!(
+            ledger
+                .append(log, &all[30..32])
+                .await
+                .expect("append again"),
+            40
+        );
     }
     for log in [LOG, "other"] {
+        let again = ledger.records(log, 40, 42).await.expect("records");
+        assert_eq!(again.len(), 2);
+        for (entry, (record, _)) in all[30..32].iter().zip(&again) {
+            assert_eq!(record, &entry.record, "{} again", entry.message_id);
+        }
         let back = ledger.records(log, 0, 40).await.expect("records");
         for (entry, (record, recorded_at)) in all.iter().zip(&back) {
             assert_eq!(record, &entry.record, "{}", entry.message_id);
