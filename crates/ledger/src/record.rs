@@ -169,7 +169,10 @@ pub(crate) mod tests {
     fn canonical_bytes_are_compact_json_in_field_order() {
         let text = String::from_utf8(sample(1).to_canonical_bytes()).expect("UTF-8");
         assert!(text.starts_with(r#"{"message_id":"msg-1","side":"provider","client":"#));
-        assert!(text.contains(r#""request_signer_ocsp":null,"#));
+        // The remembered values (certificates, OCSP responses) are plain JSON strings too.
+        assert!(text.contains(
+            r#""request_signer_certificate":"MAMBAgM=","response_signer_certificate":"MAEJ","request_signer_ocsp":null,"response_signer_ocsp":"MAA=","#
+        ));
         assert!(text.ends_with(
             r#""status":200,"body":{"kind":"full","request":"aGVsbG8=","response":null}}"#
         ));
