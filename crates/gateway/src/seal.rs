@@ -184,19 +184,36 @@ impl Gateway {
     }
 
     /// The root of the log's first `size` records. The tree at the previous seal is kept
-    /// as its frontier (at most 64 hashes), so a seal reads only the leaves appended since
-    /// (by any node), in constant memory; without it, or if those leaves cannot be read (a
-    /// purge raced), the tree is rebuilt from the store the same way.
+    /// as its frontier (at most 64 hashes), so a seal needs only the leaves appended since:
+    /// those the journal committed and still keeps ([`crate::journal::RecentLeaves`]), or
+    /// else (another node's records among them, a restart) read from the store, in
+    /// constant memory. Without the frontier, or if those leaves cannot be read (a purge
+    /// raced), the tree is rebuilt from the store the same way.
     async fn log_root(&self, log: &str, size: u64) -> Result<[u8; 32], String> {
         let ledger = self.store.ledger();
         let mut sealed = self.sealed_frontier.lock().await;
-        let tree = match crate::archive::compact_tree(ledger, log, sealed.take(), size).await {
-            Ok(tree) => tree,
-            Err(error) => {
-                tracing::debug!(%error, "rebuilding the log's tree from the store");
-                crate::archive::compact_tree(ledger, log, None, size).await?
+        let previous = sealed.take().filter(|tree| tree.size() <= size);
+        let kept = previous
+            .as_ref()
+            .and_then(|tree| self.journal.leaves.range(tree.size(), size));
+        let tree = match (previous, kept) {
+            (Some(mut tree), Some(leaves)) => {
+                for leaf in leaves {
+                    tree.append(leaf);
+                }
+                tree
+            }
+            (previous, _) => {
+                match crate::archive::compact_tree(ledger, log, previous, size).await {
+                    Ok(tree) => tree,
+                    Err(error) => {
+                        tracing::debug!(%error, "rebuilding the log's tree from the store");
+                        crate::archive::compact_tree(ledger, log, None, size).await?
+                    }
+                }
             }
         };
+        self.journal.leaves.forget_before(size);
         let root = tree.root();
         *sealed = Some(tree);
         Ok(root)
