@@ -56,18 +56,6 @@ pub(crate) mod repeated_base64_option {
     pub(crate) use super::base64_option::deserialize;
 }
 
-/// Optional bytes as `text(bytes)`, or `null`.
-fn optional_text<S: Serializer, T: AsRef<str>>(
-    bytes: Option<&[u8]>,
-    serializer: S,
-    text: impl FnOnce(&[u8]) -> T,
-) -> Result<S::Ok, S::Error> {
-    match bytes {
-        Some(bytes) => serializer.serialize_str(text(bytes).as_ref()),
-        None => serializer.serialize_none(),
-    }
-}
-
 thread_local! {
     /// The JSON strings of the base64 of the values this thread encoded lately.
     static ENCODED: std::cell::RefCell<crate::Recent<std::rc::Rc<RawValue>>> =
@@ -96,7 +84,10 @@ pub(crate) mod base64_option {
         bytes: &Option<Vec<u8>>,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
-        optional_text(bytes.as_deref(), serializer, |bytes| STANDARD.encode(bytes))
+        match bytes {
+            Some(bytes) => serializer.serialize_str(&STANDARD.encode(bytes)),
+            None => serializer.serialize_none(),
+        }
     }
 
     pub(crate) fn deserialize<'de, D: Deserializer<'de>>(

@@ -243,21 +243,10 @@ impl PgBackend {
         if records.is_empty() {
             return Ok(());
         }
-        fn column<'a, T: ?Sized>(
+        // One array per column, in the order of the statement's columns.
+        fn column<'a, T>(
             records: &'a [crate::OpRecord],
-            field: impl Fn(&'a crate::OpRecord) -> &'a T,
-        ) -> Vec<&'a T> {
-            records.iter().map(field).collect()
-        }
-        fn optional<'a>(
-            records: &'a [crate::OpRecord],
-            field: impl Fn(&'a crate::OpRecord) -> &'a Option<String>,
-        ) -> Vec<Option<&'a str>> {
-            records.iter().map(|r| field(r).as_deref()).collect()
-        }
-        fn number<T: Copy>(
-            records: &[crate::OpRecord],
-            field: impl Fn(&crate::OpRecord) -> T,
+            field: impl Fn(&'a crate::OpRecord) -> T,
         ) -> Vec<T> {
             records.iter().map(field).collect()
         }
@@ -267,24 +256,24 @@ impl PgBackend {
             .bind(column(records, |r| r.message_id.as_str()))
             .bind(column(records, |r| r.client.as_str()))
             .bind(column(records, |r| r.service.as_str()))
-            .bind(optional(records, |r| &r.client_server))
-            .bind(optional(records, |r| &r.service_server))
+            .bind(column(records, |r| r.client_server.as_deref()))
+            .bind(column(records, |r| r.service_server.as_deref()))
             .bind(column(records, |r| r.user_id.as_str()))
             .bind(column(records, |r| r.issue.as_str()))
             .bind(column(records, |r| r.represented_party.as_str()))
             .bind(column(records, |r| r.service_type.as_str()))
             .bind(column(records, |r| r.method.as_str()))
             .bind(column(records, |r| r.path.as_str()))
-            .bind(number(records, |r| r.request_in))
-            .bind(number(records, |r| r.request_out))
-            .bind(number(records, |r| r.response_in))
-            .bind(number(records, |r| r.response_out))
-            .bind(number(records, |r| r.request_size))
-            .bind(number(records, |r| r.response_size))
-            .bind(number(records, |r| r.status))
-            .bind(number(records, |r| r.succeeded))
-            .bind(optional(records, |r| &r.fault_code))
-            .bind(optional(records, |r| &r.fault_string))
+            .bind(column(records, |r| r.request_in))
+            .bind(column(records, |r| r.request_out))
+            .bind(column(records, |r| r.response_in))
+            .bind(column(records, |r| r.response_out))
+            .bind(column(records, |r| r.request_size))
+            .bind(column(records, |r| r.response_size))
+            .bind(column(records, |r| r.status))
+            .bind(column(records, |r| r.succeeded))
+            .bind(column(records, |r| r.fault_code.as_deref()))
+            .bind(column(records, |r| r.fault_string.as_deref()))
             .execute(&self.pool)
             .await
             .map_err(crate::StoreError::db("insert op-monitoring records"))?;
@@ -313,7 +302,6 @@ fn redact(url: &str) -> String {
 
 crate::queries::impl_stores!(PgBackend, sqlx::postgres::PgRow, "BEGIN");
 crate::opmon::impl_opmon_store!(PgBackend, sqlx::postgres::PgRow);
-
 crate::replay::impl_replay_store!(PgBackend);
 
 impl PgBackend {
