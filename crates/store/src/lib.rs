@@ -3,6 +3,7 @@
 //! (`sqlite://PATH`, the default, no server to install) and PostgreSQL (`postgres://...`),
 //! for several machines sharing state.
 
+mod compact;
 mod error;
 mod ledger;
 mod migrate;

@@ -14,6 +14,9 @@
 //! - `0x01`: packed; every `":"@` followed by 64 hex digits and `"` is a reference to the
 //!   value whose SHA-256 the digits spell. [`pack`] writes it only for a record that had no
 //!   `":"@` of its own, so no reference is ever confused with data.
+//! - `0x01 0x00`: packed, then compacted (`compact.rs`): the packed record is what the
+//!   rest decodes to. A packed record starts with `{`, so the second byte tells the two
+//!   apart. Written since stop 18; the plain packed form is still read.
 //! - `0x00`: a record kept as it was, whose own first byte was `0x00` or `0x01`.
 //! - anything else: a record kept as it was.
 
@@ -33,14 +36,29 @@ const MIN_VALUE: usize = 128;
 const REFERENCE: &[u8] = b"\":\"@";
 const RAW: u8 = 0x00;
 const PACKED: u8 = 0x01;
+/// After [`PACKED`]: the rest is in the compact form.
+const COMPACT: u8 = 0x00;
 const HEX_LEN: usize = 64;
 
 /// A record in its stored form, and the values taken out of it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Packed<'a> {
+pub(crate) struct Packed {
     pub(crate) stored: Vec<u8>,
-    /// SHA-256 of each value taken out, and the value (in the record given to [`pack`]).
-    pub(crate) blobs: Vec<([u8; 32], &'a [u8])>,
+    /// SHA-256 of each value taken out, and where the value is in the record given to
+    /// [`pack`] (so that the record can be packed on another thread than the one writing it).
+    pub(crate) blobs: Vec<([u8; 32], std::ops::Range<usize>)>,
+}
+
+impl Packed {
+    /// The values taken out of `record` (the one given to [`pack`]): hash and content.
+    pub(crate) fn values<'r>(
+        &'r self,
+        record: &'r [u8],
+    ) -> impl Iterator<Item = (&'r [u8; 32], &'r [u8])> {
+        self.blobs
+            .iter()
+            .map(move |(hash, range)| (hash, &record[range.clone()]))
+    }
 }
 
 /// Searchers for [`FIELDS`] and [`REFERENCE`], built once: `memmem::find` builds one for
@@ -59,7 +77,7 @@ static FINDERS: std::sync::LazyLock<Finders> = std::sync::LazyLock::new(|| Finde
 });
 
 /// The stored form of `record`.
-pub(crate) fn pack(record: &[u8]) -> Packed<'_> {
+pub(crate) fn pack(record: &[u8]) -> Packed {
     let kept = |record: &[u8]| {
         let stored = match record.first() {
             Some(&RAW | &PACKED) => [&[RAW], record].concat(),
@@ -86,13 +104,10 @@ pub(crate) fn pack(record: &[u8]) -> Packed<'_> {
                 .then_some((start, len))
         })
         .collect();
-    if values.is_empty() {
-        return kept(record);
-    }
     values.sort_unstable();
     let mut stored = Vec::with_capacity(record.len());
     stored.push(PACKED);
-    let mut blobs: Vec<([u8; 32], &[u8])> = Vec::with_capacity(values.len());
+    let mut blobs: Vec<([u8; 32], std::ops::Range<usize>)> = Vec::with_capacity(values.len());
     let mut at = 0;
     let mut digits = [0u8; HEX_LEN];
     for (start, len) in values {
@@ -105,11 +120,30 @@ pub(crate) fn pack(record: &[u8]) -> Packed<'_> {
         stored.extend_from_slice(&digits);
         at = start + len;
         if !blobs.iter().any(|(known, _)| *known == hash) {
-            blobs.push((hash, value));
+            blobs.push((hash, start..start + len));
         }
     }
     stored.extend_from_slice(&record[at..]);
+    let compact = crate::compact::encode(&stored[1..]);
+    // Kept only if it reads back exactly (it always should: see `compact.rs`).
+    if compact.len() + 1 < stored.len() - 1
+        && crate::compact::decode(&compact).is_ok_and(|back| back == stored[1..])
+    {
+        stored.truncate(1);
+        stored.push(COMPACT);
+        stored.extend_from_slice(&compact);
+    } else if blobs.is_empty() {
+        return kept(record);
+    }
     Packed { stored, blobs }
+}
+
+/// The packed record (references and all) that a stored `PACKED` form holds.
+fn packed_body(stored: &[u8]) -> Result<std::borrow::Cow<'_, [u8]>, StoreError> {
+    match stored.get(1) {
+        Some(&COMPACT) => crate::compact::decode(&stored[2..]).map(std::borrow::Cow::Owned),
+        _ => Ok(std::borrow::Cow::Borrowed(&stored[1..])),
+    }
 }
 
 thread_local! {
@@ -132,7 +166,7 @@ fn value_hash(value: &[u8]) -> [u8; 32] {
 pub(crate) fn references(stored: &[u8]) -> Result<Vec<[u8; 32]>, StoreError> {
     let mut found = Vec::new();
     if stored.first() == Some(&PACKED) {
-        for_each_reference(&stored[1..], |_, hash| {
+        for_each_reference(&packed_body(stored)?, |_, hash| {
             found.push(hash);
             Ok(())
         })?;
@@ -152,7 +186,7 @@ pub(crate) fn unpack(
             Ok(stored)
         }
         Some(&PACKED) => {
-            let body = &stored[1..];
+            let body = &*packed_body(&stored)?;
             let mut record = Vec::with_capacity(body.len() + 4 * 1_500);
             let mut at = 0;
             for_each_reference(body, |position, hash| {
@@ -296,11 +330,10 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::HashMap;
 
-    fn round_trip(record: &[u8]) -> (Packed<'_>, Vec<u8>) {
+    fn round_trip(record: &[u8]) -> (Packed, Vec<u8>) {
         let packed = pack(record);
         let blobs: HashMap<[u8; 32], Vec<u8>> = packed
-            .blobs
-            .iter()
+            .values(record)
             .map(|(hash, value)| (*hash, value.to_vec()))
             .collect();
         let back = unpack(packed.stored.clone(), |hash| blobs.get(hash).cloned()).expect("unpack");
@@ -328,9 +361,14 @@ mod tests {
     }
 
     #[test]
-    fn short_values_and_other_records_are_kept_as_they_are() {
+    fn short_values_stay_in_the_record_and_other_records_are_kept_as_they_are() {
+        // Short values are not taken out; the record is still compacted.
         let short = record("MIIB", "AAAA");
-        assert_eq!(pack(&short).stored, short);
+        let (packed, back) = round_trip(&short);
+        assert_eq!(back, short);
+        assert!(packed.blobs.is_empty());
+        assert!(packed.stored.starts_with(&[PACKED, COMPACT]));
+        assert!(packed.stored.len() < short.len());
         for odd in [&b""[..], b"\x00abc", b"\x01abc", b"not json", b"[1]"] {
             let (packed, back) = round_trip(odd);
             assert_eq!(back, odd);
@@ -350,6 +388,28 @@ mod tests {
         assert_eq!(back, original);
     }
 
+    /// Records stored before the compact form (`0x01` then the packed JSON) read as before.
+    #[test]
+    fn the_plain_packed_form_is_still_read() {
+        let certificate = "MIIB".repeat(200);
+        let original = record(&certificate, &certificate);
+        let hash: [u8; 32] = Sha256::digest(certificate.as_bytes()).into();
+        let plain = String::from_utf8(original.clone())
+            .expect("text")
+            .replace(&certificate, &format!("@{}", hex::encode(hash)));
+        let stored = [&[PACKED][..], plain.as_bytes()].concat();
+        assert_eq!(references(&stored).expect("references"), vec![hash; 3]);
+        let back = unpack(stored, |wanted| {
+            (*wanted == hash).then(|| certificate.as_bytes().to_vec())
+        })
+        .expect("unpack");
+        assert_eq!(back, original);
+        // What is written now is the compact form, and reads back the same.
+        let (packed, back) = round_trip(&original);
+        assert!(packed.stored.starts_with(&[PACKED, COMPACT]));
+        assert_eq!(back, original);
+    }
+
     #[test]
     fn a_missing_or_altered_value_is_an_error() {
         let original = record(&"A".repeat(300), &"B".repeat(300));
@@ -365,9 +425,8 @@ mod tests {
         let mut cut = packed.stored.clone();
         cut.truncate(cut.len() - 80);
         let blobs: HashMap<[u8; 32], Vec<u8>> = packed
-            .blobs
-            .into_iter()
-            .map(|(hash, value)| (hash, value.to_vec()))
+            .values(&original)
+            .map(|(hash, value)| (*hash, value.to_vec()))
             .collect();
         assert!(unpack(cut, |hash| blobs.get(hash).cloned()).is_err());
     }

@@ -116,9 +116,8 @@ impl PgBackend {
                 .zip(&packed)
                 .flat_map(|(entry, packed)| {
                     packed
-                        .blobs
-                        .iter()
-                        .map(move |(hash, content)| (hash, *content, entry.recorded_at))
+                        .values(&entry.record)
+                        .map(move |(hash, content)| (hash, content, entry.recorded_at))
                 })
                 .filter(|(hash, _, at)| upserted.needed(log_id, hash, *at))
                 .collect()
@@ -217,7 +216,7 @@ impl PgBackend {
         log_id: &str,
         count: i64,
         entries: &[crate::NewLedgerEntry],
-        packed: &[crate::pack::Packed<'_>],
+        packed: &[crate::pack::Packed],
     ) -> Result<u64, StoreError> {
         let message_ids: Vec<&str> = entries.iter().map(|e| e.message_id.as_str()).collect();
         let leaf_hashes: Vec<&[u8]> = entries.iter().map(|e| &e.leaf_hash[..]).collect();

@@ -8,7 +8,7 @@
 //! the whole transaction runs on the thread that owns the connection.
 
 use crate::ledger::{from_sql, to_sql};
-use crate::pack::{Upserted, pack};
+use crate::pack::{Packed, Upserted, pack};
 use crate::{LedgerBodies, NewLedgerEntry, OpRecord, StoreError};
 use rusqlite::{Connection, TransactionBehavior, params};
 use std::path::Path;
@@ -24,6 +24,9 @@ enum Job {
     Append {
         log_id: String,
         entries: Vec<NewLedgerEntry>,
+        /// The stored form of each entry's record, made by the caller: the writer thread
+        /// is what every commit waits for, and packing is not its work.
+        packed: Vec<Packed>,
         bodies: Vec<Option<LedgerBodies>>,
         reply: oneshot::Sender<Result<u64, StoreError>>,
     },
@@ -49,9 +52,10 @@ impl Job {
             Self::Append {
                 log_id,
                 entries,
+                packed,
                 bodies,
                 ..
-            } => append_one(tx, log_id, entries, bodies, upserted),
+            } => append_one(tx, log_id, entries, packed, bodies, upserted),
             Self::OpRecords { records, .. } => insert_op_records(tx, records).map(|()| 0),
         }
     }
@@ -121,10 +125,12 @@ impl LedgerWriter {
         bodies: Vec<Option<LedgerBodies>>,
     ) -> Result<u64, StoreError> {
         let (reply, answer) = oneshot::channel();
+        let packed = entries.iter().map(|entry| pack(&entry.record)).collect();
         self.queue
             .send(Job::Append {
                 log_id: log_id.to_owned(),
                 entries,
+                packed,
                 bodies,
                 reply,
             })
@@ -365,6 +371,7 @@ fn append_one(
     tx: &rusqlite::Transaction<'_>,
     log_id: &str,
     entries: &[NewLedgerEntry],
+    packed: &[Packed],
     bodies: &[Option<LedgerBodies>],
     upserted: &mut Upserted,
 ) -> rusqlite::Result<u64> {
@@ -385,9 +392,8 @@ fn append_one(
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     let mut upsert = tx.prepare_cached(crate::pack::UPSERT)?;
-    for (idx, entry) in (first..).zip(entries) {
-        let packed = pack(&entry.record);
-        for (hash, content) in &packed.blobs {
+    for ((idx, entry), packed) in (first..).zip(entries).zip(packed) {
+        for (hash, content) in packed.values(&entry.record) {
             if upserted.needed(log_id, hash, entry.recorded_at) {
                 upsert.execute(params![log_id, hash, content, entry.recorded_at])?;
             }
