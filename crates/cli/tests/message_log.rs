@@ -52,14 +52,17 @@ fn has(out: &str, mark: &str, check: &str, detail: &str) -> bool {
 }
 
 /// Change one character of the JSON string field `field` of record `index` of gateway
-/// `name`'s log, in its database: the value stays well-formed, only different.
+/// `name`'s log, in its database: the value stays well-formed, only different. The record
+/// is written back in the plain stored form (its JSON, values kept once by reference),
+/// which the store reads as it reads the compact form it writes.
 fn alter_record_field(federation: &Federation, name: &str, index: u64, field: &str) {
     let hex = sql(
         federation,
         name,
         &format!("SELECT hex(record) FROM ledger_records WHERE idx = {index};"),
     );
-    let mut record = hex::decode(&hex).expect("hex");
+    let mut record = lienthong_store::plain_stored_form(&hex::decode(&hex).expect("hex"))
+        .expect("a readable stored record");
     let marker = format!("\"{field}\":\"");
     let start = record
         .windows(marker.len())

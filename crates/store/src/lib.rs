@@ -22,6 +22,7 @@ pub use ledger::{
     LedgerBodies, LedgerStore, NewLedgerEntry, PrunedPrefix, StoredArchive, StoredHead,
 };
 pub use opmon::{OpMonitorStore, OpQuery, OpRecord, StoredOpRecord};
+pub use pack::plain_stored_form;
 pub use pki::{CertificateRecord, PkiStore, Revocation, RevokeOutcome};
 pub use registry::{AuditEntry, ConfVersion, NewAuditEntry, RegistryStore, StoredObject};
 pub use replay::ReplayStore;
@@ -37,6 +38,7 @@ pub struct Store {
 }
 
 /// All storage traits together; implemented by each backend.
+#[async_trait::async_trait]
 pub(crate) trait Backend:
     PkiStore
     + RegistryStore
@@ -47,6 +49,8 @@ pub(crate) trait Backend:
     + Send
     + Sync
 {
+    /// The database's size in bytes (see [`Store::database_bytes`]).
+    async fn database_bytes(&self) -> Result<u64, StoreError>;
 }
 
 impl Store {
@@ -88,6 +92,12 @@ impl Store {
     /// The replay memory shared by a gateway cluster's nodes.
     pub fn replay(&self) -> &dyn ReplayStore {
         self.backend.as_ref()
+    }
+
+    /// The size of the database in bytes: its pages (write-ahead log included) for the
+    /// embedded store, `pg_database_size` on PostgreSQL.
+    pub async fn database_bytes(&self) -> Result<u64, StoreError> {
+        self.backend.database_bytes().await
     }
 
     /// Is this a server database that several processes (nodes) may share?

@@ -162,6 +162,18 @@ fn value_hash(value: &[u8]) -> [u8; 32] {
     })
 }
 
+/// A stored record in the plain stored form: a compacted record as `0x01` and its packed
+/// JSON (references to the values kept once, as `@` and the value's SHA-256 in hex); any
+/// other stored form as it is. The store reads both forms alike. For inspection and for
+/// tests that alter stored records as an intruder would.
+pub fn plain_stored_form(stored: &[u8]) -> Result<Vec<u8>, StoreError> {
+    if stored.first() == Some(&PACKED) && stored.get(1) == Some(&COMPACT) {
+        let body = crate::compact::decode(&stored[2..])?;
+        return Ok([&[PACKED][..], &body].concat());
+    }
+    Ok(stored.to_vec())
+}
+
 /// The values a stored record refers to, in order (with repeats).
 pub(crate) fn references(stored: &[u8]) -> Result<Vec<[u8; 32]>, StoreError> {
     let mut found = Vec::new();

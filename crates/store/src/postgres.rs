@@ -29,6 +29,8 @@ pub(crate) struct PgBackend {
 }
 
 impl PgBackend {
+    const DATABASE_BYTES: &str = "SELECT pg_database_size(current_database())";
+
     pub(crate) async fn connect(url: &str) -> Result<Self, StoreError> {
         let pool = PgPoolOptions::new()
             .max_connections(16)

@@ -566,7 +566,16 @@ macro_rules! impl_stores {
             }
         }
 
-        impl crate::Backend for $backend {}
+        #[async_trait::async_trait]
+        impl crate::Backend for $backend {
+            async fn database_bytes(&self) -> Result<u64, crate::StoreError> {
+                let bytes: i64 = sqlx::query_scalar(Self::DATABASE_BYTES)
+                    .fetch_one(&self.pool)
+                    .await
+                    .map_err(crate::StoreError::db("read the database's size"))?;
+                Ok(u64::try_from(bytes).unwrap_or(0))
+            }
+        }
     };
 }
 pub(crate) use impl_stores;

@@ -16,6 +16,11 @@ pub(crate) struct SqliteBackend {
 }
 
 impl SqliteBackend {
+    /// Pages times page size, as the database stands (committed pages still in the
+    /// write-ahead log included).
+    const DATABASE_BYTES: &str =
+        "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()";
+
     pub(crate) async fn open(path: &Path) -> Result<Self, StoreError> {
         // Two processes (or two handles) opening a brand-new file at the same instant can
         // collide while one switches it to WAL: SQLite reports "database is locked" there

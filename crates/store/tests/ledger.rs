@@ -325,6 +325,39 @@ async fn repeated_values_read_back_exactly(store: &Store) {
     );
 }
 
+async fn the_database_size_grows_with_the_log(store: &Store) {
+    let before = store.database_bytes().await.expect("size");
+    assert!(before > 0, "a migrated database has pages");
+    let entries: Vec<NewLedgerEntry> = (0..300u64)
+        .map(|n| {
+            let record = format!(
+                r#"{{"message_id":"{n:032x}","side":"client","request_in":{},"request_description":"{}","request_body_sha256":"{:064x}","status":200}}"#,
+                1_795_866_462_959 + n,
+                "bGllbnRob25nLXJlcXVlc3QvMQ==".repeat(20),
+                n
+            );
+            let mut leaf_hash = [0x11; 32];
+            leaf_hash[..8].copy_from_slice(&n.to_be_bytes());
+            NewLedgerEntry {
+                message_id: format!("{n:032x}"),
+                leaf_hash,
+                record: record.into_bytes(),
+                recorded_at: 1_790_000_000,
+            }
+        })
+        .collect();
+    store.ledger().append(LOG, &entries).await.expect("append");
+    let after = store.database_bytes().await.expect("size");
+    assert!(after > before, "{before} -> {after} bytes");
+    let back = store.ledger().records(LOG, 0, 300).await.expect("records");
+    assert!(
+        entries
+            .iter()
+            .zip(&back)
+            .all(|(entry, (record, _))| *record == entry.record)
+    );
+}
+
 async fn bodies_are_kept_beside_records(store: &Store) {
     let ledger = store.ledger();
     let clear = LedgerBodies {
@@ -742,6 +775,7 @@ for_both_backends! {
         bodies_are_kept_beside_records,
         purge_only_archived_records,
         repeated_values_read_back_exactly,
+        the_database_size_grows_with_the_log,
     ],
     databases: [two_nodes_append_to_one_log, two_nodes_build_one_auditable_tree],
 }
