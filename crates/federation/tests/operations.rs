@@ -241,6 +241,7 @@ async fn health_maintenance_and_metrics() {
         value(&client_after, "lienthong_gateway_log_queue_depth", &[]),
         0.0
     );
+    assert!(value(&client_after, "lienthong_gateway_store_database_bytes", &[]) > 0.0);
     // A refusal is counted with its X-Road error.
     let denied = [
         ("side", "provider"),

@@ -346,12 +346,14 @@ async fn live() -> Json<serde_json::Value> {
 }
 
 async fn metrics(State(gateway): State<Arc<Gateway>>) -> Response {
+    // Left out if the store cannot say (its health is in `/health`).
+    let database_bytes = gateway.store.database_bytes().await.ok();
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        crate::metrics::render(&gateway, unix_now()),
+        crate::metrics::render(&gateway, unix_now(), database_bytes),
     )
         .into_response()
 }

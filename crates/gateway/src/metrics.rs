@@ -314,7 +314,7 @@ pub(crate) fn described_labels(
 }
 
 /// The exposition text of `gateway`'s metrics at `now` (Unix seconds).
-pub(crate) fn render(gateway: &Gateway, now: i64) -> String {
+pub(crate) fn render(gateway: &Gateway, now: i64, database_bytes: Option<u64>) -> String {
     let metrics = &gateway.metrics;
     let mut out = String::with_capacity(8192);
     let server = escape(&gateway.server_id().to_string());
@@ -403,6 +403,16 @@ pub(crate) fn render(gateway: &Gateway, now: i64) -> String {
         "Message-log records waiting for their commit.",
         gateway.journal.pending(),
     );
+
+    if let Some(bytes) = database_bytes {
+        single(
+            &mut out,
+            "lienthong_gateway_store_database_bytes",
+            "gauge",
+            "Size of the gateway's database (message log, op monitoring and the rest): the embedded store's pages, or pg_database_size on PostgreSQL (shared by a cluster's nodes).",
+            bytes,
+        );
+    }
 
     type SignerStats = lienthong_crypto::BatchSignerStats;
     let mut members: Vec<_> = gateway.members.values().collect();
