@@ -38,6 +38,9 @@ async fn check_bodies(store: &Store, log_id: &str, index: u64, bytes: &[u8]) -> 
     Ok(())
 }
 
+/// Records read per query by an audit.
+const AUDIT_PAGE: usize = 1_024;
+
 /// What a clean audit covered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditSummary {
@@ -80,18 +83,44 @@ pub async fn audit_stored_log(
         }
         Err(error) => return Err(error.to_string()),
     };
-    for (index, stored_leaf) in (pruned.size..).zip(&stored_leaves) {
-        let (message_id, _, bytes) = ledger
-            .record(log_id, index)
+    // Read a page of records at a time: one query, and one per value the page's records
+    // refer to (`store::pack`), where a record at a time cost a query per value as well.
+    let mut from = pruned.size;
+    for leaves in stored_leaves.chunks(AUDIT_PAGE) {
+        let to = from + leaves.len() as u64;
+        let records = ledger
+            .records(log_id, from, to)
             .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("record {index} is missing"))?;
-        if lienthong_crypto::merkle::leaf_hash(&bytes) != *stored_leaf {
-            return Err(format!(
-                "record {index} (message {message_id:?}) does not match its leaf: the record was altered"
-            ));
+            .map_err(|e| e.to_string())?;
+        if records.len() != leaves.len() {
+            for index in from..to {
+                if ledger
+                    .record(log_id, index)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .is_none()
+                {
+                    return Err(format!("record {index} is missing"));
+                }
+            }
+            return Err(format!("records {from}..{to} are not all there"));
         }
-        check_bodies(store, log_id, index, &bytes).await?;
+        for ((index, (bytes, _)), stored_leaf) in (from..).zip(&records).zip(leaves) {
+            if lienthong_crypto::merkle::leaf_hash(bytes) != *stored_leaf {
+                let message_id = ledger
+                    .record(log_id, index)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|(message_id, _, _)| message_id)
+                    .unwrap_or_default();
+                return Err(format!(
+                    "record {index} (message {message_id:?}) does not match its leaf: the record was altered"
+                ));
+            }
+            check_bodies(store, log_id, index, bytes).await?;
+        }
+        from = to;
     }
     let stored_heads = ledger.heads(log_id).await.map_err(|e| e.to_string())?;
     let mut heads = Vec::with_capacity(stored_heads.len());
