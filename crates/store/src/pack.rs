@@ -16,7 +16,7 @@
 //!   `":"@` of its own, so no reference is ever confused with data.
 //! - `0x01 0x00`: packed, then compacted (`compact.rs`): the packed record is what the
 //!   rest decodes to. A packed record starts with `{`, so the second byte tells the two
-//!   apart. Written since stop 18; the plain packed form is still read.
+//!   apart. What the store writes now; the plain packed form is still read.
 //! - `0x00`: a record kept as it was, whose own first byte was `0x00` or `0x01`.
 //! - anything else: a record kept as it was.
 
