@@ -167,11 +167,17 @@ fn value_hash(value: &[u8]) -> [u8; 32] {
 /// other stored form as it is. The store reads both forms alike. For inspection and for
 /// tests that alter stored records as an intruder would.
 pub fn plain_stored_form(stored: &[u8]) -> Result<Vec<u8>, StoreError> {
+    plain(stored.to_vec())
+}
+
+/// [`plain_stored_form`], taking the stored bytes: a reader that calls [`references`] and
+/// [`unpack`] on the result decodes a compacted record once, not in each.
+pub(crate) fn plain(stored: Vec<u8>) -> Result<Vec<u8>, StoreError> {
     if stored.first() == Some(&PACKED) && stored.get(1) == Some(&COMPACT) {
         let body = crate::compact::decode(&stored[2..])?;
         return Ok([&[PACKED][..], &body].concat());
     }
-    Ok(stored.to_vec())
+    Ok(stored)
 }
 
 /// The values a stored record refers to, in order (with repeats).

@@ -585,7 +585,10 @@ pub(crate) use impl_stores;
 /// `Vec<Vec<u8>>`, with `?` on errors.
 macro_rules! unpack_records {
     ($self:expr, $log_id:expr, $stored:expr) => {{
-        let stored: Vec<Vec<u8>> = $stored;
+        let stored: Vec<Vec<u8>> = $stored
+            .into_iter()
+            .map(crate::pack::plain)
+            .collect::<Result<_, crate::StoreError>>()?;
         let mut values: std::collections::HashMap<[u8; 32], Option<Vec<u8>>> =
             std::collections::HashMap::new();
         for record in &stored {
