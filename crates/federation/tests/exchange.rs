@@ -653,3 +653,105 @@ async fn client_side_fails_over_to_a_healthy_provider_gateway() {
     );
     federation.stop().await;
 }
+
+/// The provider gateway's current seal outcome, expected timestamped: its size.
+async fn timestamped(gateway: &lienthong_gateway::Gateway) -> u64 {
+    match gateway.seal_log().await.expect("seal") {
+        lienthong_gateway::SealOutcome::Timestamped { size } => size,
+        other => panic!("expected a timestamped head, got {other:?}"),
+    }
+}
+
+/// The provider gateway as restarted: a new instance on the same configuration, keys and
+/// store.
+async fn restarted_provider_gateway(
+    federation: &lienthong_federation::Federation,
+) -> std::sync::Arc<lienthong_gateway::Gateway> {
+    let config =
+        lienthong_gateway::config::Config::load(&federation.dir.join("gw-provider/gateway.toml"))
+            .expect("configuration");
+    let keys = lienthong_federation::unlock(&config, &federation.passphrase).expect("keys");
+    lienthong_gateway::Gateway::start(config, keys)
+        .await
+        .expect("the gateway starts again")
+}
+
+/// A restarted gateway's first seal goes on from the tree's frontier kept beside its last
+/// head, reading only the records appended since, where it read every leaf of the log.
+/// Shown by deleting the records that head covers: the tree can then no longer be rebuilt
+/// from the records, and the seal still gives the root over every leaf. A frontier altered
+/// in the database is not built on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_gateway_seals_on_from_its_last_head() {
+    let dir = tempfile::tempdir().expect("dir");
+    let federation = federation(&dir).await;
+    let exchange = |n: usize| {
+        let federation = &federation;
+        async move {
+            let (status, _, body) = exchange_with_id(federation, &format!("frontier-{n}")).await;
+            assert_eq!(status, 200, "{body}");
+        }
+    };
+    for n in 0..3 {
+        exchange(n).await;
+    }
+    let gateway = &federation.gateways[1];
+    let log = gateway.server_id().to_string();
+    let ledger = gateway.store().ledger();
+    let sealed = timestamped(gateway).await;
+    for n in 3..5 {
+        exchange(n).await;
+    }
+    let size = ledger.size(&log).await.expect("size");
+    assert!(size > sealed);
+    let leaves = ledger.leaf_hashes(&log, 0, size).await.expect("leaves");
+    let expected = lienthong_ledger::MerkleLog::from_leaves(leaves).root();
+    // The records under the head go; the log's size and heads stay.
+    assert_eq!(
+        ledger
+            .delete_records_before(&log, sealed)
+            .await
+            .expect("delete"),
+        sealed
+    );
+
+    let restarted = restarted_provider_gateway(&federation).await;
+    assert_eq!(timestamped(&restarted).await, size);
+    let head = ledger
+        .latest_head(&log)
+        .await
+        .expect("read")
+        .expect("a head");
+    let signed: lienthong_ledger::SignedTreeHead =
+        serde_json::from_slice(&head.head).expect("signed head");
+    assert_eq!((signed.head.size, signed.head.root), (size, expected));
+
+    // The frontier kept with that head altered (as someone with the database could): a
+    // gateway restarted again does not build on it, and with the records gone it cannot
+    // seal what came after.
+    let database = rusqlite::Connection::open(federation.dir.join("gw-provider/state/gateway.db"))
+        .expect("open the provider gateway's database");
+    database
+        .busy_timeout(std::time::Duration::from_secs(10))
+        .expect("busy timeout");
+    let altered = database
+        .execute(
+            "UPDATE ledger_heads SET frontier = zeroblob(length(frontier)) WHERE log_id = ?1 AND size = ?2",
+            rusqlite::params![log, i64::try_from(size).expect("size")],
+        )
+        .expect("alter the frontier");
+    assert_eq!(altered, 1);
+    exchange(5).await;
+    let error = restarted_provider_gateway(&federation)
+        .await
+        .seal_log()
+        .await
+        .expect_err("an altered frontier is not built on");
+    assert!(
+        error.contains(&format!(
+            "records 0..{} of ledger {log} does not exist",
+            size + 1
+        )),
+        "the tree was rebuilt from the first record: {error}"
+    );
+}

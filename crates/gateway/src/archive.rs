@@ -67,7 +67,7 @@ pub(crate) async fn extend_tree(
 
 /// The log's first `size` records as a [`CompactTree`] (constant memory), continued from
 /// `tree` if given and not past `size`, else from the purged start's frontier.
-pub(crate) async fn compact_tree(
+pub async fn compact_tree(
     ledger: &dyn LedgerStore,
     log_id: &str,
     tree: Option<CompactTree>,

@@ -11,7 +11,7 @@ use crate::XRoadError;
 use crate::gateway::{Gateway, unix_now, unix_now_ms};
 use base64::Engine as _;
 use lienthong_crypto::HashAlgorithm;
-use lienthong_ledger::{LogRecord, TreeHead, sign_head};
+use lienthong_ledger::{LogRecord, SignedTreeHead, TreeHead, sign_head};
 use std::sync::Mutex;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -120,7 +120,7 @@ impl Gateway {
             self.metrics.timestamped(unix_now()); // every record is covered: as fresh
             return Ok(SealOutcome::Unchanged { size });
         }
-        let root = self.log_root(&log, size).await?;
+        let (root, frontier) = self.log_root(&log, size).await?;
         let head = TreeHead {
             log_id: log.clone(),
             size,
@@ -180,19 +180,34 @@ impl Gateway {
             )
             .await
             .map_err(|e| e.to_string())?;
+        // Not needed for this head's worth: a restart without it reads the log again.
+        if let Err(error) = ledger.put_head_frontier(&log, size, &frontier).await {
+            tracing::warn!(%error, size, "cannot keep the tree's frontier beside the log's head");
+        }
         Ok(outcome)
     }
 
-    /// The root of the log's first `size` records. The tree at the previous seal is kept
-    /// as its frontier (at most 64 hashes), so a seal needs only the leaves appended since:
-    /// those the journal committed and still keeps ([`crate::journal::RecentLeaves`]), or
-    /// else (another node's records among them, a restart) read from the store, in
-    /// constant memory. Without the frontier, or if those leaves cannot be read (a purge
-    /// raced), the tree is rebuilt from the store the same way.
-    async fn log_root(&self, log: &str, size: u64) -> Result<[u8; 32], String> {
+    /// The root of the log's first `size` records, and the tree's frontier there. The tree
+    /// at the previous seal is kept as its frontier (at most 64 hashes), so a seal needs
+    /// only the leaves appended since: those the journal committed and still keeps
+    /// ([`crate::journal::RecentLeaves`]), or else (another node's records among them)
+    /// read from the store, in constant memory. After a restart, the previous seal's
+    /// frontier is the one stored beside its head ([`Self::stored_frontier`]). If those
+    /// leaves cannot be read (purged), the tree is rebuilt from the purged start's frontier
+    /// and the records after it.
+    async fn log_root(&self, log: &str, size: u64) -> Result<([u8; 32], Vec<[u8; 32]>), String> {
         let ledger = self.store.ledger();
         let mut sealed = self.sealed_frontier.lock().await;
-        let previous = sealed.take().filter(|tree| tree.size() <= size);
+        // Without one, the empty tree: a new log's first seal then takes every leaf from
+        // the journal too.
+        let previous = match sealed.take() {
+            Some(tree) => tree,
+            None => self
+                .stored_frontier(log)
+                .await
+                .unwrap_or_else(lienthong_ledger::CompactTree::new),
+        };
+        let previous = Some(previous).filter(|tree| tree.size() <= size);
         let kept = previous
             .as_ref()
             .and_then(|tree| self.journal.leaves.range(tree.size(), size));
@@ -215,8 +230,54 @@ impl Gateway {
         };
         self.journal.leaves.forget_before(size);
         let root = tree.root();
+        let frontier = tree.frontier().to_vec();
         *sealed = Some(tree);
-        Ok(root)
+        Ok((root, frontier))
+    }
+
+    /// The tree at the last head stored with its frontier, if that frontier gives the root
+    /// the head signs, under this gateway's log key: a frontier altered in the database is
+    /// not built on (the tree is then rebuilt from the records, as without one).
+    async fn stored_frontier(&self, log: &str) -> Option<lienthong_ledger::CompactTree> {
+        let (stored, frontier) = match self.store.ledger().latest_head_frontier(log).await {
+            Ok(found) => found?,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the frontier kept beside the log's last head");
+                return None;
+            }
+        };
+        let signed: Option<SignedTreeHead> = serde_json::from_slice(&stored.head).ok();
+        let tree = lienthong_ledger::CompactTree::from_frontier(stored.size, &frontier);
+        let (Some(signed), Some(tree)) = (signed, tree) else {
+            tracing::warn!(
+                size = stored.size,
+                "the log's head or the frontier kept beside it cannot be read; rebuilding the tree from the records"
+            );
+            return None;
+        };
+        if signed.head.log_id != log
+            || signed.head.size != stored.size
+            || signed.head.root != tree.root()
+        {
+            tracing::warn!(
+                size = stored.size,
+                "the frontier kept beside the log's head does not give the root signed there; rebuilding the tree from the records"
+            );
+            return None;
+        }
+        if signed.verify(self.log_signer.public_key()).is_err() {
+            // A head signed before the auth key was renewed, or altered.
+            tracing::info!(
+                size = stored.size,
+                "the log's last head does not verify with the current auth key; rebuilding the tree from the records"
+            );
+            return None;
+        }
+        tracing::debug!(
+            size = stored.size,
+            "going on from the frontier kept beside the log's head"
+        );
+        Some(tree)
     }
 
     /// An RFC 3161 token over `imprint` from the first approved TSA that answers, verified.

@@ -127,6 +127,22 @@ pub trait LedgerStore: Send + Sync {
     async fn heads(&self, log_id: &str) -> Result<Vec<StoredHead>, StoreError>;
     /// The head of the largest size.
     async fn latest_head(&self, log_id: &str) -> Result<Option<StoredHead>, StoreError>;
+    /// Keep the tree's frontier beside the stored head of `size` (the roots of its
+    /// complete subtrees, largest first: one per one bit of `size`), so that a restarted
+    /// gateway's first seal can go on from it. [`StoreError::NotFound`] if no head of that
+    /// size is stored; a frontier of the wrong length is refused.
+    async fn put_head_frontier(
+        &self,
+        log_id: &str,
+        size: u64,
+        frontier: &[[u8; 32]],
+    ) -> Result<(), StoreError>;
+    /// The stored head of the largest size that has its frontier kept, with the frontier.
+    /// The frontier is as stored: check it against the head's signed root before use.
+    async fn latest_head_frontier(
+        &self,
+        log_id: &str,
+    ) -> Result<Option<(StoredHead, Vec<[u8; 32]>)>, StoreError>;
     /// Retention: delete the records with index < `idx`; returns how many were deleted.
     /// The log's size and its heads are kept.
     async fn delete_records_before(&self, log_id: &str, idx: u64) -> Result<u64, StoreError>;
@@ -229,17 +245,36 @@ pub(crate) fn frontier_bytes(frontier: &[[u8; 32]]) -> Vec<u8> {
 /// A stored frontier, which must fit the purged size.
 pub(crate) fn pruned_from_row((size, bytes): (i64, Vec<u8>)) -> Result<PrunedPrefix, StoreError> {
     let size = from_sql(size)?;
+    let frontier = frontier_from_bytes(size, &bytes, "purged records")?;
+    Ok(PrunedPrefix { size, frontier })
+}
+
+/// Stored frontier bytes for a tree of `size` leaves: one hash per one bit of `size`.
+pub(crate) fn frontier_from_bytes(
+    size: u64,
+    bytes: &[u8],
+    of: &str,
+) -> Result<Vec<[u8; 32]>, StoreError> {
     let frontier: Vec<[u8; 32]> = bytes
         .chunks(32)
         .map(|chunk| leaf_hash(chunk.to_vec()))
         .collect::<Result<_, _>>()?;
     if frontier.len() != size.count_ones() as usize {
         return Err(StoreError::Corrupt(format!(
-            "a ledger frontier of {} hashes for {size} purged records",
+            "a ledger frontier of {} hashes for {size} {of}",
             frontier.len()
         )));
     }
-    Ok(PrunedPrefix { size, frontier })
+    Ok(frontier)
+}
+
+/// A stored head row with its frontier.
+pub(crate) fn head_frontier_from_row(
+    (size, head, tsa_token, created_at, frontier): (i64, Vec<u8>, Option<Vec<u8>>, i64, Vec<u8>),
+) -> Result<(StoredHead, Vec<[u8; 32]>), StoreError> {
+    let head = head_from_row((size, head, tsa_token, created_at))?;
+    let frontier = frontier_from_bytes(head.size, &frontier, "records under a head")?;
+    Ok((head, frontier))
 }
 
 /// A stored archive row.

@@ -22,6 +22,10 @@ pub(crate) const SQLITE: &[Migration] = &[
         8,
         include_str!("../migrations/sqlite/0008_ledger_blobs.sql"),
     ),
+    (
+        9,
+        include_str!("../migrations/sqlite/0009_ledger_head_frontiers.sql"),
+    ),
 ];
 pub(crate) const POSTGRES: &[Migration] = &[
     (1, include_str!("../migrations/postgres/0001_pki.sql")),
@@ -40,6 +44,10 @@ pub(crate) const POSTGRES: &[Migration] = &[
     (
         8,
         include_str!("../migrations/postgres/0008_ledger_blobs.sql"),
+    ),
+    (
+        9,
+        include_str!("../migrations/postgres/0009_ledger_head_frontiers.sql"),
     ),
 ];
 

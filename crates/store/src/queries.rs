@@ -369,6 +369,40 @@ macro_rules! impl_stores {
                 row.map(crate::ledger::head_from_row).transpose()
             }
 
+            async fn put_head_frontier(&self, log_id: &str, size: u64, frontier: &[[u8; 32]]) -> Result<(), crate::StoreError> {
+                if frontier.len() != size.count_ones() as usize {
+                    return Err(crate::StoreError::Corrupt(format!(
+                        "a frontier of {} hashes for a head of {size} records",
+                        frontier.len()
+                    )));
+                }
+                let done = sqlx::query("UPDATE ledger_heads SET frontier = $3 WHERE log_id = $1 AND size = $2")
+                    .bind(log_id)
+                    .bind(crate::ledger::to_sql(size)?)
+                    .bind(crate::ledger::frontier_bytes(frontier))
+                    .execute(&self.pool)
+                    .await
+                    .map_err(crate::StoreError::db("keep a ledger head's frontier"))?;
+                if done.rows_affected() == 0 {
+                    return Err(crate::StoreError::NotFound {
+                        what: format!("the head of size {size} of ledger {log_id}"),
+                    });
+                }
+                Ok(())
+            }
+
+            async fn latest_head_frontier(&self, log_id: &str) -> Result<Option<(crate::StoredHead, Vec<[u8; 32]>)>, crate::StoreError> {
+                let row: Option<(i64, Vec<u8>, Option<Vec<u8>>, i64, Vec<u8>)> = sqlx::query_as(
+                    "SELECT size, head, tsa_token, created_at, frontier FROM ledger_heads \
+                     WHERE log_id = $1 AND frontier IS NOT NULL ORDER BY size DESC LIMIT 1",
+                )
+                .bind(log_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(crate::StoreError::db("read the latest ledger head's frontier"))?;
+                row.map(crate::ledger::head_frontier_from_row).transpose()
+            }
+
             async fn delete_records_before(&self, log_id: &str, idx: u64) -> Result<u64, crate::StoreError> {
                 // Bodies go first: a body never outlives its record.
                 sqlx::query("DELETE FROM ledger_bodies WHERE log_id = $1 AND idx < $2")

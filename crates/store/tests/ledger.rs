@@ -197,6 +197,57 @@ async fn heads_are_stored_and_timestamped(store: &Store) {
     assert_eq!((latest.size, latest.head), (5, b"{\"size\":5}".to_vec()));
 }
 
+/// A head's frontier is kept beside it, read back with the largest head that has one, and
+/// refused for a head not stored or with the wrong number of hashes.
+async fn head_frontiers_are_kept(store: &Store) {
+    let ledger = store.ledger();
+    assert_eq!(ledger.latest_head_frontier(LOG).await.expect("none"), None);
+    let frontier_of_6 = [[6u8; 32], [2u8; 32]]; // 6 = 4 + 2: two complete subtrees
+    let error = ledger
+        .put_head_frontier(LOG, 6, &frontier_of_6)
+        .await
+        .expect_err("no head of size 6 yet");
+    assert!(matches!(error, StoreError::NotFound { .. }), "{error:?}");
+    for size in [6, 7] {
+        ledger
+            .put_head(LOG, size, format!("{{\"size\":{size}}}").as_bytes(), None)
+            .await
+            .expect("put");
+    }
+    let error = ledger
+        .put_head_frontier(LOG, 6, &[[6u8; 32]])
+        .await
+        .expect_err("6 needs two hashes");
+    assert!(matches!(error, StoreError::Corrupt(_)), "{error:?}");
+    // The head of size 7 has none yet: the largest with one is 6.
+    ledger
+        .put_head_frontier(LOG, 6, &frontier_of_6)
+        .await
+        .expect("keep");
+    let (head, frontier) = ledger
+        .latest_head_frontier(LOG)
+        .await
+        .expect("read")
+        .expect("a head with its frontier");
+    assert_eq!((head.size, frontier), (6, frontier_of_6.to_vec()));
+    assert_eq!(head.head, b"{\"size\":6}");
+    let frontier_of_7 = [[4u8; 32], [2u8; 32], [1u8; 32]];
+    ledger
+        .put_head_frontier(LOG, 7, &frontier_of_7)
+        .await
+        .expect("keep");
+    let (head, frontier) = ledger
+        .latest_head_frontier(LOG)
+        .await
+        .expect("read")
+        .expect("a head with its frontier");
+    assert_eq!((head.size, frontier), (7, frontier_of_7.to_vec()));
+    assert_eq!(
+        ledger.latest_head_frontier("other").await.expect("read"),
+        None
+    );
+}
+
 // --- Retention ----------------------------------------------------------------------------
 
 async fn purge_keeps_the_size(store: &Store) {
@@ -771,6 +822,7 @@ for_both_backends! {
         records_are_found_by_message_id,
         bulk_appends_read_back,
         heads_are_stored_and_timestamped,
+        head_frontiers_are_kept,
         purge_keeps_the_size,
         bodies_are_kept_beside_records,
         purge_only_archived_records,
