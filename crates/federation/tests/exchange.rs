@@ -101,25 +101,13 @@ async fn granted_exchange_and_every_refusal() {
 
         // Sealing: a tree head over the log, signed with the gateway's auth key and
         // timestamped by the federation's TSA; sealing again with nothing new does nothing.
-        let outcome = gateway.seal_log().await.expect("seal");
-        let size = match outcome {
-            lienthong_gateway::SealOutcome::Timestamped { size } => size,
-            other => panic!("expected a timestamped head, got {other:?}"),
-        };
+        let size = timestamped(gateway).await;
         assert!(size >= 2, "both exchanges so far are in the head");
         assert_eq!(
             gateway.seal_log().await.expect("seal"),
             lienthong_gateway::SealOutcome::Unchanged { size }
         );
-        let stored = gateway
-            .store()
-            .ledger()
-            .latest_head(&log)
-            .await
-            .expect("head")
-            .expect("stored");
-        let signed: lienthong_ledger::SignedTreeHead =
-            serde_json::from_slice(&stored.head).expect("signed head");
+        let (stored, signed) = latest_signed_head(gateway.store().ledger(), &log).await;
         let auth_pem = std::fs::read(federation.dir.join(
             if side == lienthong_ledger::Side::Client {
                 "gw-client/auth.pem"
@@ -200,10 +188,7 @@ async fn granted_exchange_and_every_refusal() {
         .zip(["gw-client/auth.pem", "gw-provider/auth.pem"])
     {
         let log = gateway.server_id().to_string();
-        let size = match gateway.seal_log().await.expect("seal") {
-            lienthong_gateway::SealOutcome::Timestamped { size } => size,
-            other => panic!("expected a timestamped head, got {other:?}"),
-        };
+        let size = timestamped(gateway).await;
         let auth = lienthong_pki::CertificateInfo::from_der(
             &lienthong_pki::parse_certificate_pem(
                 &std::fs::read(federation.dir.join(pem)).expect("auth.pem"),
@@ -654,7 +639,24 @@ async fn client_side_fails_over_to_a_healthy_provider_gateway() {
     federation.stop().await;
 }
 
-/// The provider gateway's current seal outcome, expected timestamped: its size.
+/// The log's latest head, as stored and as read.
+async fn latest_signed_head(
+    ledger: &dyn lienthong_store::LedgerStore,
+    log: &str,
+) -> (
+    lienthong_store::StoredHead,
+    lienthong_ledger::SignedTreeHead,
+) {
+    let stored = ledger
+        .latest_head(log)
+        .await
+        .expect("read")
+        .expect("a head");
+    let signed = serde_json::from_slice(&stored.head).expect("signed head");
+    (stored, signed)
+}
+
+/// Seal `gateway`'s log, expecting a timestamped head: its size.
 async fn timestamped(gateway: &lienthong_gateway::Gateway) -> u64 {
     match gateway.seal_log().await.expect("seal") {
         lienthong_gateway::SealOutcome::Timestamped { size } => size,
@@ -717,13 +719,7 @@ async fn a_restarted_gateway_seals_on_from_its_last_head() {
 
     let restarted = restarted_provider_gateway(&federation).await;
     assert_eq!(timestamped(&restarted).await, size);
-    let head = ledger
-        .latest_head(&log)
-        .await
-        .expect("read")
-        .expect("a head");
-    let signed: lienthong_ledger::SignedTreeHead =
-        serde_json::from_slice(&head.head).expect("signed head");
+    let (_, signed) = latest_signed_head(ledger, &log).await;
     assert_eq!((signed.head.size, signed.head.root), (size, expected));
 
     // The frontier kept with that head altered (as someone with the database could): a

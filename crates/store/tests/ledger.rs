@@ -219,29 +219,21 @@ async fn head_frontiers_are_kept(store: &Store) {
         .await
         .expect_err("6 needs two hashes");
     assert!(matches!(error, StoreError::Corrupt(_)), "{error:?}");
-    // The head of size 7 has none yet: the largest with one is 6.
-    ledger
-        .put_head_frontier(LOG, 6, &frontier_of_6)
-        .await
-        .expect("keep");
-    let (head, frontier) = ledger
-        .latest_head_frontier(LOG)
-        .await
-        .expect("read")
-        .expect("a head with its frontier");
-    assert_eq!((head.size, frontier), (6, frontier_of_6.to_vec()));
-    assert_eq!(head.head, b"{\"size\":6}");
+    // The head of size 7 has none yet: the largest with one is 6; then 7 has one too.
     let frontier_of_7 = [[4u8; 32], [2u8; 32], [1u8; 32]];
-    ledger
-        .put_head_frontier(LOG, 7, &frontier_of_7)
-        .await
-        .expect("keep");
-    let (head, frontier) = ledger
-        .latest_head_frontier(LOG)
-        .await
-        .expect("read")
-        .expect("a head with its frontier");
-    assert_eq!((head.size, frontier), (7, frontier_of_7.to_vec()));
+    for (size, kept) in [(6, &frontier_of_6[..]), (7, &frontier_of_7[..])] {
+        ledger
+            .put_head_frontier(LOG, size, kept)
+            .await
+            .expect("keep");
+        let (head, frontier) = ledger
+            .latest_head_frontier(LOG)
+            .await
+            .expect("read")
+            .expect("a head with its frontier");
+        assert_eq!((head.size, &frontier[..]), (size, kept));
+        assert_eq!(head.head, format!("{{\"size\":{size}}}").as_bytes());
+    }
     assert_eq!(
         ledger.latest_head_frontier("other").await.expect("read"),
         None
