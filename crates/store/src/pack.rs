@@ -276,9 +276,12 @@ pub(crate) const PURGE: &str = "DELETE FROM ledger_blobs WHERE log_id = $1 AND l
 /// The values a writer upserted lately, so that most appends write none.
 #[derive(Debug, Default)]
 pub(crate) struct Upserted {
-    /// When each value was upserted (Unix seconds), and whether that upsert is known to be
-    /// committed ([`Upserted::confirm`]).
-    when: std::collections::HashMap<(String, [u8; 32]), (i64, bool)>,
+    /// Per log, when each value was upserted (Unix seconds), and whether that upsert is
+    /// known to be committed ([`Upserted::confirm`]). By log first, so that a lookup
+    /// borrows the log's id instead of copying it.
+    when: std::collections::HashMap<String, std::collections::HashMap<[u8; 32], (i64, bool)>>,
+    /// Values remembered, over every log.
+    count: usize,
 }
 
 impl Upserted {
@@ -287,18 +290,19 @@ impl Upserted {
     /// that fails, [`Upserted::forget`]). Called holding the log's lock, so an upsert not
     /// yet confirmed was made by a transaction that has ended since.
     pub(crate) fn needed(&mut self, log_id: &str, hash: &[u8; 32], now: i64) -> bool {
-        let key = (log_id.to_owned(), *hash);
-        if self
-            .when
-            .get(&key)
-            .is_some_and(|&(at, _)| at > now - UPSERT_AGAIN_AFTER && at <= now)
-        {
+        if self.recent(log_id, hash, now).is_some() {
             return false;
         }
-        if self.when.len() >= REMEMBERED {
-            self.when.clear();
+        if self.count >= REMEMBERED {
+            self.forget();
         }
-        self.when.insert(key, (now, false));
+        let values = match self.when.get_mut(log_id) {
+            Some(values) => values,
+            None => self.when.entry(log_id.to_owned()).or_default(),
+        };
+        if values.insert(*hash, (now, false)).is_none() {
+            self.count += 1;
+        }
         true
     }
 
@@ -306,9 +310,17 @@ impl Upserted {
     /// and confirmed committed: an append may then refer to it without taking the log's
     /// lock first. Changes nothing.
     pub(crate) fn settled(&self, log_id: &str, hash: &[u8; 32], now: i64) -> bool {
+        self.recent(log_id, hash, now) == Some(true)
+    }
+
+    /// Whether value `hash` of `log_id` was upserted recently at `now`: if so, whether
+    /// that upsert is confirmed.
+    fn recent(&self, log_id: &str, hash: &[u8; 32], now: i64) -> Option<bool> {
         self.when
-            .get(&(log_id.to_owned(), *hash))
-            .is_some_and(|&(at, confirmed)| confirmed && at > now - UPSERT_AGAIN_AFTER && at <= now)
+            .get(log_id)?
+            .get(hash)
+            .filter(|&&(at, _)| at > now - UPSERT_AGAIN_AFTER && at <= now)
+            .map(|&(_, confirmed)| confirmed)
     }
 
     /// The transaction that upserted `hashes` of `log_id` has committed.
@@ -317,8 +329,11 @@ impl Upserted {
         log_id: &str,
         hashes: impl IntoIterator<Item = &'a [u8; 32]>,
     ) {
+        let Some(values) = self.when.get_mut(log_id) else {
+            return;
+        };
         for hash in hashes {
-            if let Some(entry) = self.when.get_mut(&(log_id.to_owned(), *hash)) {
+            if let Some(entry) = values.get_mut(hash) {
                 entry.1 = true;
             }
         }
@@ -327,6 +342,7 @@ impl Upserted {
     /// Forget everything (after a failed transaction).
     pub(crate) fn forget(&mut self) {
         self.when.clear();
+        self.count = 0;
     }
 }
 
@@ -450,6 +466,40 @@ mod tests {
     }
 
     /// The hash of a value is its SHA-256, whether remembered or not.
+    /// A value is upserted once an hour per log, counts as stored only once its upsert is
+    /// confirmed, and at most [`REMEMBERED`] values are remembered.
+    #[test]
+    fn upserts_are_remembered_per_log() {
+        let mut upserted = Upserted::default();
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        assert!(upserted.needed("log", &a, 1_000));
+        assert!(!upserted.needed("log", &a, 1_001));
+        assert!(!upserted.settled("log", &a, 1_001), "not confirmed yet");
+        upserted.confirm("log", [&a]);
+        assert!(upserted.settled("log", &a, 1_001));
+        assert!(upserted.needed("other", &a, 1_001), "another log's value");
+        assert!(!upserted.settled("other", &a, 1_001));
+        assert!(
+            upserted.needed("log", &a, 1_000 + UPSERT_AGAIN_AFTER),
+            "an hour on"
+        );
+        assert!(!upserted.settled("log", &a, 1_000 + UPSERT_AGAIN_AFTER));
+        assert!(upserted.needed("log", &b, 999 + UPSERT_AGAIN_AFTER));
+        upserted.forget();
+        assert!(upserted.needed("log", &b, 999 + UPSERT_AGAIN_AFTER));
+
+        upserted.forget();
+        for n in 0..REMEMBERED as u32 {
+            let mut hash = [0u8; 32];
+            hash[..4].copy_from_slice(&n.to_be_bytes());
+            assert!(upserted.needed("log", &hash, 5_000));
+        }
+        assert_eq!(upserted.count, REMEMBERED);
+        assert!(upserted.needed("log", &a, 5_000));
+        assert_eq!(upserted.count, 1, "the full memory started again");
+        assert!(!upserted.needed("log", &a, 5_001));
+    }
+
     #[test]
     fn remembered_hashes_are_the_values_hashes() {
         let values: Vec<Vec<u8>> = (0..24u8).map(|i| vec![b'A' + i % 20; 300]).collect();
