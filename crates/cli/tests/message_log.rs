@@ -202,6 +202,21 @@ async fn bodies_evidence_and_tampering_through_the_gateways() {
     let (ok, out) = audit(&federation, CLIENT);
     assert!(ok, "restored: {out}");
 
+    // The tree's frontier kept beside a head (where a restarted gateway's first seal goes
+    // on from): the audit checks it against the head's root.
+    sql(
+        &federation,
+        CLIENT,
+        "UPDATE ledger_heads SET frontier = zeroblob(length(frontier)) WHERE frontier IS NOT NULL;",
+    );
+    let (ok, out) = audit(&federation, CLIENT);
+    assert!(!ok, "altered frontier not found: {out}");
+    assert!(
+        out.contains("the frontier kept beside the tree head of size"),
+        "{out}"
+    );
+    restore();
+
     // A certificate or OCSP response as stored, once for all the records that carry it
     // (the store's `pack.rs`): reading those records fails, and the audit says why.
     sql(

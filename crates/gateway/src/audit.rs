@@ -135,6 +135,26 @@ pub async fn audit_stored_log(
         tree.append(*leaf);
     }
     lienthong_ledger::audit_log(&tree, &heads, key).map_err(|failure| failure.to_string())?;
+    // The heads are sound: the frontier kept beside each (where a restarted gateway's
+    // first seal goes on from) must give its root.
+    for (stored, signed) in stored_heads.iter().zip(&heads) {
+        let Some(bytes) = &stored.frontier else {
+            continue;
+        };
+        let frontier: Option<Vec<[u8; 32]>> = bytes
+            .chunks(32)
+            .map(|chunk| <[u8; 32]>::try_from(chunk).ok())
+            .collect();
+        let root = frontier
+            .and_then(|f| lienthong_ledger::CompactTree::from_frontier(stored.size, &f))
+            .map(|tree| tree.root());
+        if root != Some(signed.head.root) {
+            return Err(format!(
+                "the frontier kept beside the tree head of size {} does not give its root: it was altered",
+                stored.size
+            ));
+        }
+    }
     Ok(AuditSummary {
         records: size,
         heads: heads.len(),

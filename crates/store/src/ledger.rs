@@ -82,6 +82,9 @@ pub struct StoredHead {
     pub tsa_token: Option<Vec<u8>>,
     /// Unix seconds when the head was first stored.
     pub created_at: i64,
+    /// The tree's frontier at this head, if kept ([`LedgerStore::put_head_frontier`]), as
+    /// stored: concatenated 32-byte hashes, to be checked against the head's root.
+    pub frontier: Option<Vec<u8>>,
 }
 
 /// Storage of the message logs.
@@ -268,12 +271,13 @@ pub(crate) fn frontier_from_bytes(
     Ok(frontier)
 }
 
-/// A stored head row with its frontier.
+/// A stored head row that has its frontier, with the frontier read.
 pub(crate) fn head_frontier_from_row(
-    (size, head, tsa_token, created_at, frontier): (i64, Vec<u8>, Option<Vec<u8>>, i64, Vec<u8>),
+    row: HeadRow,
 ) -> Result<(StoredHead, Vec<[u8; 32]>), StoreError> {
-    let head = head_from_row((size, head, tsa_token, created_at))?;
-    let frontier = frontier_from_bytes(head.size, &frontier, "records under a head")?;
+    let head = head_from_row(row)?;
+    let bytes = head.frontier.as_deref().unwrap_or_default();
+    let frontier = frontier_from_bytes(head.size, bytes, "records under a head")?;
     Ok((head, frontier))
 }
 
@@ -300,15 +304,19 @@ pub(crate) fn archive_from_row(
     })
 }
 
+/// A `ledger_heads` row: size, head, token, creation time, frontier.
+pub(crate) type HeadRow = (i64, Vec<u8>, Option<Vec<u8>>, i64, Option<Vec<u8>>);
+
 /// A stored head row.
 pub(crate) fn head_from_row(
-    (size, head, tsa_token, created_at): (i64, Vec<u8>, Option<Vec<u8>>, i64),
+    (size, head, tsa_token, created_at, frontier): HeadRow,
 ) -> Result<StoredHead, StoreError> {
     Ok(StoredHead {
         size: from_sql(size)?,
         head,
         tsa_token,
         created_at,
+        frontier,
     })
 }
 

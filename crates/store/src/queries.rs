@@ -348,8 +348,8 @@ macro_rules! impl_stores {
             }
 
             async fn heads(&self, log_id: &str) -> Result<Vec<crate::StoredHead>, crate::StoreError> {
-                let rows: Vec<(i64, Vec<u8>, Option<Vec<u8>>, i64)> = sqlx::query_as(
-                    "SELECT size, head, tsa_token, created_at FROM ledger_heads WHERE log_id = $1 ORDER BY size",
+                let rows: Vec<crate::ledger::HeadRow> = sqlx::query_as(
+                    "SELECT size, head, tsa_token, created_at, frontier FROM ledger_heads WHERE log_id = $1 ORDER BY size",
                 )
                 .bind(log_id)
                 .fetch_all(&self.pool)
@@ -359,8 +359,8 @@ macro_rules! impl_stores {
             }
 
             async fn latest_head(&self, log_id: &str) -> Result<Option<crate::StoredHead>, crate::StoreError> {
-                let row: Option<(i64, Vec<u8>, Option<Vec<u8>>, i64)> = sqlx::query_as(
-                    "SELECT size, head, tsa_token, created_at FROM ledger_heads WHERE log_id = $1 ORDER BY size DESC LIMIT 1",
+                let row: Option<crate::ledger::HeadRow> = sqlx::query_as(
+                    "SELECT size, head, tsa_token, created_at, frontier FROM ledger_heads WHERE log_id = $1 ORDER BY size DESC LIMIT 1",
                 )
                 .bind(log_id)
                 .fetch_optional(&self.pool)
@@ -392,7 +392,7 @@ macro_rules! impl_stores {
             }
 
             async fn latest_head_frontier(&self, log_id: &str) -> Result<Option<(crate::StoredHead, Vec<[u8; 32]>)>, crate::StoreError> {
-                let row: Option<(i64, Vec<u8>, Option<Vec<u8>>, i64, Vec<u8>)> = sqlx::query_as(
+                let row: Option<crate::ledger::HeadRow> = sqlx::query_as(
                     "SELECT size, head, tsa_token, created_at, frontier FROM ledger_heads \
                      WHERE log_id = $1 AND frontier IS NOT NULL ORDER BY size DESC LIMIT 1",
                 )

@@ -234,6 +234,17 @@ async fn head_frontiers_are_kept(store: &Store) {
         assert_eq!((head.size, &frontier[..]), (size, kept));
         assert_eq!(head.head, format!("{{\"size\":{size}}}").as_bytes());
     }
+    let kept: Vec<_> = ledger
+        .heads(LOG)
+        .await
+        .expect("heads")
+        .into_iter()
+        .map(|head| head.frontier)
+        .collect();
+    assert_eq!(
+        kept,
+        [Some(frontier_of_6.concat()), Some(frontier_of_7.concat())]
+    );
     assert_eq!(
         ledger.latest_head_frontier("other").await.expect("read"),
         None
