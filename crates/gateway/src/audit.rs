@@ -138,14 +138,11 @@ pub async fn audit_stored_log(
     // The heads are sound: the frontier kept beside each (where a restarted gateway's
     // first seal goes on from) must give its root.
     for (stored, signed) in stored_heads.iter().zip(&heads) {
-        let Some(bytes) = &stored.frontier else {
+        if stored.frontier.is_none() {
             continue;
-        };
-        let frontier: Option<Vec<[u8; 32]>> = bytes
-            .chunks(32)
-            .map(|chunk| <[u8; 32]>::try_from(chunk).ok())
-            .collect();
-        let root = frontier
+        }
+        let root = stored
+            .kept_frontier()
             .and_then(|f| lienthong_ledger::CompactTree::from_frontier(stored.size, &f))
             .map(|tree| tree.root());
         if root != Some(signed.head.root) {

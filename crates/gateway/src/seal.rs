@@ -239,7 +239,7 @@ impl Gateway {
     /// the head signs, under this gateway's log key: a frontier altered in the database is
     /// not built on (the tree is then rebuilt from the records, as without one).
     async fn stored_frontier(&self, log: &str) -> Option<lienthong_ledger::CompactTree> {
-        let (stored, frontier) = match self.store.ledger().latest_head_frontier(log).await {
+        let stored = match self.store.ledger().latest_head_with_frontier(log).await {
             Ok(found) => found?,
             Err(error) => {
                 tracing::warn!(%error, "cannot read the frontier kept beside the log's last head");
@@ -247,7 +247,9 @@ impl Gateway {
             }
         };
         let signed: Option<SignedTreeHead> = serde_json::from_slice(&stored.head).ok();
-        let tree = lienthong_ledger::CompactTree::from_frontier(stored.size, &frontier);
+        let tree = stored.kept_frontier().and_then(|frontier| {
+            lienthong_ledger::CompactTree::from_frontier(stored.size, &frontier)
+        });
         let (Some(signed), Some(tree)) = (signed, tree) else {
             tracing::warn!(
                 size = stored.size,

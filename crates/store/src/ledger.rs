@@ -87,6 +87,14 @@ pub struct StoredHead {
     pub frontier: Option<Vec<u8>>,
 }
 
+impl StoredHead {
+    /// The frontier kept beside this head, if there is one of the right shape (one hash
+    /// per one bit of its size). Not yet checked against the head's root.
+    pub fn kept_frontier(&self) -> Option<Vec<[u8; 32]>> {
+        frontier_hashes(self.size, self.frontier.as_deref()?)
+    }
+}
+
 /// Storage of the message logs.
 #[async_trait::async_trait]
 pub trait LedgerStore: Send + Sync {
@@ -140,12 +148,12 @@ pub trait LedgerStore: Send + Sync {
         size: u64,
         frontier: &[[u8; 32]],
     ) -> Result<(), StoreError>;
-    /// The stored head of the largest size that has its frontier kept, with the frontier.
-    /// The frontier is as stored: check it against the head's signed root before use.
-    async fn latest_head_frontier(
+    /// The stored head of the largest size that has its frontier kept
+    /// ([`StoredHead::kept_frontier`]; check it against the head's signed root before use).
+    async fn latest_head_with_frontier(
         &self,
         log_id: &str,
-    ) -> Result<Option<(StoredHead, Vec<[u8; 32]>)>, StoreError>;
+    ) -> Result<Option<StoredHead>, StoreError>;
     /// Retention: delete the records with index < `idx`; returns how many were deleted.
     /// The log's size and its heads are kept.
     async fn delete_records_before(&self, log_id: &str, idx: u64) -> Result<u64, StoreError>;
@@ -248,37 +256,20 @@ pub(crate) fn frontier_bytes(frontier: &[[u8; 32]]) -> Vec<u8> {
 /// A stored frontier, which must fit the purged size.
 pub(crate) fn pruned_from_row((size, bytes): (i64, Vec<u8>)) -> Result<PrunedPrefix, StoreError> {
     let size = from_sql(size)?;
-    let frontier = frontier_from_bytes(size, &bytes, "purged records")?;
+    let frontier = frontier_hashes(size, &bytes).ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "a ledger frontier of {} bytes for {size} purged records",
+            bytes.len()
+        ))
+    })?;
     Ok(PrunedPrefix { size, frontier })
 }
 
-/// Stored frontier bytes for a tree of `size` leaves: one hash per one bit of `size`.
-pub(crate) fn frontier_from_bytes(
-    size: u64,
-    bytes: &[u8],
-    of: &str,
-) -> Result<Vec<[u8; 32]>, StoreError> {
-    let frontier: Vec<[u8; 32]> = bytes
-        .chunks(32)
-        .map(|chunk| leaf_hash(chunk.to_vec()))
-        .collect::<Result<_, _>>()?;
-    if frontier.len() != size.count_ones() as usize {
-        return Err(StoreError::Corrupt(format!(
-            "a ledger frontier of {} hashes for {size} {of}",
-            frontier.len()
-        )));
-    }
-    Ok(frontier)
-}
-
-/// A stored head row that has its frontier, with the frontier read.
-pub(crate) fn head_frontier_from_row(
-    row: HeadRow,
-) -> Result<(StoredHead, Vec<[u8; 32]>), StoreError> {
-    let head = head_from_row(row)?;
-    let bytes = head.frontier.as_deref().unwrap_or_default();
-    let frontier = frontier_from_bytes(head.size, bytes, "records under a head")?;
-    Ok((head, frontier))
+/// Stored frontier bytes of a tree of `size` leaves as its hashes, if they are one hash per
+/// one bit of `size`.
+fn frontier_hashes(size: u64, bytes: &[u8]) -> Option<Vec<[u8; 32]>> {
+    let (hashes, rest) = bytes.as_chunks::<32>();
+    (rest.is_empty() && hashes.len() == size.count_ones() as usize).then(|| hashes.to_vec())
 }
 
 /// A stored archive row.

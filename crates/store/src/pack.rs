@@ -465,7 +465,6 @@ mod tests {
         assert!(unpack(cut, |hash| blobs.get(hash).cloned()).is_err());
     }
 
-    /// The hash of a value is its SHA-256, whether remembered or not.
     /// A value is upserted once an hour per log, counts as stored only once its upsert is
     /// confirmed, and at most [`REMEMBERED`] values are remembered.
     #[test]
@@ -500,6 +499,7 @@ mod tests {
         assert!(!upserted.needed("log", &a, 5_001));
     }
 
+    /// The hash of a value is its SHA-256, whether remembered or not.
     #[test]
     fn remembered_hashes_are_the_values_hashes() {
         let values: Vec<Vec<u8>> = (0..24u8).map(|i| vec![b'A' + i % 20; 300]).collect();

@@ -391,7 +391,7 @@ macro_rules! impl_stores {
                 Ok(())
             }
 
-            async fn latest_head_frontier(&self, log_id: &str) -> Result<Option<(crate::StoredHead, Vec<[u8; 32]>)>, crate::StoreError> {
+            async fn latest_head_with_frontier(&self, log_id: &str) -> Result<Option<crate::StoredHead>, crate::StoreError> {
                 let row: Option<crate::ledger::HeadRow> = sqlx::query_as(
                     "SELECT size, head, tsa_token, created_at, frontier FROM ledger_heads \
                      WHERE log_id = $1 AND frontier IS NOT NULL ORDER BY size DESC LIMIT 1",
@@ -400,7 +400,7 @@ macro_rules! impl_stores {
                 .fetch_optional(&self.pool)
                 .await
                 .map_err(crate::StoreError::db("read the latest ledger head's frontier"))?;
-                row.map(crate::ledger::head_frontier_from_row).transpose()
+                row.map(crate::ledger::head_from_row).transpose()
             }
 
             async fn delete_records_before(&self, log_id: &str, idx: u64) -> Result<u64, crate::StoreError> {
