@@ -73,6 +73,24 @@ pub(crate) enum BenchCommand {
         #[arg(long, default_value_t = 64)]
         connections: usize,
     },
+    /// A relay on the gateways' own HTTP and TLS stack with nothing else on it (no
+    /// signing, verification, access control or message log). `bench compare` runs a client
+    /// and a server relay as a chain, to tell the transport's cost from the security work's.
+    #[command(hide = true)]
+    Relay {
+        /// Which end: `client` (HTTP/1.1 in, mutual TLS and HTTP/2 out) or `server`.
+        #[arg(long, value_enum)]
+        role: RelayRole,
+        /// Address to listen on.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// The server relay's host:port (client), or the provider's base URL (server).
+        #[arg(long)]
+        upstream: String,
+        /// Directory with both relays' certificates and keys (`bench compare` writes them).
+        #[arg(long)]
+        tls_dir: PathBuf,
+    },
     /// Signatures/s and verifications/s per suite, OCSP responses/s and TSA tokens/s
     /// (one core, in process).
     Trust {
@@ -85,8 +103,35 @@ pub(crate) enum BenchCommand {
     },
 }
 
+/// The ends of the relay chain.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum RelayRole {
+    Client,
+    Server,
+}
+
 pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
+        BenchCommand::Relay {
+            role,
+            listen,
+            upstream,
+            tls_dir,
+        } => {
+            use lienthong_gateway::relay;
+            let role = match role {
+                RelayRole::Client => relay::Role::Client,
+                RelayRole::Server => relay::Role::Server,
+            };
+            let config = relay::RelayConfig::load(role, upstream, &tls_dir)?;
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("listen on {listen}"))?;
+            println!("relay listening on {}", listener.local_addr()?);
+            relay::run(listener, config, crate::shutdown_signal())
+                .await
+                .context("relay")
+        }
         BenchCommand::Compare(args) => crate::bench_compare::run(args).await,
         BenchCommand::Exchange {
             seconds,

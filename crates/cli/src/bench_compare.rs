@@ -3,6 +3,9 @@
 //!
 //! - direct: wrk -> sample provider (a process of its own, `lienthong sample serve`);
 //! - the plain proxy chain: wrk -> nginx -> nginx -> provider;
+//! - the gateways' transport alone: wrk -> relay -> (mTLS, HTTP/2) -> relay -> provider,
+//!   two `lienthong bench relay` processes on the gateways' own HTTP and TLS stack with
+//!   no security work ([`lienthong_gateway::relay`]);
 //! - lienthong: wrk -> client gateway -> (mTLS) -> provider gateway -> provider, both
 //!   gateways as `lienthong gateway serve` processes, on the embedded store and again on
 //!   PostgreSQL;
@@ -60,6 +63,9 @@ pub(crate) struct CompareArgs {
     #[arg(long)]
     write: Option<PathBuf>,
 }
+
+/// The relay chain's row: the gateways' HTTP and TLS stack with nothing else on it.
+const RELAY_PATH: &str = "relay chain (transport only): wrk -> relay -> mTLS -> relay -> provider";
 
 /// The payload sizes of the throughput runs.
 const PAYLOADS: [(&str, usize); 2] = [("100 B", 100), ("10 KB", 10 * 1024)];
@@ -120,6 +126,9 @@ struct Bench {
     sample_url: String,
     nginx: [Process; 2],
     nginx_url: String,
+    /// The relay chain: client relay, server relay.
+    relays: [Process; 2],
+    relay_url: String,
     federation: Option<lienthong_federation::Federation>,
     bodies: Vec<(&'static str, PathBuf)>,
     large_body: Vec<u8>,
@@ -235,6 +244,9 @@ impl Bench {
         )?;
         let nginx_url = format!("http://127.0.0.1:{outer_port}");
         wait_ready(runtime, &mut outer, &format!("{nginx_url}/health"))?;
+        let (relays, relay_url) = spawn_relays(&exe, work.path(), &sample_url)?;
+        let mut relays = relays;
+        wait_ready(runtime, &mut relays[0], &format!("{relay_url}/health"))?;
 
         println!("starting the trust services and the registry (demo federation, no gateways)");
         let federation = runtime.block_on(lienthong_federation::start_without_gateways(
@@ -273,6 +285,8 @@ impl Bench {
             sample_url,
             nginx: [outer, inner],
             nginx_url,
+            relays,
+            relay_url,
             federation: Some(federation),
             bodies,
             large_body: tools::json_payload(LARGE_BODY),
@@ -302,21 +316,27 @@ impl Bench {
         let mut half_load = None;
         let direct_url = format!("{}/persons", self.sample_url);
         let chain_url = format!("{}/persons", self.nginx_url);
+        let relay_url = format!("{}/persons", self.relay_url);
         for (payload, body) in self.bodies.clone() {
             for (name, url) in [
                 ("direct: wrk -> provider", &direct_url),
                 ("nginx chain: wrk -> nginx -> nginx -> provider", &chain_url),
+                (RELAY_PATH, &relay_url),
             ] {
                 check_exchange(runtime, url, None, &body)?;
                 self.warm_up(url, None, &body)?;
-                let nginx = name.starts_with("nginx");
                 println!("measuring {name}, {payload}");
                 let mut measured: Vec<(String, u32)> =
                     vec![(self.sample.name.clone(), self.sample.pid())];
-                if nginx {
-                    for process in &self.nginx {
-                        measured.push((process.name.clone(), process.pid()));
-                    }
+                let proxies = if name.starts_with("nginx") {
+                    &self.nginx[..]
+                } else if name == RELAY_PATH {
+                    &self.relays[..]
+                } else {
+                    &[]
+                };
+                for process in proxies {
+                    measured.push((process.name.clone(), process.pid()));
                 }
                 rows.push(self.row(name, payload, url, None, &body, &measured, &[])?);
             }
@@ -328,6 +348,14 @@ impl Bench {
             &format!("{}/digest", self.sample_url),
             None,
             &[],
+        )?);
+        println!("10 MB body through the relay chain");
+        large.push(self.large_body(
+            runtime,
+            "relay chain (transport only)",
+            &format!("{}/digest", self.relay_url),
+            None,
+            &[&self.relays[0], &self.relays[1]],
         )?);
 
         let mut stores = vec!["SQLite"];
@@ -406,6 +434,11 @@ impl Bench {
                         (
                             "nginx chain: client -> nginx -> nginx -> provider",
                             &chain_url,
+                            None,
+                        ),
+                        (
+                            "relay chain: client -> relay -> mTLS -> relay -> provider",
+                            &relay_url,
                             None,
                         ),
                         (
@@ -768,6 +801,45 @@ impl Bench {
             peak_rss,
         })
     }
+}
+
+/// Start the relay chain in front of the provider at `sample_url`: the server relay, then
+/// the client relay dialling it, with a fresh self-signed pair of certificates each pins.
+/// Returns them (client relay first) and the client relay's URL.
+fn spawn_relays(
+    exe: &Path,
+    work: &Path,
+    sample_url: &str,
+) -> anyhow::Result<([Process; 2], String)> {
+    let dir = work.join("relay");
+    lienthong_gateway::relay::write_certificates(&dir)?;
+    let server_port = tools::free_port()?;
+    let client_port = tools::free_port()?;
+    let relay = |name: &str, role: &str, port: u16, upstream: &str| {
+        let mut command = Command::new(exe);
+        command
+            .args(["bench", "relay", "--role", role, "--listen"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--upstream")
+            .arg(upstream)
+            .arg("--tls-dir")
+            .arg(&dir)
+            .env("LIENTHONG_LOG", "warn");
+        Process::spawn(name, command, work.join(format!("relay-{role}.log")))
+    };
+    let server = relay(
+        "relay 2 (next to the provider)",
+        "server",
+        server_port,
+        sample_url,
+    )?;
+    let client = relay(
+        "relay 1 (next to the client)",
+        "client",
+        client_port,
+        &format!("127.0.0.1:{server_port}"),
+    )?;
+    Ok(([client, server], format!("http://127.0.0.1:{client_port}")))
 }
 
 fn peak_rss(gateways: &Gateways) -> Vec<(String, u64)> {

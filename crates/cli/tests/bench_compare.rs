@@ -61,6 +61,7 @@ fn quick_compare_measures_every_path_and_writes_its_section() {
     for prefix in [
         "direct",
         "nginx chain",
+        "relay chain",
         "lienthong (SQLite)",
         "lienthong (PostgreSQL)",
     ] {
@@ -90,7 +91,7 @@ fn quick_compare_measures_every_path_and_writes_its_section() {
             }
         }
     }
-    assert_eq!(json["ratios"].as_array().map(Vec::len), Some(4), "{json:#}");
+    assert_eq!(json["ratios"].as_array().map(Vec::len), Some(6), "{json:#}");
     assert_eq!(json["cold_start"].as_array().map(Vec::len), Some(2));
     let half = &json["half_load"];
     let rate = half["rate_asked"].as_f64().expect("half_load.rate_asked");
@@ -105,12 +106,13 @@ fn quick_compare_measures_every_path_and_writes_its_section() {
     let half_rows = half["rows"].as_array().expect("half_load.rows");
     assert_eq!(
         half_rows.len(),
-        3,
-        "direct, nginx chain, lienthong: {half:#}"
+        4,
+        "direct, nginx chain, relay chain, lienthong: {half:#}"
     );
-    for (row, prefix) in half_rows
-        .iter()
-        .zip(["direct", "nginx chain", "lienthong (SQLite)"])
+    for (row, prefix) in
+        half_rows
+            .iter()
+            .zip(["direct", "nginx chain", "relay chain", "lienthong (SQLite)"])
     {
         assert!(
             row["path"].as_str().is_some_and(|p| p.starts_with(prefix)),
@@ -134,16 +136,16 @@ fn quick_compare_measures_every_path_and_writes_its_section() {
     assert_eq!(half_rows[0]["p50_added_over_direct_ms"], 0.0);
     for gateway in ["client gateway", "provider gateway"] {
         assert!(
-            half_rows[2]["peak_rss_kib"][gateway]
+            half_rows[3]["peak_rss_kib"][gateway]
                 .as_u64()
                 .is_some_and(|k| k > 0),
             "{:#}",
-            half_rows[2]
+            half_rows[3]
         );
     }
     assert!(json["soak"].is_null(), "no soak run unless asked");
     let large = json["large_body"].as_array().expect("large_body");
-    assert_eq!(large.len(), 3, "direct, SQLite, PostgreSQL");
+    assert_eq!(large.len(), 4, "direct, relay chain, SQLite, PostgreSQL");
     assert!(
         large
             .iter()

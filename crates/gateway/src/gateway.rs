@@ -185,16 +185,10 @@ impl Gateway {
                 .map_err(|e| StartError::Config(e.to_string()))?,
         );
         let identity = AuthIdentity::new(auth_certificate.der.clone(), keys.auth.clone());
-        let peer_client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .http2_initial_stream_window_size(crate::server::H2_STREAM_WINDOW)
-            .http2_initial_connection_window_size(crate::server::H2_CONNECTION_WINDOW)
-            .http2_max_frame_size(crate::server::H2_MAX_FRAME)
-            .http2_header_table_size(crate::server::H2_HEADER_TABLE)
-            .build(PeerConnector::new(
-                crate::tls::client_config(identity.clone(), trust.clone())?,
-                trust.clone(),
-            ));
+        let peer_client = peer_client_builder().build(PeerConnector::new(
+            crate::tls::client_config(identity.clone(), trust.clone())?,
+            trust.clone(),
+        ));
         let limits = BodyLimits {
             max_bytes: config.max_body_bytes,
             memory_bytes: config.memory_body_bytes,
@@ -459,4 +453,17 @@ pub(crate) fn unix_now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
+}
+
+/// The pooled client to other gateways, before its connector: idle connections kept 90 s,
+/// and the HTTP/2 windows, frame size and header table of [`crate::server`].
+pub(crate) fn peer_client_builder() -> hyper_util::client::legacy::Builder {
+    let mut builder = Client::builder(TokioExecutor::new());
+    builder
+        .pool_idle_timeout(Duration::from_secs(90))
+        .http2_initial_stream_window_size(crate::server::H2_STREAM_WINDOW)
+        .http2_initial_connection_window_size(crate::server::H2_CONNECTION_WINDOW)
+        .http2_max_frame_size(crate::server::H2_MAX_FRAME)
+        .http2_header_table_size(crate::server::H2_HEADER_TABLE);
+    builder
 }

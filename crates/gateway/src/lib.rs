@@ -26,6 +26,7 @@ mod ocsp;
 pub mod opmon;
 pub mod peer;
 mod proxy_common;
+pub mod relay;
 mod replay;
 mod seal;
 pub mod server;

@@ -56,6 +56,12 @@ impl std::fmt::Debug for PeerConnector {
 #[derive(Debug)]
 pub struct PeerStream(TokioIo<TlsStream<TcpStream>>);
 
+impl PeerStream {
+    pub(crate) fn new(stream: TlsStream<TcpStream>) -> Self {
+        Self(TokioIo::new(stream))
+    }
+}
+
 impl tower_service::Service<Uri> for PeerConnector {
     type Response = PeerStream;
     type Error = std::io::Error;
@@ -95,7 +101,7 @@ impl tower_service::Service<Uri> for PeerConnector {
                     tls.connect(server_name.clone(), tcp).await
                 };
                 match tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-                    Ok(Ok(stream)) => return Ok(PeerStream(TokioIo::new(stream))),
+                    Ok(Ok(stream)) => return Ok(PeerStream::new(stream)),
                     Ok(Err(error)) => {
                         if addresses.len() > 1 {
                             tracing::warn!(%address, gateway = %name, %error, "gateway node unreachable; trying its next node");

@@ -3,6 +3,13 @@
 
 use super::*;
 
+/// The paths compared with the baselines in the ratios: (label, prefix of the row's path).
+const RATIO_PATHS: [(&str, &str); 3] = [
+    ("lienthong (SQLite)", "lienthong (SQLite)"),
+    ("lienthong (PostgreSQL)", "lienthong (PostgreSQL)"),
+    ("relay chain (transport only)", "relay chain"),
+];
+
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -27,7 +34,7 @@ impl Report {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "One run of `{command}`: every row uses the same load generator (wrk, {} threads, {} connections, {} s per row after a warm-up, POST of a JSON body that the provider echoes back), on this machine's cores shared by wrk and every server. nginx: {} worker processes each, keep-alive upstreams, no access log. Gateways: separate `lienthong gateway serve` processes, {} worker threads each, with signing, verification, OCSP, access control and the durable message log on. CPU = user + system seconds of each server process (and its children) during the row, per 1,000 exchanges; wrk's own CPU is listed apart.\n",
+            "One run of `{command}`: every row uses the same load generator (wrk, {} threads, {} connections, {} s per row after a warm-up, POST of a JSON body that the provider echoes back), on this machine's cores shared by wrk and every server. nginx: {} worker processes each, keep-alive upstreams, no access log. Relays: two `lienthong bench relay` processes on the gateways' own HTTP/1.1, HTTP/2 and mutual TLS stack (same runtime, allocator, connection pool and HTTP/2 settings, bodies streamed), with no security work: the transport's share of the gateways' cost. Gateways: separate `lienthong gateway serve` processes, {} worker threads each, with signing, verification, OCSP, access control and the durable message log on. CPU = user + system seconds of each server process (and its children) during the row, per 1,000 exchanges; wrk's own CPU is listed apart.\n",
             s["wrk_threads"],
             s["connections"],
             s["seconds_per_run"],
@@ -72,13 +79,13 @@ impl Report {
                 row.per_thousand(row.wrk.cpu_seconds),
             );
         }
-        out.push_str("\n**Ratios** (same run):\n\n| payload | store | throughput lienthong / nginx chain | throughput lienthong / direct | p50 added over direct, ms | p99 lienthong ms | CPU per exchange lienthong / nginx chain |\n|---|---|---:|---:|---:|---:|---:|\n");
+        out.push_str("\n**Ratios** (same run; the relay chain's line is the gateways' transport alone):\n\n| payload | path | throughput / nginx chain | throughput / direct | p50 added over direct, ms | p99 ms | CPU per exchange / nginx chain |\n|---|---|---:|---:|---:|---:|---:|\n");
         for (payload, _) in PAYLOADS {
-            for store in ["SQLite", "PostgreSQL"] {
+            for (store, prefix) in RATIO_PATHS {
                 let (Some(direct), Some(chain), Some(ours)) = (
                     self.find("direct", payload),
                     self.find("nginx", payload),
-                    self.find(&format!("lienthong ({store})"), payload),
+                    self.find(prefix, payload),
                 ) else {
                     continue;
                 };
@@ -130,12 +137,25 @@ impl Report {
                 rss.join("; ")
             );
         }
-        if let (Some(direct), Some(ours)) = (self.large.first(), self.large.get(1)) {
-            let _ = writeln!(
-                out,
-                "\n10 MB through the gateways = {:.2} x the direct transfer time.",
-                median(&ours.seconds) / median(&direct.seconds).max(1e-9)
-            );
+        let large = |prefix: &str| self.large.iter().find(|l| l.path.starts_with(prefix));
+        if let Some(direct) = large("direct") {
+            let times_direct =
+                |l: &LargeBody| median(&l.seconds) / median(&direct.seconds).max(1e-9);
+            if let Some(ours) = large("lienthong (SQLite)") {
+                let _ = write!(
+                    out,
+                    "\n10 MB through the gateways = {:.2} x the direct transfer time",
+                    times_direct(ours)
+                );
+                if let Some(relays) = large("relay chain") {
+                    let _ = write!(
+                        out,
+                        " (through the relay chain, the transport alone: {:.2} x)",
+                        times_direct(relays)
+                    );
+                }
+                out.push_str(".\n");
+            }
         }
         if let Some((one, two)) = &self.scaling {
             let _ = writeln!(
@@ -174,15 +194,15 @@ impl Report {
         };
         let mut ratios = Vec::new();
         for (payload, _) in PAYLOADS {
-            for store in ["SQLite", "PostgreSQL"] {
+            for (store, prefix) in RATIO_PATHS {
                 if let (Some(direct), Some(chain), Some(ours)) = (
                     self.find("direct", payload),
                     self.find("nginx", payload),
-                    self.find(&format!("lienthong ({store})"), payload),
+                    self.find(prefix, payload),
                 ) {
                     ratios.push(json!({
                         "payload": payload,
-                        "store": store,
+                        "path": store,
                         "throughput_lienthong_over_nginx_chain": ours.wrk.per_second() / chain.wrk.per_second().max(1e-9),
                         "throughput_lienthong_over_direct": ours.wrk.per_second() / direct.wrk.per_second().max(1e-9),
                         "p50_added_over_direct_ms": ours.wrk.p50_ms - direct.wrk.p50_ms,
