@@ -81,6 +81,9 @@ fn alter_record_field(federation: &Federation, name: &str, index: u64, field: &s
         b'z' => b'a',
         b'Z' => b'A',
         b'9' => b'0',
+        // Base64's other two characters (a signature's middle may be either).
+        b'+' => b'/',
+        b'/' => b'+',
         other => panic!("unexpected character {other} in {field}"),
     };
     sql(
