@@ -5,6 +5,8 @@
 
 mod common;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
 use common::*;
 use futures_util::{StreamExt as _, stream};
 
@@ -216,5 +218,259 @@ async fn an_unreachable_service_fails_without_waiting_for_the_rest_of_a_large_bo
         (500, "Server.ServerProxy.ServiceFailed"),
         "{answer:?}"
     );
+    federation.stop().await;
+}
+
+/// The client gateway's count of exchanges whose body it read whole before signing.
+async fn bodies_read_whole(federation: &lienthong_federation::Federation) -> u64 {
+    let metrics = reqwest::get(format!(
+        "{}/metrics",
+        federation.endpoint("client_gateway_admin_url")
+    ))
+    .await
+    .expect("metrics")
+    .text()
+    .await
+    .expect("text");
+    metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("lienthong_gateway_stage_duration_seconds_count")
+                && l.contains("side=\"client\"")
+                && l.contains("stage=\"body_read\"")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Gateway `index`'s (0 client, 1 provider) one log record of message `id`, as JSON.
+async fn log_record(
+    federation: &lienthong_federation::Federation,
+    index: usize,
+    id: &str,
+) -> serde_json::Value {
+    let gateway = &federation.gateways[index];
+    let log = gateway.server_id().to_string();
+    let ledger = gateway.store().ledger();
+    let found = ledger.find_by_message_id(&log, id).await.expect("lookup");
+    assert_eq!(found.len(), 1, "one record of {id} at gateway {index}");
+    let (_, _, bytes) = ledger
+        .record(&log, found[0])
+        .await
+        .expect("read")
+        .expect("record");
+    serde_json::from_slice(&bytes).expect("JSON record")
+}
+
+/// A large body whose length the client declares goes on from the client's gateway as it
+/// is read, with its signature in the trailer (the client's gateway never holds it whole:
+/// no whole-body read before signing), and both gateways log it signed with its real
+/// digest. A body without a declared length is read whole first (the test above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_body_of_declared_length_streams_with_its_signature_in_the_trailer() {
+    const SIZE: usize = 3 * 1024 * 1024; // over the gateways' in-memory limit of 256 KiB
+    let dir = tempfile::tempdir().expect("dir");
+    let federation = federation(&dir).await;
+    let url = format!(
+        "{}/r1/{}/digest",
+        federation.endpoint("client_gateway_url"),
+        lienthong_federation::PROVIDER_SUBSYSTEM
+    );
+    let post = async |body: Vec<u8>, id: &str| {
+        let response = reqwest::Client::new()
+            .post(&url)
+            .header("X-Road-Client", lienthong_federation::CLIENT_SUBSYSTEM)
+            .header("X-Road-Id", id)
+            .header("Content-Type", "application/octet-stream")
+            .body(body)
+            .send()
+            .await
+            .expect("exchange");
+        let status = response.status();
+        let answer: serde_json::Value = response.json().await.expect("JSON answer");
+        assert_eq!(status, 200, "{id}: {answer}");
+        answer
+    };
+    // A small body is read whole, hashed and signed before it is sent.
+    let before = bodies_read_whole(&federation).await;
+    post(b"small".to_vec(), "small-1").await;
+    assert_eq!(bodies_read_whole(&federation).await, before + 1);
+
+    let body: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
+    let sha256 = lienthong_gateway::message::digest(&body);
+    let answer = post(body, "streamed-1").await;
+    assert_eq!(
+        answer["length"], SIZE as u64,
+        "the provider received every byte"
+    );
+    assert_eq!(
+        answer["sha256"],
+        lienthong_gateway::trust::hex(&sha256),
+        "and exactly those bytes"
+    );
+    assert_eq!(
+        bodies_read_whole(&federation).await,
+        before + 1,
+        "the large body was not read whole before it was sent"
+    );
+    for index in [0, 1] {
+        let record = log_record(&federation, index, "streamed-1").await;
+        assert_eq!(
+            record["request_body_sha256"],
+            lienthong_gateway::trust::hex(&sha256),
+            "gateway {index}: {record}"
+        );
+        let description = STANDARD
+            .decode(record["request_description"].as_str().expect("description"))
+            .expect("base64");
+        let description =
+            lienthong_gateway::message::RequestHeader::decode(&description).expect("decodes");
+        assert_eq!(
+            (description.body_sha256, description.body_length),
+            (sha256, SIZE as u64),
+            "gateway {index}: the logged description is the signed one, not the head's"
+        );
+        assert!(
+            !record["request_signature"]
+                .as_str()
+                .unwrap_or("")
+                .is_empty()
+        );
+    }
+    federation.stop().await;
+}
+
+/// Send `body` to the provider's gateway with the signature in the trailer: `head` is the
+/// description on the head, `trailer` the description and signature after the body (none:
+/// the body ends without a trailer). Status, `X-Road-Error`, body.
+async fn send_signed_late(
+    federation: &lienthong_federation::Federation,
+    raw: &RawClient,
+    keys: &ClientGatewayKeys,
+    head: &str,
+    body: &[u8],
+    trailer: Option<(&str, &str)>,
+) -> (u16, String, String) {
+    use http_body_util::BodyExt as _;
+    let mut frames: Vec<Result<hyper::body::Frame<bytes::Bytes>, std::io::Error>> = body
+        .chunks(64 * 1024)
+        .map(|c| Ok(hyper::body::Frame::data(bytes::Bytes::copy_from_slice(c))))
+        .collect();
+    if let Some((description, signature)) = trailer {
+        let mut trailers = hyper::HeaderMap::new();
+        trailers.insert("x-lienthong-request", description.parse().expect("value"));
+        trailers.insert("x-lienthong-signature", signature.parse().expect("value"));
+        frames.push(Ok(hyper::body::Frame::trailers(trailers)));
+    }
+    let body = http_body_util::StreamBody::new(stream::iter(frames)).boxed_unsync();
+    let path = format!("/r1/{}/digest", lienthong_federation::PROVIDER_SUBSYSTEM);
+    let headers = [
+        ("x-lienthong-request", head),
+        ("x-lienthong-signed", "trailer"),
+    ];
+    let (status, headers, answer) =
+        send_raw_with(federation, raw, keys, ("POST", &path), &headers, body)
+            .await
+            .expect("answered");
+    (
+        status,
+        error_type(&headers),
+        String::from_utf8_lossy(&answer).into_owned(),
+    )
+}
+
+/// The provider's gateway checks a signature that follows the body before the service
+/// gets the body's last chunk (a large body, passed through) or any of it (a small one):
+/// the description in the trailer must be the head's with the digest filled in, match the
+/// body, verify, and not be a replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signature_in_the_trailer_is_checked_before_the_service_gets_the_body() {
+    let dir = tempfile::tempdir().expect("dir");
+    let federation = federation(&dir).await;
+    let keys = client_gateway_keys(&federation);
+    let raw = raw_peer(
+        &federation,
+        keys.auth.clone(),
+        keys.auth_certificate.clone(),
+    );
+    let client = lienthong_federation::CLIENT_SUBSYSTEM;
+    for size in [1024 * 1024, 10 * 1024] {
+        let body: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();
+        let mut other = body.clone();
+        other[size / 2] ^= 1;
+        // The head's description of a request: the signed one with the digest zeroed.
+        let head_of = |header: &lienthong_gateway::message::RequestHeader| {
+            let mut head = header.clone();
+            head.body_sha256 = [0; 32];
+            STANDARD.encode(head.encode().expect("encode"))
+        };
+        let signed = async |body: &[u8], id: &str| {
+            signed_request(&keys, client, "digest", "POST", "", body, id).await
+        };
+        let send = async |head: &str, trailer: Option<(&str, &str)>| {
+            send_signed_late(&federation, &raw, &keys, head, &body, trailer).await
+        };
+        let refused = |(status, kind, answer): (u16, String, String), label: &str, why: &str| {
+            assert_eq!(
+                (status, kind.as_str()),
+                (500, "Server.ServerProxy.InvalidSignatureValue"),
+                "{size} {label}: {answer}"
+            );
+            assert!(answer.contains(why), "{size} {label}: {answer}");
+        };
+
+        let id = format!("late-ok-{size}");
+        let (header, description, signature) = signed(&body, &id).await;
+        let (status, kind, answer) =
+            send(&head_of(&header), Some((&description, &signature))).await;
+        assert_eq!((status, kind.as_str()), (200, ""), "{size}: {answer}");
+        let answer: serde_json::Value = serde_json::from_str(&answer).expect("JSON");
+        assert_eq!(answer["length"], size as u64);
+        assert_eq!(
+            answer["sha256"],
+            lienthong_gateway::trust::hex(&lienthong_gateway::message::digest(&body))
+        );
+        // The same again: a replay.
+        let (status, kind, _) = send(&head_of(&header), Some((&description, &signature))).await;
+        assert_eq!(
+            (status, kind.as_str()),
+            (500, "Server.ServerProxy.ReplayedMessage")
+        );
+
+        let id = format!("late-no-trailer-{size}");
+        let (header, _, _) = signed(&body, &id).await;
+        refused(
+            send(&head_of(&header), None).await,
+            "no trailer",
+            "ended without its signature",
+        );
+
+        let id = format!("late-other-body-{size}");
+        let (header, description, signature) = signed(&other, &id).await;
+        refused(
+            send(&head_of(&header), Some((&description, &signature))).await,
+            "signed another body",
+            "does not match the signed digest",
+        );
+
+        let id = format!("late-other-head-{size}");
+        let (header, _, _) = signed(&body, &id).await;
+        let (_, description, signature) = signed(&body, &format!("{id}-x")).await;
+        refused(
+            send(&head_of(&header), Some((&description, &signature))).await,
+            "trailer unlike the head",
+            "differs from the one its head described",
+        );
+
+        let id = format!("late-bad-signature-{size}");
+        let (header, description, _) = signed(&body, &id).await;
+        let (_, _, signature) = signed(&body, &format!("{id}-x")).await;
+        refused(
+            send(&head_of(&header), Some((&description, &signature))).await,
+            "signature of another description",
+            "does not verify",
+        );
+    }
     federation.stop().await;
 }

@@ -46,6 +46,10 @@ pub enum BodyError {
     /// A body passed through is not the one signed.
     #[error("the body does not match the signed digest")]
     Mismatch,
+    /// The check of a body passed through refused it (a signature in its trailers that
+    /// does not verify, a replay): the gateway's answer.
+    #[error("{0}")]
+    Refused(Box<crate::XRoadError>),
 }
 
 /// The buffer, in bytes, of writes to a spool file and of reads from it.
@@ -214,28 +218,28 @@ pub fn empty() -> GatewayBody {
 const PASS_FRAMES: usize = 2;
 
 /// A body passed through: what to send on, and the task that reads it.
-pub(crate) struct PassThrough {
+pub(crate) struct PassThrough<T = ()> {
     /// The body to send on. Its length is the signed one; it ends in an error, leaving the
     /// receiver with an incomplete body, if the body read does not match.
     pub body: GatewayBody,
     /// The reader's verdict.
-    pub verdict: Verdict,
+    pub verdict: Verdict<T>,
 }
 
-/// The reader of a body passed through: `Ok` with the time it took once the whole body
-/// has come and matched. It reads to the end even if the receiver stops early (a service
-/// that answers before reading everything), so the verdict always comes. The reader is
-/// aborted when this is dropped.
-pub(crate) struct Verdict {
-    reader: tokio::task::JoinHandle<Result<std::time::Duration, BodyError>>,
+/// The reader of a body passed through: `Ok` with the time it took, and what its check
+/// gave, once the whole body has come and passed the check. It reads to the end even if
+/// the receiver stops early (a service that answers before reading everything), so the
+/// verdict always comes. The reader is aborted when this is dropped.
+pub(crate) struct Verdict<T = ()> {
+    reader: tokio::task::JoinHandle<Result<(std::time::Duration, T), BodyError>>,
     refused: Arc<AtomicBool>,
 }
 
-impl Verdict {
+impl<T> Verdict<T> {
     /// Wait for the verdict.
     pub(crate) async fn join(
         mut self,
-    ) -> Result<Result<std::time::Duration, BodyError>, tokio::task::JoinError> {
+    ) -> Result<Result<(std::time::Duration, T), BodyError>, tokio::task::JoinError> {
         (&mut self.reader).await
     }
 
@@ -246,7 +250,7 @@ impl Verdict {
     }
 }
 
-impl Drop for Verdict {
+impl<T> Drop for Verdict<T> {
     fn drop(&mut self) {
         self.reader.abort();
     }
@@ -255,10 +259,32 @@ impl Drop for Verdict {
 /// Stream `body` on as it comes, checking it against the signed `sha256` and `length`:
 /// the last chunk is released only once the end has come and the digest and length match.
 /// More bytes than `length` fail at once.
+#[cfg(test)]
 pub(crate) fn pass_through<B>(body: B, sha256: [u8; 32], length: u64) -> PassThrough
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: std::fmt::Display + Send,
+{
+    pass_through_checked(body, length, move |_, read, _| async move {
+        if read == sha256 {
+            Ok(())
+        } else {
+            Err(BodyError::Mismatch)
+        }
+    })
+}
+
+/// Stream `body` of `length` bytes on as it comes, its last chunk held back until the end
+/// has come and `check` accepted it: `check` gets the body's trailers, its SHA-256 and its
+/// length (always `length`: more or fewer bytes fail before it). What `check` gives is the
+/// verdict's. The receiver gets data only, never the trailers.
+pub(crate) fn pass_through_checked<B, T, F, Fut>(body: B, length: u64, check: F) -> PassThrough<T>
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: std::fmt::Display + Send,
+    T: Send + 'static,
+    F: FnOnce(Option<hyper::HeaderMap>, [u8; 32], u64) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, BodyError>> + Send,
 {
     let (frames, receiver) = tokio::sync::mpsc::channel(PASS_FRAMES);
     let refused = Arc::new(AtomicBool::new(false));
@@ -266,9 +292,8 @@ where
         let refused = refused.clone();
         async move {
             let started = std::time::Instant::now();
-            let outcome = read_through(body, sha256, length, &frames).await;
-            match outcome {
-                Ok(()) => Ok(started.elapsed()),
+            match read_through(body, length, check, &frames).await {
+                Ok(checked) => Ok((started.elapsed(), checked)),
                 Err(error) => {
                     refused.store(true, Ordering::Release);
                     let _ = frames
@@ -286,29 +311,39 @@ where
     }
 }
 
-type PassFrame = Result<Bytes, std::io::Error>;
+type PassFrame = Result<Frame<Bytes>, std::io::Error>;
 
 /// Read `body` to its end, sending all but its last chunk to `frames` as they come (while
-/// anyone listens), and the last one once the whole matches.
-async fn read_through<B>(
+/// anyone listens), and the last one once the whole is `length` bytes and `check` accepts
+/// it with the body's trailers.
+async fn read_through<B, T, F, Fut>(
     body: B,
-    sha256: [u8; 32],
     length: u64,
+    check: F,
     frames: &tokio::sync::mpsc::Sender<PassFrame>,
-) -> Result<(), BodyError>
+) -> Result<T, BodyError>
 where
     B: Body<Data = Bytes>,
     B::Error: std::fmt::Display,
+    F: FnOnce(Option<hyper::HeaderMap>, [u8; 32], u64) -> Fut,
+    Fut: std::future::Future<Output = Result<T, BodyError>>,
 {
     let mut body = std::pin::pin!(body);
     let mut hasher = Sha256::new();
     let mut read: u64 = 0;
     let mut held: Option<Bytes> = None;
     let mut listening = true;
+    let mut trailers = None;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
-        let Ok(chunk) = frame.into_data() else {
-            continue; // trailers carry nothing we forward
+        let chunk = match frame.into_data() {
+            Ok(chunk) => chunk,
+            Err(frame) => {
+                if let Ok(map) = frame.into_trailers() {
+                    trailers = Some(map);
+                }
+                continue;
+            }
         };
         if chunk.is_empty() {
             continue;
@@ -321,21 +356,73 @@ where
         if let Some(previous) = held.replace(chunk)
             && listening
         {
-            listening = frames.send(Ok(previous)).await.is_ok();
+            listening = frames.send(Ok(Frame::data(previous))).await.is_ok();
         }
     }
-    if read != length || hasher.finish() != sha256 {
+    if read != length {
         return Err(BodyError::Mismatch);
     }
+    let checked = check(trailers, hasher.finish(), read).await?;
     if let Some(last) = held
         && listening
     {
-        let _ = frames.send(Ok(last)).await;
+        let _ = frames.send(Ok(Frame::data(last))).await;
     }
-    Ok(())
+    Ok(checked)
 }
 
-/// The receiving end of [`pass_through`], of a known length.
+/// Send `body`, of the `length` bytes its sender declared, on as it comes while hashing it,
+/// and end it with the trailers `finish` makes from its SHA-256 and length: the signature
+/// of a large request, made once its last byte is read. More or fewer bytes than `length`,
+/// or a `finish` that fails, end the body sent in an error instead of its trailers, so
+/// its receiver never takes it as whole.
+pub(crate) fn stream_with_trailers<B, F, Fut>(body: B, length: u64, finish: F) -> GatewayBody
+where
+    B: Body<Data = Bytes> + Send + 'static,
+    B::Error: std::fmt::Display + Send,
+    F: FnOnce([u8; 32], u64) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<hyper::HeaderMap, BodyError>> + Send,
+{
+    let (frames, receiver) = tokio::sync::mpsc::channel(PASS_FRAMES);
+    tokio::spawn(async move {
+        let sent = async {
+            let mut body = std::pin::pin!(body);
+            let mut hasher = Sha256::new();
+            let mut read: u64 = 0;
+            while let Some(frame) = body.frame().await {
+                let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
+                let Ok(chunk) = frame.into_data() else {
+                    continue; // the local client's trailers are not forwarded
+                };
+                read += chunk.len() as u64;
+                if read > length {
+                    return Err(BodyError::Read(format!(
+                        "the body is longer than its declared {length} bytes"
+                    )));
+                }
+                hasher.update(&chunk);
+                if frames.send(Ok(Frame::data(chunk))).await.is_err() {
+                    return Err(BodyError::Read("the receiver went away".into()));
+                }
+            }
+            if read != length {
+                return Err(BodyError::Read(format!(
+                    "the body ended after {read} of its declared {length} bytes"
+                )));
+            }
+            finish(hasher.finish(), read).await
+        };
+        let last = match sent.await {
+            Ok(trailers) => Ok(Frame::trailers(trailers)),
+            Err(error) => Err(std::io::Error::other(error.to_string())),
+        };
+        let _ = frames.send(last).await;
+    });
+    Passed { receiver, length }.boxed_unsync()
+}
+
+/// The receiving end of [`pass_through_checked`] and [`stream_with_trailers`], of a known
+/// length.
 struct Passed {
     receiver: tokio::sync::mpsc::Receiver<PassFrame>,
     length: u64,
@@ -349,14 +436,33 @@ impl Body for Passed {
         mut self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
-        self.receiver
-            .poll_recv(cx)
-            .map(|frame| frame.map(|chunk| chunk.map(Frame::data)))
+        self.receiver.poll_recv(cx)
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         hyper::body::SizeHint::with_exact(self.length)
     }
+}
+
+/// Read what is left of a body after all its data: its trailers, if any. Any more data is
+/// a body longer than the one described.
+pub(crate) async fn trailers<B>(
+    mut body: std::pin::Pin<&mut B>,
+) -> Result<Option<hyper::HeaderMap>, BodyError>
+where
+    B: Body<Data = Bytes>,
+    B::Error: std::fmt::Display,
+{
+    let mut trailers = None;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| BodyError::Read(e.to_string()))?;
+        match frame.into_data() {
+            Ok(chunk) if chunk.is_empty() => {}
+            Ok(_) => return Err(BodyError::Mismatch),
+            Err(frame) => trailers = frame.into_trailers().ok(),
+        }
+    }
+    Ok(trailers)
 }
 
 /// Incremental SHA-256 over aws-lc-rs.

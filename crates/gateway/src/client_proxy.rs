@@ -6,7 +6,7 @@
 
 use crate::XRoadError;
 use crate::body::{GatewayBody, collect};
-use crate::config::Connection;
+use crate::config::{BodyLogging, Connection};
 use crate::gateway::{Gateway, unix_now, unix_now_ms};
 use crate::message::{RequestHeader, ResponseHeader, digest};
 use crate::metrics::{Side, Stage};
@@ -131,53 +131,6 @@ async fn exchange(
         )
     })?;
 
-    let collected = gateway
-        .metrics
-        .time(Stage::ClientBodyRead, collect(body, &gateway.limits));
-    let collected = collected.await.map_err(|e| match e {
-        crate::body::BodyError::TooLarge { .. } => {
-            XRoadError::client("InvalidRequest", e.to_string())
-        }
-        other => XRoadError::client_proxy("InternalError", other.to_string()),
-    })?;
-    let request_for_log = gateway.body_for_log(
-        gateway.client_body_logging(&client),
-        &collected,
-        lienthong_ledger::BodyPart::Request,
-    );
-    let header = RequestHeader {
-        message_id: message_id.to_owned(),
-        client: client.clone(),
-        service: path.service.clone(),
-        method: parts.method.to_string(),
-        path: path.rest.clone(),
-        query: parts.uri.query().unwrap_or("").to_owned(),
-        time_ms: time_in,
-        user_id: last_header(&parts.headers, "x-road-userid")
-            .unwrap_or("")
-            .to_owned(),
-        issue: last_header(&parts.headers, "x-road-issue")
-            .unwrap_or("")
-            .to_owned(),
-        represented_party: last_header(&parts.headers, "x-road-represented-party")
-            .unwrap_or("")
-            .to_owned(),
-        content_type: last_header(&parts.headers, "content-type")
-            .unwrap_or("")
-            .to_owned(),
-        body_sha256: collected.sha256,
-        body_length: collected.length,
-    };
-    let encoded = header
-        .encode()
-        .map_err(|e| XRoadError::client("InvalidRequest", e.to_string()))?;
-    let request_hash = digest(&encoded);
-    let mut signature = gateway
-        .metrics
-        .time(Stage::ClientSigning, member.signer.sign(request_hash))
-        .await
-        .map_err(|e| XRoadError::client_proxy("CannotCreateSignature", e.to_string()))?
-        .to_text();
     let ocsp = member
         .ocsp_header
         .read()
@@ -208,6 +161,81 @@ async fn exchange(
     let mut forward_headers = parts.headers.clone();
     strip_headers(&mut forward_headers);
     forward_headers.remove("x-road-error");
+
+    // A large body whose length the client declared, for a client whose log keeps digests
+    // only, is streamed on as it is read, its signature in the trailer.
+    let streamed = declared_length(&parts.headers)
+        .filter(|length| *length > gateway.limits.memory_bytes as u64)
+        .filter(|_| *gateway.client_body_logging(&client) == BodyLogging::Digest);
+    let mut header = RequestHeader {
+        message_id: message_id.to_owned(),
+        client: client.clone(),
+        service: path.service.clone(),
+        method: parts.method.to_string(),
+        path: path.rest.clone(),
+        query: parts.uri.query().unwrap_or("").to_owned(),
+        time_ms: time_in,
+        user_id: last_header(&parts.headers, "x-road-userid")
+            .unwrap_or("")
+            .to_owned(),
+        issue: last_header(&parts.headers, "x-road-issue")
+            .unwrap_or("")
+            .to_owned(),
+        represented_party: last_header(&parts.headers, "x-road-represented-party")
+            .unwrap_or("")
+            .to_owned(),
+        content_type: last_header(&parts.headers, "content-type")
+            .unwrap_or("")
+            .to_owned(),
+        body_sha256: [0; 32],
+        body_length: streamed.unwrap_or(0),
+    };
+    if let Some(length) = streamed {
+        if length > gateway.limits.max_bytes {
+            return Err(XRoadError::client(
+                "InvalidRequest",
+                crate::body::BodyError::TooLarge {
+                    limit: gateway.limits.max_bytes,
+                }
+                .to_string(),
+            ));
+        }
+        let to = Outgoing {
+            peer: candidates[0],
+            parts: &parts,
+            headers: &forward_headers,
+            member,
+            ocsp: &ocsp,
+        };
+        return exchange_streamed(gateway, &view, &conf.conf.policy, to, body, header).await;
+    }
+
+    let collected = gateway
+        .metrics
+        .time(Stage::ClientBodyRead, collect(body, &gateway.limits));
+    let collected = collected.await.map_err(|e| match e {
+        crate::body::BodyError::TooLarge { .. } => {
+            XRoadError::client("InvalidRequest", e.to_string())
+        }
+        other => XRoadError::client_proxy("InternalError", other.to_string()),
+    })?;
+    let request_for_log = gateway.body_for_log(
+        gateway.client_body_logging(&client),
+        &collected,
+        lienthong_ledger::BodyPart::Request,
+    );
+    header.body_sha256 = collected.sha256;
+    header.body_length = collected.length;
+    let encoded = header
+        .encode()
+        .map_err(|e| XRoadError::client("InvalidRequest", e.to_string()))?;
+    let request_hash = digest(&encoded);
+    let mut signature = gateway
+        .metrics
+        .time(Stage::ClientSigning, member.signer.sign(request_hash))
+        .await
+        .map_err(|e| XRoadError::client_proxy("CannotCreateSignature", e.to_string()))?
+        .to_text();
     let encoded_b64 = STANDARD.encode(&encoded);
     let mut last_error = None;
     // An idempotent request whose exchange broke after it was sent (a provider node died
@@ -227,30 +255,17 @@ async fn exchange(
             .body
             .replay()
             .map_err(|e| XRoadError::client_proxy("InternalError", e.to_string()))?;
-        let uri = format!(
-            "https://{}{}",
-            tls_name(&peer.id),
-            parts
-                .uri
-                .path_and_query()
-                .map(|p| p.as_str())
-                .unwrap_or("/")
-        );
-        let mut outgoing = Request::builder()
-            .method(parts.method.clone())
-            .uri(uri)
-            .body(body)
-            .map_err(|e| XRoadError::client_proxy("InternalError", e.to_string()))?;
-        *outgoing.headers_mut() = forward_headers.clone();
-        let headers = outgoing.headers_mut();
-        headers.insert(H_REQUEST, per_message_value(&encoded_b64));
-        headers.insert(H_SIGNATURE, per_message_value(&signature));
-        headers.insert(H_CERTIFICATE, member.certificate_header.clone());
-        headers.insert(H_OCSP, ocsp.clone());
-        headers.insert(
-            H_LOG,
-            hyper::header::HeaderValue::from_static(LOG_IN_TRAILER),
-        );
+        let to = Outgoing {
+            peer,
+            parts: &parts,
+            headers: &forward_headers,
+            member,
+            ocsp: &ocsp,
+        };
+        let mut outgoing = to.request(body, &encoded_b64)?;
+        outgoing
+            .headers_mut()
+            .insert(H_SIGNATURE, per_message_value(&signature));
         let sent = Sent {
             header: &header,
             encoded: &encoded,
@@ -320,6 +335,147 @@ async fn exchange(
             last_error.unwrap_or_default()
         ),
     ))
+}
+
+/// What a request to a provider's gateway is made of, besides its body and description.
+struct Outgoing<'a> {
+    peer: &'a lienthong_model::conf::Gateway,
+    /// The local client's request.
+    parts: &'a hyper::http::request::Parts,
+    /// Its end-to-end headers.
+    headers: &'a hyper::HeaderMap,
+    member: &'a Arc<crate::MemberKey>,
+    ocsp: &'a hyper::header::HeaderValue,
+}
+
+impl Outgoing<'_> {
+    /// The request to `peer`, with the description (base64) and the signer's certificate
+    /// and status; the signature is the caller's to add (in the head or the trailer).
+    fn request(
+        &self,
+        body: GatewayBody,
+        description: &str,
+    ) -> Result<Request<GatewayBody>, XRoadError> {
+        let uri = format!(
+            "https://{}{}",
+            tls_name(&self.peer.id),
+            self.parts
+                .uri
+                .path_and_query()
+                .map(|p| p.as_str())
+                .unwrap_or("/")
+        );
+        let mut outgoing = Request::builder()
+            .method(self.parts.method.clone())
+            .uri(uri)
+            .body(body)
+            .map_err(|e| XRoadError::client_proxy("InternalError", e.to_string()))?;
+        *outgoing.headers_mut() = self.headers.clone();
+        let headers = outgoing.headers_mut();
+        headers.insert(H_REQUEST, per_message_value(description));
+        headers.insert(H_CERTIFICATE, self.member.certificate_header.clone());
+        headers.insert(H_OCSP, self.ocsp.clone());
+        headers.insert(
+            H_LOG,
+            hyper::header::HeaderValue::from_static(LOG_IN_TRAILER),
+        );
+        Ok(outgoing)
+    }
+}
+
+/// The length the local client declared for its body, if it did (`Content-Length`).
+fn declared_length(headers: &hyper::HeaderMap) -> Option<u64> {
+    last_header(headers, "content-length").and_then(|v| v.parse().ok())
+}
+
+/// Send a large body to the first of the provider's gateways as it is read from the local
+/// client, hashing it on the way; once its last byte is read its description is signed
+/// and the description and signature go in the trailer (`H_SIGNED`). Only one gateway is
+/// tried: the body is not kept to send again. Then the answer is checked as any other.
+async fn exchange_streamed(
+    gateway: &Gateway,
+    view: &TrustView,
+    policy: &lienthong_model::conf::FederationPolicy,
+    to: Outgoing<'_>,
+    body: Incoming,
+    draft: RequestHeader,
+) -> Result<Response<GatewayBody>, XRoadError> {
+    let draft_encoded = draft
+        .encode()
+        .map_err(|e| XRoadError::client("InvalidRequest", e.to_string()))?;
+    let (signed_tx, signed_rx) = tokio::sync::oneshot::channel();
+    let member = to.member.clone();
+    let described = draft.clone();
+    let finish_body = async move |sha256, length| {
+        let header = RequestHeader {
+            body_sha256: sha256,
+            body_length: length,
+            ..described
+        };
+        let encoded = header
+            .encode()
+            .map_err(|e| crate::body::BodyError::Read(e.to_string()))?;
+        let hash = digest(&encoded);
+        let signature = member
+            .signer
+            .sign(hash)
+            .await
+            .map_err(|e| crate::body::BodyError::Read(format!("cannot sign the request: {e}")))?
+            .to_text();
+        let mut trailers = hyper::HeaderMap::new();
+        trailers.insert(H_REQUEST, per_message_value(&STANDARD.encode(&encoded)));
+        trailers.insert(H_SIGNATURE, per_message_value(&signature));
+        let _ = signed_tx.send((header, encoded, hash, signature));
+        Ok(trailers)
+    };
+    let body = crate::body::stream_with_trailers(body, draft.body_length, finish_body);
+    let mut outgoing = to.request(body, &STANDARD.encode(&draft_encoded))?;
+    outgoing.headers_mut().insert(
+        H_SIGNED,
+        hyper::header::HeaderValue::from_static(SIGNED_IN_TRAILER),
+    );
+    let peer = &to.peer.id;
+    crate::opmon::note_peer(peer);
+    let at = unix_now_ms();
+    let answer = gateway.peer_client.request(outgoing);
+    let response = gateway
+        .metrics
+        .time(Stage::Peer, answer)
+        .await
+        .map_err(|error| {
+            if error.is_connect() {
+                gateway.mark_unhealthy(peer);
+            }
+            XRoadError::client_proxy(
+                "NetworkError",
+                format!("exchange with {peer} failed: {error}"),
+            )
+        })?;
+    // A signed answer comes only once the provider's gateway has read the whole body and
+    // its trailer, which is sent after the signed description is handed over here. An
+    // unsigned one (a refusal) is checked against the head's description only.
+    let (header, encoded, hash, signature) = if response.headers().contains_key(H_RESPONSE) {
+        signed_rx.await.map_err(|_| {
+            XRoadError::client_proxy(
+                "InternalError",
+                "the streamed request was answered but never signed",
+            )
+        })?
+    } else {
+        let hash = digest(&draft_encoded);
+        (draft, draft_encoded, hash, String::new())
+    };
+    let sent = Sent {
+        header: &header,
+        encoded: &encoded,
+        hash,
+        signature: &signature,
+        member: to.member,
+        ocsp: to.ocsp,
+        at,
+        request_for_log: &None,
+    };
+    finish(gateway, view, policy, response, &sent, &header.message_id).await
 }
 
 /// Attempts after a provider node answered that it is draining.

@@ -27,6 +27,14 @@ pub(crate) const LOG_IN_TRAILER: &str = "trailer";
 pub(crate) const LOG_PENDING: &str = "pending";
 /// [`H_LOG`] in an answer's trailer when the provider's record is durable.
 pub(crate) const LOG_COMMITTED: &str = "committed";
+/// On a request's head, [`SIGNED_IN_TRAILER`]: a large body streamed as the client's gateway
+/// reads it. The head's [`H_REQUEST`] then describes the request with the body's digest
+/// zeroed (its length is the one the client declared) and carries no [`H_SIGNATURE`]; the
+/// trailer carries the whole description and its signature, and the two descriptions must
+/// differ in the digest only.
+pub(crate) const H_SIGNED: &str = "x-lienthong-signed";
+/// [`H_SIGNED`] on a request whose signature is in its trailer.
+pub(crate) const SIGNED_IN_TRAILER: &str = "trailer";
 
 /// Signer certificates as they arrive in [`H_CERTIFICATE`], parsed once. Every message
 /// carries its signer's certificate; decoding the base64 and parsing the DER (with its public
@@ -150,6 +158,7 @@ fn never_forwarded(name: &str) -> bool {
             | H_CERTIFICATE
             | H_OCSP
             | H_LOG
+            | H_SIGNED
             | "x-road-request-hash"
             | "x-road-request-id"
     )

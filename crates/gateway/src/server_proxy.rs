@@ -7,7 +7,7 @@
 //! key and returns it.
 
 use crate::XRoadError;
-use crate::body::{GatewayBody, collect};
+use crate::body::{BodyError, GatewayBody, collect, collect_first};
 use crate::client_proxy::check_certificate;
 use crate::gateway::{Gateway, unix_now, unix_now_ms};
 use crate::message::{RequestHeader, ResponseHeader, digest};
@@ -20,7 +20,7 @@ use hyper::body::Incoming;
 use hyper::header::CONTENT_TYPE;
 use hyper::{Request, Response, Uri};
 use lienthong_model::{ClientId, ServerId};
-use lienthong_pki::FederationIdentity;
+use lienthong_pki::{CertificateInfo, FederationIdentity};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::Instrument as _;
@@ -61,7 +61,7 @@ pub async fn handle(
 }
 
 async fn serve(
-    gateway: &Gateway,
+    gateway: &Arc<Gateway>,
     peer: &Peer,
     request: Request<Incoming>,
 ) -> Result<Response<GatewayBody>, XRoadError> {
@@ -85,6 +85,12 @@ async fn serve(
         .and_then(|h| STANDARD.decode(h).ok())
         .ok_or_else(|| invalid("no signed request description".into()))?;
     let header = RequestHeader::decode(&encoded).map_err(|e| invalid(e.to_string()))?;
+    // A large body streamed by the client's gateway: its signature follows it, in the
+    // trailer, and the head's description has the body's digest zeroed.
+    let signed_late = last_header(&parts.headers, H_SIGNED) == Some(SIGNED_IN_TRAILER);
+    if signed_late && parts.version != hyper::Version::HTTP_2 {
+        return Err(invalid("a signature in the trailer needs HTTP/2".into()));
+    }
     let path = parse_r1(parts.uri.path()).map_err(|e| invalid(e.message))?;
     if header.method != parts.method.as_str()
         || header.service != path.service
@@ -123,28 +129,22 @@ async fn serve(
     )
     .map_err(|why| XRoadError::server_proxy("CertValidation", format!("the client's {why}")))?;
 
-    // 4. The signature.
-    let signature_text = last_header(&parts.headers, H_SIGNATURE)
-        .ok_or_else(|| signature_error("no signature".into()))?;
-    let signature = lienthong_crypto::BatchSignature::from_text(signature_text)
-        .map_err(|e| signature_error(format!("malformed signature: {e}")))?;
-    let request_hash = digest(&encoded);
-    gateway
-        .verifier
-        .verify(&certificate.public_key, &request_hash, &signature)
-        .map_err(|_| signature_error("the signature does not verify".into()))?;
-
-    // 5. Clock and replay.
-    gateway
-        .replay
-        .check(
-            &header.message_id,
-            signature_text,
-            header.time_ms,
-            unix_now_ms(),
-        )
-        .await
-        .map_err(|why| XRoadError::server_proxy("ReplayedMessage", why))?;
+    // 4-5. The signature, the clock and replays; for a signature in the trailer, once the
+    // body has come (step 7), before its last chunk reaches the service.
+    let signed_now = if signed_late {
+        None
+    } else {
+        let signature_text = last_header(&parts.headers, H_SIGNATURE)
+            .ok_or_else(|| signature_error("no signature".into()))?;
+        let signed = verify_signed(
+            gateway,
+            &certificate,
+            encoded,
+            header.clone(),
+            signature_text.to_owned(),
+        );
+        Some(signed.await?)
+    };
 
     // 6. The service and the access right (deny by default).
     let provider = header.service.provider();
@@ -214,20 +214,81 @@ async fn serve(
             .to_string(),
         ));
     }
-    let (collected, verdict) = if pass {
-        let passed = crate::body::pass_through(body, header.body_sha256, header.body_length);
-        (None, Some((passed.body, passed.verdict)))
+    let (collected, verdict, signed_now) = if pass {
+        let passed = match signed_now {
+            Some(signed) => {
+                let sha256 = signed.header.body_sha256;
+                crate::body::pass_through_checked(body, header.body_length, move |_, read, _| {
+                    std::future::ready(if read == sha256 {
+                        Ok(signed)
+                    } else {
+                        Err(BodyError::Mismatch)
+                    })
+                })
+            }
+            None => {
+                let (gateway, certificate, draft) =
+                    (gateway.clone(), certificate.clone(), header.clone());
+                let check = async move |trailers, read, length| {
+                    verify_trailer(&gateway, &certificate, draft, trailers, read, length)
+                        .await
+                        .map_err(|e| BodyError::Refused(Box::new(e)))
+                };
+                crate::body::pass_through_checked(body, header.body_length, check)
+            }
+        };
+        (None, Some((passed.body, passed.verdict)), None)
     } else {
-        let collected = gateway
+        let mut body = std::pin::pin!(body);
+        let wanted = if signed_late {
+            header.body_length
+        } else {
+            u64::MAX
+        };
+        let read = async {
+            let collected = collect_first(body.as_mut(), &gateway.limits, wanted).await?;
+            let trailers = if signed_late {
+                crate::body::trailers(body.as_mut()).await?
+            } else {
+                None
+            };
+            Ok::<_, BodyError>((collected, trailers))
+        };
+        let (collected, trailers) = gateway
             .metrics
-            .time(Stage::ProviderBodyRead, collect(body, &gateway.limits));
-        let collected = collected.await.map_err(|e| invalid(e.to_string()))?;
-        if collected.sha256 != header.body_sha256 || collected.length != header.body_length {
-            return Err(signature_error(
-                "the body does not match the signed digest".into(),
-            ));
-        }
-        (Some(collected), None)
+            .time(Stage::ProviderBodyRead, read)
+            .await
+            .map_err(|e| match e {
+                BodyError::Mismatch => {
+                    signature_error("the body does not match the signed digest".into())
+                }
+                other => invalid(other.to_string()),
+            })?;
+        let signed = match signed_now {
+            Some(signed) => {
+                if collected.sha256 != signed.header.body_sha256
+                    || collected.length != signed.header.body_length
+                {
+                    return Err(signature_error(
+                        "the body does not match the signed digest".into(),
+                    ));
+                }
+                signed
+            }
+            None => {
+                let (sha256, length) = (collected.sha256, collected.length);
+                verify_trailer(
+                    gateway,
+                    &certificate,
+                    header.clone(),
+                    trailers,
+                    sha256,
+                    length,
+                )
+                .await?
+            }
+        };
+        (Some(collected), None, Some(signed))
     };
     let request_for_log = collected.as_ref().and_then(|collected| {
         gateway.body_for_log(logging, collected, lienthong_ledger::BodyPart::Request)
@@ -235,6 +296,7 @@ async fn serve(
 
     // 8. The service (or a metaservice) answers.
     let mut backend_times = (None, None);
+    let mut signed_passed = None;
     let (status, mut response_headers, response_body) = match service {
         None => {
             let (status, content_type, body) =
@@ -339,12 +401,16 @@ async fn serve(
             })?;
             match verdict {
                 None => {}
-                Some(Ok(Ok(read))) => gateway.metrics.observe(Stage::ProviderBodyRead, read),
-                Some(Ok(Err(crate::body::BodyError::Mismatch))) => {
+                Some(Ok(Ok((read, signed)))) => {
+                    gateway.metrics.observe(Stage::ProviderBodyRead, read);
+                    signed_passed = Some(signed);
+                }
+                Some(Ok(Err(BodyError::Mismatch))) => {
                     return Err(signature_error(
                         "the body does not match the signed digest".into(),
                     ));
                 }
+                Some(Ok(Err(BodyError::Refused(error)))) => return Err(*error),
                 Some(Ok(Err(error))) => return Err(invalid(error.to_string())),
                 Some(Err(error)) => {
                     return Err(XRoadError::server_proxy(
@@ -369,6 +435,20 @@ async fn serve(
             headers.remove("x-road-error"); // only the platform may say it refused
             (answer_parts.status, headers, collected)
         }
+    };
+
+    // The request as signed (for a signature in the trailer, the description there).
+    let Some(SignedRequest {
+        encoded,
+        header,
+        hash: request_hash,
+        signature: signature_text,
+    }) = signed_now.or(signed_passed)
+    else {
+        return Err(XRoadError::server_proxy(
+            "InternalError",
+            "the request's signature was not checked".to_owned(),
+        ));
     };
 
     // 9. Sign the answer, bound to this request.
@@ -419,7 +499,7 @@ async fn serve(
         response_out: Some(unix_now_ms()),
         request_description: encoded.clone(),
         response_description: Some(encoded_response.clone()),
-        request_signature: signature_text.to_owned(),
+        request_signature: signature_text,
         response_signature: Some(response_signature.to_text()),
         request_signer_certificate: certificate.der.clone(),
         response_signer_certificate: Some(provider_key.certificate.der.clone()),
@@ -479,6 +559,87 @@ async fn serve(
     *response.status_mut() = status;
     *response.headers_mut() = response_headers;
     Ok(response)
+}
+
+/// A request's description whose signature verified, not a replay.
+struct SignedRequest {
+    encoded: Vec<u8>,
+    header: RequestHeader,
+    /// SHA-256 of `encoded`: what the answer is bound to.
+    hash: [u8; 32],
+    signature: String,
+}
+
+/// Steps 4 and 5: the signature over `encoded` by `certificate`'s key, then the clock and
+/// replays.
+async fn verify_signed(
+    gateway: &Gateway,
+    certificate: &CertificateInfo,
+    encoded: Vec<u8>,
+    header: RequestHeader,
+    signature_text: String,
+) -> Result<SignedRequest, XRoadError> {
+    let signature_error = |why: String| XRoadError::server_proxy("InvalidSignatureValue", why);
+    let signature = lienthong_crypto::BatchSignature::from_text(&signature_text)
+        .map_err(|e| signature_error(format!("malformed signature: {e}")))?;
+    let hash = digest(&encoded);
+    gateway
+        .verifier
+        .verify(&certificate.public_key, &hash, &signature)
+        .map_err(|_| signature_error("the signature does not verify".into()))?;
+    gateway
+        .replay
+        .check(
+            &header.message_id,
+            &signature_text,
+            header.time_ms,
+            unix_now_ms(),
+        )
+        .await
+        .map_err(|why| XRoadError::server_proxy("ReplayedMessage", why))?;
+    Ok(SignedRequest {
+        encoded,
+        header,
+        hash,
+        signature: signature_text,
+    })
+}
+
+/// A streamed body's end: the description and signature in its `trailers` must describe
+/// the head's `draft` with the body's digest filled in, match the body read (`sha256`,
+/// `length`), and verify ([`verify_signed`]).
+async fn verify_trailer(
+    gateway: &Gateway,
+    certificate: &CertificateInfo,
+    draft: RequestHeader,
+    trailers: Option<hyper::HeaderMap>,
+    sha256: [u8; 32],
+    length: u64,
+) -> Result<SignedRequest, XRoadError> {
+    let signature_error =
+        |why: &str| XRoadError::server_proxy("InvalidSignatureValue", why.to_owned());
+    let trailers = trailers
+        .ok_or_else(|| signature_error("the request's body ended without its signature"))?;
+    let encoded = last_header(&trailers, H_REQUEST)
+        .and_then(|h| STANDARD.decode(h).ok())
+        .ok_or_else(|| signature_error("no signed request description in the trailer"))?;
+    let header = RequestHeader::decode(&encoded)
+        .map_err(|e| XRoadError::server_proxy("InvalidRequest", e.to_string()))?;
+    let announced = RequestHeader {
+        body_sha256: header.body_sha256,
+        ..draft
+    };
+    if header != announced {
+        return Err(signature_error(
+            "the signed request differs from the one its head described",
+        ));
+    }
+    if header.body_sha256 != sha256 || header.body_length != length {
+        return Err(signature_error("the body does not match the signed digest"));
+    }
+    let signature = last_header(&trailers, H_SIGNATURE)
+        .ok_or_else(|| signature_error("no signature in the trailer"))?;
+    verify_signed(gateway, certificate, encoded, header, signature.to_owned()).await
 }
 
 /// The trailer that says whether the provider's record of the exchange is durable.

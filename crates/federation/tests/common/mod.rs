@@ -195,16 +195,35 @@ pub async fn send_raw_request(
     signature: &str,
     body: GatewayBody,
 ) -> Result<(u16, hyper::HeaderMap, Bytes), String> {
+    let signed = [
+        ("x-lienthong-request", description),
+        ("x-lienthong-signature", signature),
+    ];
+    send_raw_with(federation, client, keys, (method, path), &signed, body).await
+}
+
+/// A gateway-to-gateway request with the signer's certificate and a fresh OCSP response
+/// for it, and `headers` (the description, the signature or where it comes).
+pub async fn send_raw_with(
+    federation: &Federation,
+    client: &RawClient,
+    keys: &ClientGatewayKeys,
+    (method, path): (&str, &str),
+    headers: &[(&str, &str)],
+    body: GatewayBody,
+) -> Result<(u16, hyper::HeaderMap, Bytes), String> {
     let provider_gateway: lienthong_model::ServerId =
         format!("{}/gw1", lienthong_federation::PROVIDER_MEMBER)
             .parse()
             .expect("id");
     let ocsp = ocsp_for(federation, &keys.sign_certificate).await;
-    let request = hyper::Request::builder()
+    let mut request = hyper::Request::builder()
         .method(method)
-        .uri(format!("https://{}{path}", tls_name(&provider_gateway)))
-        .header("x-lienthong-request", description)
-        .header("x-lienthong-signature", signature)
+        .uri(format!("https://{}{path}", tls_name(&provider_gateway)));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
         .header(
             "x-lienthong-certificate",
             STANDARD.encode(&keys.sign_certificate),
