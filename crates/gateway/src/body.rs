@@ -645,6 +645,68 @@ mod tests {
         assert!(matches!(verdict, Err(BodyError::Mismatch)), "{verdict:?}");
     }
 
+    /// What a receiver of a streamed body gets: the bytes, its trailers, and whether it
+    /// ended in an error.
+    async fn receive_all(mut body: GatewayBody) -> (Vec<u8>, Option<hyper::HeaderMap>, bool) {
+        let (mut got, mut trailers) = (Vec::new(), None);
+        while let Some(frame) = body.frame().await {
+            match frame {
+                Ok(frame) => match frame.into_data() {
+                    Ok(data) => got.extend_from_slice(&data),
+                    Err(frame) => trailers = frame.into_trailers().ok(),
+                },
+                Err(_) => return (got, trailers, true),
+            }
+        }
+        (got, trailers, false)
+    }
+
+    /// Trailers saying the digest and length `finish` was given.
+    async fn described(sha256: [u8; 32], length: u64) -> Result<hyper::HeaderMap, BodyError> {
+        let mut trailers = hyper::HeaderMap::new();
+        let text = format!("{}:{length}", crate::trust::hex(&sha256));
+        trailers.insert("x-described", text.parse().expect("value"));
+        Ok(trailers)
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_ends_with_the_trailers_made_from_its_digest() {
+        let (sha256, length) = signed(&chunks());
+        let body = stream_with_trailers(streamed(chunks()), length, described);
+        assert_eq!(body.size_hint().exact(), Some(length));
+        let (got, trailers, failed) = receive_all(body).await;
+        assert!(!failed);
+        assert_eq!(got, chunks().concat());
+        let trailers = trailers.expect("trailers");
+        assert_eq!(
+            trailers["x-described"],
+            format!("{}:{length}", crate::trust::hex(&sha256)).as_str()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_unlike_its_declared_length_or_unsigned_ends_in_an_error() {
+        let (_, length) = signed(&chunks());
+        let mut longer = chunks();
+        longer.push(Bytes::from_static(b"x"));
+        let mut shorter = chunks();
+        shorter.pop();
+        for (label, sent) in [("longer", longer), ("shorter", shorter)] {
+            let body = stream_with_trailers(streamed(sent), length, described);
+            let (_, trailers, failed) = receive_all(body).await;
+            assert!(failed && trailers.is_none(), "{label}");
+        }
+        let refuse = async |_, _| Err(BodyError::Read("cannot sign".into()));
+        let body = stream_with_trailers(streamed(chunks()), length, refuse);
+        let (got, trailers, failed) = receive_all(body).await;
+        assert!(failed && trailers.is_none());
+        assert_eq!(
+            got.len() as u64,
+            length,
+            "the data came, the signature did not"
+        );
+    }
+
     #[tokio::test]
     async fn over_the_limit_is_refused() {
         let result = collect(full(vec![0u8; 2048]), &limits(16, 1024)).await;

@@ -2,7 +2,9 @@
 //! the gateway reads and hashes the body, signs a description of the request with the
 //! client member's key (batched), sends it to a gateway of the provider over mutual TLS
 //! (failing over between the provider's gateways), verifies the signed answer and that it
-//! answers *this* request, and returns it with the X-Road response headers.
+//! answers *this* request, and returns it with the X-Road response headers. A large body
+//! of declared length is sent on as it is read instead, with the signature in the trailer
+//! ([`exchange_streamed`]).
 
 use crate::XRoadError;
 use crate::body::{GatewayBody, collect};

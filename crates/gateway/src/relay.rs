@@ -140,10 +140,11 @@ pub async fn run(
         provider: provider(),
     });
     let upstream = Arc::new(config.upstream.clone());
+    let (stopping, stop) = tokio::sync::watch::channel(false);
     let accept = match config.role {
         Role::Client => {
             let peer = peer_client(identity, pinned, upstream.to_string())?;
-            tokio::spawn(accept_loop(listener, move |stream| {
+            crate::server::accept_loop(listener, stop.clone(), move |stream| {
                 let peer = peer.clone();
                 let service = service_fn(move |request| {
                     forward(peer.clone(), format!("https://{SERVER_NAME}"), request)
@@ -153,7 +154,7 @@ pub async fn run(
                         .serve_connection_with_upgrades(TokioIo::new(stream), service)
                         .into_owned(),
                 );
-            }))
+            })
         }
         Role::Server => {
             let mut tls = rustls::ServerConfig::builder_with_provider(provider())
@@ -169,7 +170,7 @@ pub async fn run(
                     ca_certificate_pem: None,
                 })
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
-            tokio::spawn(accept_loop(listener, move |stream| {
+            crate::server::accept_loop(listener, stop.clone(), move |stream| {
                 let (acceptor, backend) = (acceptor.clone(), backend.clone());
                 let upstream = upstream.clone();
                 tokio::spawn(async move {
@@ -187,27 +188,13 @@ pub async fn run(
                         .serve_connection(TokioIo::new(tls), service)
                         .await;
                 });
-            }))
+            })
         }
     };
     shutdown.await;
-    accept.abort();
+    let _ = stopping.send(true);
+    let _ = accept.await;
     Ok(())
-}
-
-async fn accept_loop(listener: TcpListener, mut on_connection: impl FnMut(TcpStream)) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, _)) => {
-                let _ = stream.set_nodelay(true);
-                on_connection(stream);
-            }
-            Err(error) => {
-                tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
-    }
 }
 
 /// Send `request` on to `target` (scheme and authority) with its path, headers and body;

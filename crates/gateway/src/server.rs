@@ -249,7 +249,7 @@ pub async fn run(
     Ok(())
 }
 
-fn accept_loop(
+pub(crate) fn accept_loop(
     listener: TcpListener,
     mut stop: tokio::sync::watch::Receiver<bool>,
     mut on_connection: impl FnMut(tokio::net::TcpStream) + Send + 'static,

@@ -3,8 +3,10 @@
 //! client, the signature, the signer's certificate and its status, the clock, replays and
 //! the access right. The body must match its signed digest: it is checked before it is
 //! forwarded, or, if large, as it streams to the service with its last chunk held back
-//! until it matches. Then this side signs the service's answer with the provider member's
-//! key and returns it.
+//! until it matches. A request whose signature follows its body, in the trailer, is checked
+//! the same way, its signature and replay once the body has come, before the last chunk
+//! goes on. Then this side signs the service's answer with the provider member's key and
+//! returns it.
 
 use crate::XRoadError;
 use crate::body::{BodyError, GatewayBody, collect, collect_first};
