@@ -223,16 +223,8 @@ async fn an_unreachable_service_fails_without_waiting_for_the_rest_of_a_large_bo
 
 /// The client gateway's count of exchanges whose body it read whole before signing.
 async fn bodies_read_whole(federation: &lienthong_federation::Federation) -> u64 {
-    let metrics = reqwest::get(format!(
-        "{}/metrics",
-        federation.endpoint("client_gateway_admin_url")
-    ))
-    .await
-    .expect("metrics")
-    .text()
-    .await
-    .expect("text");
-    metrics
+    metrics(federation, "client_gateway_admin_url")
+        .await
         .lines()
         .find(|l| {
             l.starts_with("lienthong_gateway_stage_duration_seconds_count")
@@ -446,31 +438,51 @@ async fn a_signature_in_the_trailer_is_checked_before_the_service_gets_the_body(
             "ended without its signature",
         );
 
-        let id = format!("late-other-body-{size}");
-        let (header, description, signature) = signed(&other, &id).await;
-        refused(
-            send(&head_of(&header), Some((&description, &signature))).await,
-            "signed another body",
-            "does not match the signed digest",
-        );
-
-        let id = format!("late-other-head-{size}");
-        let (header, _, _) = signed(&body, &id).await;
-        let (_, description, signature) = signed(&body, &format!("{id}-x")).await;
-        refused(
-            send(&head_of(&header), Some((&description, &signature))).await,
-            "trailer unlike the head",
-            "differs from the one its head described",
-        );
-
-        let id = format!("late-bad-signature-{size}");
-        let (header, description, _) = signed(&body, &id).await;
-        let (_, _, signature) = signed(&body, &format!("{id}-x")).await;
-        refused(
-            send(&head_of(&header), Some((&description, &signature))).await,
-            "signature of another description",
-            "does not verify",
-        );
+        // (label, body signed, trailer's description of another message, signature of
+        // another message, why it is refused)
+        let cases = [
+            (
+                "signed another body",
+                &other,
+                false,
+                false,
+                "does not match the signed digest",
+            ),
+            (
+                "trailer unlike the head",
+                &body,
+                true,
+                true,
+                "differs from the one its head described",
+            ),
+            (
+                "signature of another description",
+                &body,
+                false,
+                true,
+                "does not verify",
+            ),
+        ];
+        for (label, signed_body, other_description, other_signature, why) in cases {
+            let id = format!("late-{label}-{size}").replace(' ', "-");
+            let (header, description, signature) = signed(signed_body, &id).await;
+            let (_, another, another_signature) = signed(signed_body, &format!("{id}-x")).await;
+            let description = if other_description {
+                another
+            } else {
+                description
+            };
+            let signature = if other_signature {
+                another_signature
+            } else {
+                signature
+            };
+            refused(
+                send(&head_of(&header), Some((&description, &signature))).await,
+                label,
+                why,
+            );
+        }
     }
     federation.stop().await;
 }

@@ -25,16 +25,8 @@ async fn records_of(
 
 /// The provider gateway's count of log records whose commit failed.
 async fn provider_log_failures(federation: &lienthong_federation::Federation) -> String {
-    let metrics = reqwest::get(format!(
-        "{}/metrics",
-        federation.endpoint("provider_gateway_admin_url")
-    ))
-    .await
-    .expect("metrics")
-    .text()
-    .await
-    .expect("text");
-    metrics
+    metrics(federation, "provider_gateway_admin_url")
+        .await
         .lines()
         .find_map(|line| line.strip_prefix("lienthong_gateway_log_commit_failures_total "))
         .unwrap_or("missing")

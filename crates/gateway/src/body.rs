@@ -2,7 +2,7 @@
 //! are spooled to an anonymous temporary file (deleted when dropped) and streamed out of it.
 //!
 //! A body whose digest and length are already signed and verified may instead be passed
-//! through ([`pass_through`]): it is hashed as it streams on, and its last chunk is held
+//! through ([`pass_through_checked`]): it is hashed as it streams on, and its last chunk is held
 //! back until the whole body has come and matches, so the receiver never gets a complete
 //! body that was not the one signed.
 

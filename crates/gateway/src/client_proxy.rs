@@ -4,7 +4,7 @@
 //! (failing over between the provider's gateways), verifies the signed answer and that it
 //! answers *this* request, and returns it with the X-Road response headers. A large body
 //! of declared length is sent on as it is read instead, with the signature in the trailer
-//! ([`exchange_streamed`]).
+//! (`exchange_streamed`).
 
 use crate::XRoadError;
 use crate::body::{GatewayBody, collect};
@@ -169,6 +169,7 @@ async fn exchange(
     let streamed = declared_length(&parts.headers)
         .filter(|length| *length > gateway.limits.memory_bytes as u64)
         .filter(|_| *gateway.client_body_logging(&client) == BodyLogging::Digest);
+    let header_text = |name| last_header(&parts.headers, name).unwrap_or("").to_owned();
     let mut header = RequestHeader {
         message_id: message_id.to_owned(),
         client: client.clone(),
@@ -177,18 +178,10 @@ async fn exchange(
         path: path.rest.clone(),
         query: parts.uri.query().unwrap_or("").to_owned(),
         time_ms: time_in,
-        user_id: last_header(&parts.headers, "x-road-userid")
-            .unwrap_or("")
-            .to_owned(),
-        issue: last_header(&parts.headers, "x-road-issue")
-            .unwrap_or("")
-            .to_owned(),
-        represented_party: last_header(&parts.headers, "x-road-represented-party")
-            .unwrap_or("")
-            .to_owned(),
-        content_type: last_header(&parts.headers, "content-type")
-            .unwrap_or("")
-            .to_owned(),
+        user_id: header_text("x-road-userid"),
+        issue: header_text("x-road-issue"),
+        represented_party: header_text("x-road-represented-party"),
+        content_type: header_text("content-type"),
         body_sha256: [0; 32],
         body_length: streamed.unwrap_or(0),
     };

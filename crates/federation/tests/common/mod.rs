@@ -255,6 +255,21 @@ pub fn error_type(headers: &hyper::HeaderMap) -> String {
         .to_owned()
 }
 
+/// The metrics page of the gateway whose admin URL is the endpoint `admin`.
+pub async fn metrics(federation: &Federation, admin: &str) -> String {
+    reqwest::Client::builder()
+        .timeout(HELPER_TIMEOUT)
+        .build()
+        .expect("HTTP client")
+        .get(format!("{}/metrics", federation.endpoint(admin)))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
 /// Requests this federation's provider system has answered.
 pub fn served(federation: &Federation) -> u64 {
     federation.served.load(std::sync::atomic::Ordering::SeqCst)
