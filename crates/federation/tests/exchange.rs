@@ -297,12 +297,7 @@ async fn granted_exchange_and_every_refusal() {
     );
 
     // A copy of the client gateway that alters what it signed, or replays it.
-    let keys = client_gateway_keys(&federation);
-    let raw = raw_peer(
-        &federation,
-        keys.auth.clone(),
-        keys.auth_certificate.clone(),
-    );
+    let (keys, raw) = copy_of_client_gateway(&federation);
     let path = format!("/r1/{PROVIDER_SUBSYSTEM}/persons/001099012345");
     let (header, description, signature) =
         signed_get(&keys, CLIENT_SUBSYSTEM, "/001099012345", "raw-1").await;

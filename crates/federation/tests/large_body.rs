@@ -10,6 +10,15 @@ use base64::engine::general_purpose::STANDARD;
 use common::*;
 use futures_util::{StreamExt as _, stream};
 
+/// The provider's digest service, through the client gateway.
+fn digest_url(federation: &lienthong_federation::Federation) -> String {
+    format!(
+        "{}/r1/{}/digest",
+        federation.endpoint("client_gateway_url"),
+        lienthong_federation::PROVIDER_SUBSYSTEM
+    )
+}
+
 fn peak_rss_kib() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -28,11 +37,7 @@ async fn fifty_megabytes_pass_through_both_gateways_with_bounded_memory() {
     const CHUNK: usize = 64 * 1024;
     let dir = tempfile::tempdir().expect("dir");
     let federation = federation(&dir).await;
-    let url = format!(
-        "{}/r1/{}/digest",
-        federation.endpoint("client_gateway_url"),
-        lienthong_federation::PROVIDER_SUBSYSTEM
-    );
+    let url = digest_url(&federation);
     // Warm up (connections, pools), then measure the peak from here.
     let warm = reqwest::Client::new()
         .post(&url)
@@ -103,12 +108,7 @@ async fn a_large_body_unlike_the_signed_one_is_refused() {
     const SIZE: usize = 1024 * 1024; // over the gateway's in-memory limit of 256 KiB
     let dir = tempfile::tempdir().expect("dir");
     let federation = federation(&dir).await;
-    let keys = client_gateway_keys(&federation);
-    let raw = raw_peer(
-        &federation,
-        keys.auth.clone(),
-        keys.auth_certificate.clone(),
-    );
+    let (keys, raw) = copy_of_client_gateway(&federation);
     let signed_body: Vec<u8> = (0..SIZE).map(|i| (i % 251) as u8).collect();
     let path = format!("/r1/{}/digest", lienthong_federation::PROVIDER_SUBSYSTEM);
     let client = lienthong_federation::CLIENT_SUBSYSTEM;
@@ -186,12 +186,7 @@ async fn an_unreachable_service_fails_without_waiting_for_the_rest_of_a_large_bo
     )
     .await
     .expect("registered");
-    let keys = client_gateway_keys(&federation);
-    let raw = raw_peer(
-        &federation,
-        keys.auth.clone(),
-        keys.auth_certificate.clone(),
-    );
+    let (keys, raw) = copy_of_client_gateway(&federation);
     let signed_body = vec![7u8; SIZE];
     let (_, description, signature) =
         signed_request(&keys, client, "down", "POST", "", &signed_body, "down-1").await;
@@ -264,11 +259,7 @@ async fn a_large_body_of_declared_length_streams_with_its_signature_in_the_trail
     const SIZE: usize = 3 * 1024 * 1024; // over the gateways' in-memory limit of 256 KiB
     let dir = tempfile::tempdir().expect("dir");
     let federation = federation(&dir).await;
-    let url = format!(
-        "{}/r1/{}/digest",
-        federation.endpoint("client_gateway_url"),
-        lienthong_federation::PROVIDER_SUBSYSTEM
-    );
+    let url = digest_url(&federation);
     let post = async |body: Vec<u8>, id: &str| {
         let response = reqwest::Client::new()
             .post(&url)
@@ -380,12 +371,7 @@ async fn send_signed_late(
 async fn a_signature_in_the_trailer_is_checked_before_the_service_gets_the_body() {
     let dir = tempfile::tempdir().expect("dir");
     let federation = federation(&dir).await;
-    let keys = client_gateway_keys(&federation);
-    let raw = raw_peer(
-        &federation,
-        keys.auth.clone(),
-        keys.auth_certificate.clone(),
-    );
+    let (keys, raw) = copy_of_client_gateway(&federation);
     let client = lienthong_federation::CLIENT_SUBSYSTEM;
     for size in [1024 * 1024, 10 * 1024] {
         let body: Vec<u8> = (0..size).map(|i| (i % 253) as u8).collect();

@@ -62,6 +62,14 @@ pub fn client_gateway_keys(federation: &Federation) -> ClientGatewayKeys {
     }
 }
 
+/// The client gateway's keys, and a raw peer with its auth key and certificate: a copy of
+/// the client gateway that can send what the real one never would.
+pub fn copy_of_client_gateway(federation: &Federation) -> (ClientGatewayKeys, RawClient) {
+    let keys = client_gateway_keys(federation);
+    let raw = raw_peer(federation, keys.auth.clone(), keys.auth_certificate.clone());
+    (keys, raw)
+}
+
 pub type RawClient = hyper_util::client::legacy::Client<PeerConnector, GatewayBody>;
 
 /// A TLS client to other gateways with the given auth key and certificate.
