@@ -29,7 +29,7 @@ mod half_load;
 pub(crate) mod open_loop;
 mod report;
 
-use half_load::{HalfLoad, OPEN_LOOP_CONNECTIONS, RssSample, SOAK_SAMPLE_EVERY, Soak};
+use half_load::{HalfLoad, IN_MEMORY, OPEN_LOOP_CONNECTIONS, RssSample, SOAK_SAMPLE_EVERY, Soak};
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct CompareArgs {
@@ -63,6 +63,9 @@ pub(crate) struct CompareArgs {
     #[arg(long)]
     write: Option<PathBuf>,
 }
+
+/// The path of the runs through the gateways, after the store setting.
+const GATEWAYS_PATH: &str = "wrk -> client gateway -> mTLS -> provider gateway -> provider";
 
 /// The relay chain's row: the gateways' HTTP and TLS stack with nothing else on it.
 const RELAY_PATH: &str = "relay chain (transport only): wrk -> relay -> mTLS -> relay -> provider";
@@ -181,6 +184,17 @@ struct Report {
     scaling: Option<(Row, Row)>,
     half_load: Option<HalfLoad>,
     soak: Option<Soak>,
+}
+
+/// Where the gateways' databases are.
+#[derive(Clone, Copy)]
+enum StoreAt<'a> {
+    /// SQLite files in their state directories.
+    Disk,
+    /// SQLite files in this directory on tmpfs (RAM).
+    Memory(&'a Path),
+    /// Databases on this PostgreSQL server.
+    Postgres(&'a lienthong_testkit::PgServer),
 }
 
 /// The two gateways of one store setting, running as separate processes.
@@ -376,11 +390,9 @@ impl Bench {
                 (Some(server), "PostgreSQL") => Some(server),
                 _ => None,
             };
-            self.configure_store(database, &format!("run{index}"))?;
+            let at = database.map_or(StoreAt::Disk, StoreAt::Postgres);
             println!("lienthong on {store}: first start and service registration");
-            let gateways = self.start_gateways(database, self.gateway_threads)?;
-            self.register_services(runtime)?;
-            drop(gateways);
+            self.first_start(runtime, at, &format!("run{index}"))?;
             println!("lienthong on {store}: cold start");
             let (gateways, millis) = self.cold_start(runtime, database, self.gateway_threads)?;
             cold.push(ColdStart {
@@ -388,9 +400,7 @@ impl Bench {
                 millis,
                 peak_rss: peak_rss(&gateways),
             });
-            let path = format!(
-                "lienthong ({store}): wrk -> client gateway -> mTLS -> provider gateway -> provider"
-            );
+            let path = format!("lienthong ({store}): {GATEWAYS_PATH}");
             for (payload, body) in self.bodies.clone() {
                 check_exchange(runtime, &service_url, Some(client_id), &body)?;
                 self.warm_up(&service_url, Some(client_id), &body)?;
@@ -459,10 +469,18 @@ impl Bench {
             )?);
         }
 
+        // The same gateways with their databases in RAM: what the disk's flushes cost.
+        if let Some(half) = &mut half_load
+            && let Some((row, open)) = self.without_disk_flush(runtime, half.rate, &service_url)?
+        {
+            rows.push(row);
+            half.rows.push(open);
+        }
+
         // Scaling: the gateways with one worker thread each vs the default.
         let mut scaling = None;
         if !self.quick {
-            self.configure_store(None, "run0")?;
+            self.configure_store(StoreAt::Disk, "run0")?;
             let (payload, body) = self.bodies[0].clone();
             let mut pair = Vec::new();
             for threads in [1u16, 2] {
@@ -607,19 +625,35 @@ impl Bench {
         })
     }
 
-    /// Point both gateways' `database_url` at a fresh store: a new SQLite file, or new
-    /// databases on the PostgreSQL server.
-    fn configure_store(
+    /// Point both gateways' `database_url` at a fresh store, start them once and register
+    /// the sample provider's services in it.
+    fn first_start(
         &self,
-        postgres: Option<&lienthong_testkit::PgServer>,
+        runtime: &tokio::runtime::Handle,
+        at: StoreAt<'_>,
         tag: &str,
     ) -> anyhow::Result<()> {
+        self.configure_store(at, tag)?;
+        let postgres = match at {
+            StoreAt::Postgres(server) => Some(server),
+            _ => None,
+        };
+        let _gateways = self.start_gateways(postgres, self.gateway_threads)?;
+        self.register_services(runtime)
+    }
+
+    /// Point both gateways' `database_url` at a fresh store: a new SQLite file (in the
+    /// gateway's state directory, or in `dir`), or new databases on the PostgreSQL server.
+    fn configure_store(&self, at: StoreAt<'_>, tag: &str) -> anyhow::Result<()> {
         let federation = self.federation()?;
         for name in ["gw-client", "gw-provider"] {
             let config = federation.dir.join(name).join("gateway.toml");
             let original = std::fs::read_to_string(config.with_extension("toml.orig"))?;
-            let url = match postgres {
-                Some(server) => {
+            let url = match at {
+                StoreAt::Memory(dir) => {
+                    format!("sqlite://{}/{name}-{tag}.db", dir.display())
+                }
+                StoreAt::Postgres(server) => {
                     let database = format!("bench_{}_{tag}", name.replace('-', "_"));
                     match server.create_database(&database) {
                         Ok(url) => url,
@@ -627,7 +661,7 @@ impl Bench {
                         Err(_) => server.url().replace("/postgres", &format!("/{database}")),
                     }
                 }
-                None => format!("sqlite://state/gateway-{tag}.db"),
+                StoreAt::Disk => format!("sqlite://state/gateway-{tag}.db"),
             };
             let text: String = original
                 .lines()

@@ -39,6 +39,10 @@ fn quick_compare_measures_every_path_and_writes_its_section() {
     assert!(text.contains("**Half load** (open loop"), "{text}");
     assert!(text.contains("a durable write of "), "{text}");
     assert!(
+        text.contains("The same gateways with their databases in RAM"),
+        "{text}"
+    );
+    assert!(
         text.contains("| nginx chain: client -> nginx -> nginx -> provider | "),
         "{text}"
     );
@@ -58,14 +62,15 @@ fn quick_compare_measures_every_path_and_writes_its_section() {
             .is_some_and(|c| c.contains("bench compare --quick"))
     );
     let rows = json["rows"].as_array().expect("rows");
-    for prefix in [
-        "direct",
-        "nginx chain",
-        "relay chain",
-        "lienthong (SQLite)",
-        "lienthong (PostgreSQL)",
+    for (prefix, payloads) in [
+        ("direct", &["100 B", "10 KB"][..]),
+        ("nginx chain", &["100 B", "10 KB"]),
+        ("relay chain", &["100 B", "10 KB"]),
+        ("lienthong (SQLite)", &["100 B", "10 KB"]),
+        ("lienthong (PostgreSQL)", &["100 B", "10 KB"]),
+        ("lienthong, databases in RAM", &["100 B"]),
     ] {
-        for payload in ["100 B", "10 KB"] {
+        for &payload in payloads {
             let row = rows
                 .iter()
                 .find(|r| {
@@ -106,14 +111,16 @@ fn quick_compare_measures_every_path_and_writes_its_section() {
     let half_rows = half["rows"].as_array().expect("half_load.rows");
     assert_eq!(
         half_rows.len(),
-        4,
-        "direct, nginx chain, relay chain, lienthong: {half:#}"
+        5,
+        "direct, nginx chain, relay chain, lienthong, lienthong with its databases in RAM: {half:#}"
     );
-    for (row, prefix) in
-        half_rows
-            .iter()
-            .zip(["direct", "nginx chain", "relay chain", "lienthong (SQLite)"])
-    {
+    for (row, prefix) in half_rows.iter().zip([
+        "direct",
+        "nginx chain",
+        "relay chain",
+        "lienthong (SQLite)",
+        "lienthong, databases in RAM",
+    ]) {
         assert!(
             row["path"].as_str().is_some_and(|p| p.starts_with(prefix)),
             "{row:#}"
@@ -134,14 +141,13 @@ fn quick_compare_measures_every_path_and_writes_its_section() {
     }
     assert_eq!(half_rows[0]["errors"], 0, "{:#}", half_rows[0]);
     assert_eq!(half_rows[0]["p50_added_over_direct_ms"], 0.0);
-    for gateway in ["client gateway", "provider gateway"] {
-        assert!(
-            half_rows[3]["peak_rss_kib"][gateway]
-                .as_u64()
-                .is_some_and(|k| k > 0),
-            "{:#}",
-            half_rows[3]
-        );
+    for row in &half_rows[3..] {
+        for gateway in ["client gateway", "provider gateway"] {
+            assert!(
+                row["peak_rss_kib"][gateway].as_u64().is_some_and(|k| k > 0),
+                "{row:#}"
+            );
+        }
     }
     assert!(json["soak"].is_null(), "no soak run unless asked");
     let large = json["large_body"].as_array().expect("large_body");

@@ -4,6 +4,10 @@
 
 use super::*;
 
+/// The gateways with their databases on tmpfs: a measurement only, never a deployment.
+pub(super) const IN_MEMORY: &str =
+    "lienthong, databases in RAM (tmpfs: no disk flush, not durable; measurement only)";
+
 /// Requests in flight at most (keep-alive connections) of the open-loop generator.
 pub(super) const OPEN_LOOP_CONNECTIONS: usize = 64;
 /// How often the soak run reads the gateways' RSS.
@@ -121,6 +125,65 @@ impl Bench {
         })
     }
 
+    /// The gateways with their SQLite databases on tmpfs (RAM), where `fdatasync` returns
+    /// at once: their 100 B throughput and their latency at `rate`, to read beside the
+    /// same runs on disk as what the disk's flushes cost. A measurement only: a message
+    /// log in RAM is not durable. `None` if there is no `/dev/shm`.
+    pub(super) fn without_disk_flush(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        rate: f64,
+        service_url: &str,
+    ) -> anyhow::Result<Option<(Row, OpenRow)>> {
+        let Ok(memory) = tempfile::Builder::new()
+            .prefix("lienthong-bench-")
+            .tempdir_in("/dev/shm")
+        else {
+            println!("no /dev/shm: no run with the gateways' databases in RAM");
+            return Ok(None);
+        };
+        let client = lienthong_federation::CLIENT_SUBSYSTEM;
+        println!("{IN_MEMORY}: first start and service registration");
+        self.first_start(runtime, StoreAt::Memory(memory.path()), "memory")?;
+        let (gateways, _) = self.cold_start(runtime, None, self.gateway_threads)?;
+        let (payload, body) = self.bodies[0].clone();
+        self.warm_up(service_url, Some(client), &body)?;
+        println!("measuring {IN_MEMORY}, {payload}");
+        let measured = self.gateway_processes(&gateways);
+        for process in gateways.processes() {
+            tools::reset_peak_rss(process.pid());
+        }
+        let path = format!("{IN_MEMORY}: {GATEWAYS_PATH}");
+        let mut row = self.row(
+            &path,
+            payload,
+            service_url,
+            Some(client),
+            &body,
+            &measured,
+            &[],
+        )?;
+        row.peak_rss = peak_rss(&gateways);
+        println!("half load, open loop at {rate:.0} requests/s: {IN_MEMORY}");
+        for process in gateways.processes() {
+            tools::reset_peak_rss(process.pid());
+        }
+        let bytes = std::fs::read(&body)?;
+        let load = self.open_load(service_url, Some(client), &bytes, rate, self.seconds);
+        let result = open_loop::run(runtime, &load)?;
+        let open = OpenRow {
+            path: format!(
+                "{IN_MEMORY}: client -> client gateway -> mTLS -> provider gateway -> provider"
+            ),
+            result,
+            peak_rss: peak_rss(&gateways),
+        };
+        // The gateways stop before their databases go.
+        drop(gateways);
+        drop(memory);
+        Ok(Some((row, open)))
+    }
+
     /// Restart the gateways on SQLite and drive them open-loop at `rate` for the soak's
     /// seconds, reading their RSS every [`SOAK_SAMPLE_EVERY`].
     pub(super) fn soak(
@@ -129,7 +192,7 @@ impl Bench {
         rate: f64,
         service_url: &str,
     ) -> anyhow::Result<Soak> {
-        self.configure_store(None, "run0")?;
+        self.configure_store(StoreAt::Disk, "run0")?;
         let (mut gateways, _) = self.cold_start(runtime, None, self.gateway_threads)?;
         for process in gateways.processes() {
             tools::reset_peak_rss(process.pid());

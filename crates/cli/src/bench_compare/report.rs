@@ -295,6 +295,25 @@ impl HalfLoad {
             "\nThe floor under it, measured in this run on the gateways' disk: a durable write of {} bytes (about one exchange's log commit) takes {:.2} ms at the median and {:.2} ms at p99 ({} writes, each `fdatasync`ed). Every exchange waits for both gateways' log commits, which overlap: the provider gateway sends its answer while its record commits and confirms the commit in a trailer; the client gateway commits its own record meanwhile and releases the answer after both.",
             d.bytes, d.p50_ms, d.p99_ms, d.count
         );
+        let path = |prefix: &str| {
+            self.rows
+                .iter()
+                .find(|r| r.path.starts_with(prefix))
+                .map(|r| &r.result)
+        };
+        if let (Some(direct), Some(disk), Some(memory)) =
+            (direct, path("lienthong (SQLite)"), path(IN_MEMORY))
+        {
+            let _ = writeln!(
+                out,
+                "\nThe same gateways with their databases in RAM (tmpfs, where `fdatasync` returns at once; a measurement, not a deployment) add {:.2} ms at p50 and {:.2} ms at p99 over direct, against {:.2} ms and {:.2} ms on disk: the disk's flushes under the log commits are {:.2} ms of the p50.",
+                memory.p50_ms - direct.p50_ms,
+                memory.p99_ms - direct.p99_ms,
+                disk.p50_ms - direct.p50_ms,
+                disk.p99_ms - direct.p99_ms,
+                disk.p50_ms - memory.p50_ms,
+            );
+        }
     }
 
     fn json(&self) -> Value {
