@@ -117,7 +117,7 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "\n**10 MB body** (one POST at a time of {} bytes to the provider's streaming digest endpoint, {} times; peak RSS during these transfers):\n\n| path | median transfer s | MB/s | peak RSS MiB |\n|---|---:|---:|---|",
+            "\n**10 MB body** (one POST at a time of {} bytes to the provider's streaming digest endpoint, {} times timed after one untimed; peak RSS during these transfers):\n\n| path | median transfer s | MB/s | peak RSS MiB |\n|---|---:|---:|---|",
             LARGE_BODY,
             self.large.first().map_or(0, |l| l.seconds.len())
         );
