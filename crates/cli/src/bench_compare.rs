@@ -80,6 +80,7 @@ pub(crate) async fn run(args: CompareArgs) -> anyhow::Result<()> {
         format!("lienthong {}", rest.join(" "))
     });
     let load_before = load_average();
+    let machine = crate::bench_tools::CpuTime::now();
     let report = tokio::task::spawn_blocking(move || -> anyhow::Result<Report> {
         let runtime = tokio::runtime::Handle::current();
         let mut bench = Bench::prepare(&args, &runtime)?;
@@ -89,6 +90,8 @@ pub(crate) async fn run(args: CompareArgs) -> anyhow::Result<()> {
     // Other work on the machine shows here: the figures are only as quiet as it was.
     report.settings["load_average_before"] = json!(load_before);
     report.settings["load_average_after"] = json!(load_average());
+    report.settings["cpu_stolen_percent"] =
+        json!(machine.and_then(crate::bench_tools::CpuTime::stolen_percent_since));
     report.settings["commit"] = json!(commit());
     let markdown = report.markdown(&command);
     println!("{markdown}");
@@ -150,6 +153,8 @@ struct Row {
     cpu_aside: Vec<(String, f64)>,
     /// Peak RSS during the run, KiB, per gateway.
     peak_rss: Vec<(String, u64)>,
+    /// The share of the machine's CPU time the hypervisor gave elsewhere during the run.
+    stolen_percent: Option<f64>,
 }
 
 impl Row {
@@ -603,6 +608,7 @@ impl Bench {
         };
         let before = cpu(measured, true);
         let before_aside = cpu(aside, false);
+        let machine = tools::CpuTime::now();
         let wrk = tools::run_wrk(
             &self.wrk,
             self.work.path(),
@@ -622,6 +628,7 @@ impl Bench {
             cpu_aside: delta(aside, before_aside, false),
             wrk,
             peak_rss: Vec::new(),
+            stolen_percent: machine.and_then(tools::CpuTime::stolen_percent_since),
         })
     }
 

@@ -99,6 +99,40 @@ pub(crate) fn find_program(name: &str) -> Option<PathBuf> {
 }
 
 /// Clock ticks per second of `/proc/PID/stat` times.
+/// The machine's CPU time so far, in clock ticks: all of it, and the part the hypervisor
+/// gave to other guests while this one wanted to run ("steal", `/proc/stat`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CpuTime {
+    total: u64,
+    steal: u64,
+}
+
+impl CpuTime {
+    /// Now; `None` where `/proc/stat` is not there.
+    pub(crate) fn now() -> Option<Self> {
+        let text = std::fs::read_to_string("/proc/stat").ok()?;
+        let fields: Vec<u64> = text
+            .lines()
+            .next()?
+            .strip_prefix("cpu ")?
+            .split_whitespace()
+            .take(8)
+            .map(|f| f.parse().ok())
+            .collect::<Option<_>>()?;
+        Some(Self {
+            total: fields.iter().sum(),
+            steal: *fields.get(7)?,
+        })
+    }
+
+    /// The percentage of the CPU time since `self` that was stolen.
+    pub(crate) fn stolen_percent_since(self) -> Option<f64> {
+        let now = Self::now()?;
+        let total = now.total.checked_sub(self.total).filter(|t| *t > 0)?;
+        Some(100.0 * now.steal.saturating_sub(self.steal) as f64 / total as f64)
+    }
+}
+
 pub(crate) fn clock_ticks() -> f64 {
     Command::new("getconf")
         .arg("CLK_TCK")

@@ -79,6 +79,12 @@ fn quick_compare_measures_every_path_and_writes_its_section() {
                 })
                 .unwrap_or_else(|| panic!("no row for {prefix}, {payload}: {json:#}"));
             assert!(row["requests"].as_u64().is_some_and(|n| n > 0), "{row:#}");
+            assert!(
+                row["cpu_stolen_percent"]
+                    .as_f64()
+                    .is_some_and(|p| (0.0..=100.0).contains(&p)),
+                "the CPU time stolen during the row, read from /proc/stat: {row:#}"
+            );
             assert_eq!(row["errors"], 0, "{row:#}");
             assert!(
                 row["cpu_seconds_per_1000"]["servers_total"]

@@ -45,12 +45,13 @@ impl Report {
         );
         let _ = writeln!(
             out,
-            "Commit {}; load average (1, 5, 15 min) before the run {}, after it {}.\n",
+            "Commit {}; load average (1, 5, 15 min) before the run {}, after it {}; CPU time stolen by the hypervisor for other guests during the run {} (per row in the last column: a row with much stolen time was disturbed from outside).\n",
             s["commit"].as_str().unwrap_or("unknown"),
             s["load_average_before"].as_str().unwrap_or("?"),
             s["load_average_after"].as_str().unwrap_or("?"),
+            percent(s["cpu_stolen_percent"].as_f64()),
         );
-        out.push_str("| path | payload | requests/s | p50 ms | p99 ms | p99.9 ms | CPU s / 1,000 (servers) | per process | gateways' peak RSS MiB (client / provider) | errors | wrk CPU s / 1,000 |\n|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|\n");
+        out.push_str("| path | payload | requests/s | p50 ms | p99 ms | p99.9 ms | CPU s / 1,000 (servers) | per process | gateways' peak RSS MiB (client / provider) | errors | wrk CPU s / 1,000 | CPU stolen |\n|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|\n");
         for row in &self.rows {
             let per_process: Vec<String> = row
                 .cpu
@@ -61,7 +62,7 @@ impl Report {
             let rss = mib_list(&row.peak_rss);
             let _ = writeln!(
                 out,
-                "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.3} | {} | {} | {} | {:.3} |",
+                "| {} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.3} | {} | {} | {} | {:.3} | {} |",
                 row.path,
                 row.payload,
                 row.wrk.per_second(),
@@ -77,6 +78,7 @@ impl Report {
                 },
                 row.wrk.errors,
                 row.per_thousand(row.wrk.cpu_seconds),
+                percent(row.stolen_percent),
             );
         }
         out.push_str("\n**Ratios** (same run; the relay chain's line is the gateways' transport alone):\n\n| payload | path | throughput / nginx chain | throughput / direct | p50 added over direct, ms | p99 ms | CPU per exchange / nginx chain |\n|---|---|---:|---:|---:|---:|---:|\n");
@@ -190,6 +192,7 @@ impl Report {
                     "wrk": r.per_thousand(r.wrk.cpu_seconds),
                 },
                 "peak_rss_kib": r.peak_rss.iter().map(|(n, k)| (n.clone(), json!(k))).collect::<serde_json::Map<_, _>>(),
+                "cpu_stolen_percent": r.stolen_percent,
             })
         };
         let mut ratios = Vec::new();
@@ -459,4 +462,9 @@ fn kib_map(values: &[(String, u64)]) -> Value {
             .map(|(name, kib)| (name.clone(), json!(kib)))
             .collect(),
     )
+}
+
+/// A percentage as the tables show it ("-" if unknown).
+fn percent(value: Option<f64>) -> String {
+    value.map_or("-".into(), |p| format!("{p:.1} %"))
 }
