@@ -263,8 +263,7 @@ impl Bench {
         )?;
         let nginx_url = format!("http://127.0.0.1:{outer_port}");
         wait_ready(runtime, &mut outer, &format!("{nginx_url}/health"))?;
-        let (relays, relay_url) = spawn_relays(&exe, work.path(), &sample_url)?;
-        let mut relays = relays;
+        let (mut relays, relay_url) = spawn_relays(&exe, work.path(), &sample_url)?;
         wait_ready(runtime, &mut relays[0], &format!("{relay_url}/health"))?;
 
         println!("starting the trust services and the registry (demo federation, no gateways)");
@@ -410,24 +409,11 @@ impl Bench {
                 check_exchange(runtime, &service_url, Some(client_id), &body)?;
                 self.warm_up(&service_url, Some(client_id), &body)?;
                 println!("measuring {path}, {payload}");
-                let measured = self.gateway_processes(&gateways);
-                for process in gateways.processes() {
-                    tools::reset_peak_rss(process.pid());
-                }
-                let mut row = self.row(
-                    &path,
-                    payload,
-                    &service_url,
-                    Some(client_id),
-                    &body,
-                    &measured,
-                    &[(
-                        "trust services + registry (harness)".into(),
-                        std::process::id(),
-                    )],
-                )?;
-                row.peak_rss = peak_rss(&gateways);
-                rows.push(row);
+                let harness = [(
+                    "trust services + registry (harness)".into(),
+                    std::process::id(),
+                )];
+                rows.push(self.gateway_row(&gateways, &path, payload, &body, &harness)?);
             }
             if *store == "SQLite" {
                 // Before the 10 MB body, which leaves the allocators' high-water marks up.
@@ -492,21 +478,8 @@ impl Bench {
                 let (gateways, _) = self.cold_start(runtime, None, Some(threads))?;
                 self.warm_up(&service_url, Some(client_id), &body)?;
                 println!("scaling: gateways with {threads} worker thread(s), {payload}");
-                let measured = self.gateway_processes(&gateways);
-                for process in gateways.processes() {
-                    tools::reset_peak_rss(process.pid());
-                }
-                let mut row = self.row(
-                    &format!("lienthong (SQLite), {threads} worker thread(s) per gateway"),
-                    payload,
-                    &service_url,
-                    Some(client_id),
-                    &body,
-                    &measured,
-                    &[],
-                )?;
-                row.peak_rss = peak_rss(&gateways);
-                pair.push(row);
+                let path = format!("lienthong (SQLite), {threads} worker thread(s) per gateway");
+                pair.push(self.gateway_row(&gateways, &path, payload, &body, &[])?);
             }
             let [one, two] = <[Row; 2]>::try_from(pair)
                 .ok()
@@ -539,6 +512,31 @@ impl Bench {
             half_load,
             soak,
         })
+    }
+
+    /// A row through `gateways` (as the demo client, to the sample service) with their
+    /// peak RSS during it; `aside` as in [`Self::row`].
+    fn gateway_row(
+        &self,
+        gateways: &Gateways,
+        path: &str,
+        payload: &'static str,
+        body: &Path,
+        aside: &[(String, u32)],
+    ) -> anyhow::Result<Row> {
+        let measured = self.gateway_processes(gateways);
+        for process in gateways.processes() {
+            tools::reset_peak_rss(process.pid());
+        }
+        let url = format!(
+            "{}/{}",
+            self.client_gateway_url()?,
+            lienthong_federation::SERVICE_CODE
+        );
+        let client = Some(lienthong_federation::CLIENT_SUBSYSTEM);
+        let mut row = self.row(path, payload, &url, client, body, &measured, aside)?;
+        row.peak_rss = peak_rss(gateways);
+        Ok(row)
     }
 
     /// The processes measured for a run through the gateways.

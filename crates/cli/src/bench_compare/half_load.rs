@@ -149,21 +149,8 @@ impl Bench {
         let (payload, body) = self.bodies[0].clone();
         self.warm_up(service_url, Some(client), &body)?;
         println!("measuring {IN_MEMORY}, {payload}");
-        let measured = self.gateway_processes(&gateways);
-        for process in gateways.processes() {
-            tools::reset_peak_rss(process.pid());
-        }
         let path = format!("{IN_MEMORY}: {GATEWAYS_PATH}");
-        let mut row = self.row(
-            &path,
-            payload,
-            service_url,
-            Some(client),
-            &body,
-            &measured,
-            &[],
-        )?;
-        row.peak_rss = peak_rss(&gateways);
+        let row = self.gateway_row(&gateways, &path, payload, &body, &[])?;
         println!("half load, open loop at {rate:.0} requests/s: {IN_MEMORY}");
         for process in gateways.processes() {
             tools::reset_peak_rss(process.pid());
