@@ -2,7 +2,7 @@
 //! are spooled to an anonymous temporary file (deleted when dropped) and streamed out of it.
 //!
 //! A body whose digest and length are already signed and verified may instead be passed
-//! through ([`pass_through_checked`]): it is hashed as it streams on, and its last chunk is held
+//! through ([`pass_through`], [`pass_through_checked`]): it is hashed as it streams on, and its last chunk is held
 //! back until the whole body has come and matches, so the receiver never gets a complete
 //! body that was not the one signed.
 
@@ -258,19 +258,24 @@ impl<T> Drop for Verdict<T> {
 
 /// Stream `body` on as it comes, checking it against the signed `sha256` and `length`:
 /// the last chunk is released only once the end has come and the digest and length match.
-/// More bytes than `length` fail at once.
-#[cfg(test)]
-pub(crate) fn pass_through<B>(body: B, sha256: [u8; 32], length: u64) -> PassThrough
+/// More bytes than `length` fail at once. The verdict gives `signed` back.
+pub(crate) fn pass_through<B, T>(
+    body: B,
+    sha256: [u8; 32],
+    length: u64,
+    signed: T,
+) -> PassThrough<T>
 where
     B: Body<Data = Bytes> + Send + 'static,
     B::Error: std::fmt::Display + Send,
+    T: Send + 'static,
 {
-    pass_through_checked(body, length, move |_, read, _| async move {
-        if read == sha256 {
-            Ok(())
+    pass_through_checked(body, length, move |_, read, _| {
+        std::future::ready(if read == sha256 {
+            Ok(signed)
         } else {
             Err(BodyError::Mismatch)
-        }
+        })
     })
 }
 
@@ -551,7 +556,7 @@ mod tests {
     #[tokio::test]
     async fn a_matching_body_passes_through_whole() {
         let (sha256, length) = signed(&chunks());
-        let passed = pass_through(streamed(chunks()), sha256, length);
+        let passed = pass_through(streamed(chunks()), sha256, length, ());
         assert_eq!(passed.body.size_hint().exact(), Some(length));
         let (got, failed) = receive(passed.body).await;
         assert!(!failed);
@@ -578,7 +583,7 @@ mod tests {
             ("longer", longer),
             ("shorter", shorter),
         ] {
-            let passed = pass_through(streamed(sent), sha256, length);
+            let passed = pass_through(streamed(sent), sha256, length, ());
             let (got, failed) = receive(passed.body).await;
             assert!(failed, "{label}: the receiver's body ends in an error");
             assert!(
@@ -606,7 +611,7 @@ mod tests {
         let body = StreamBody::new(futures_util::stream::poll_fn(move |cx| {
             frames.poll_recv(cx)
         }));
-        let mut passed = pass_through(body, sha256, length);
+        let mut passed = pass_through(body, sha256, length, ());
         for chunk in chunks() {
             sender.send(Ok(Frame::data(chunk))).await.expect("sent");
         }
@@ -632,14 +637,14 @@ mod tests {
     #[tokio::test]
     async fn the_verdict_comes_even_if_the_receiver_stops_early() {
         let (sha256, length) = signed(&chunks());
-        let mut passed = pass_through(streamed(chunks()), sha256, length);
+        let mut passed = pass_through(streamed(chunks()), sha256, length, ());
         let first = passed.body.frame().await.expect("frame").expect("data");
         assert_eq!(first.into_data().expect("data"), chunks()[0]);
         drop(passed.body);
         assert!(passed.verdict.join().await.expect("joined").is_ok());
         let mut altered = chunks();
         altered[39] = Bytes::from(vec![0xff; 1024]);
-        let passed = pass_through(streamed(altered), sha256, length);
+        let passed = pass_through(streamed(altered), sha256, length, ());
         drop(passed.body);
         let verdict = passed.verdict.join().await.expect("joined");
         assert!(matches!(verdict, Err(BodyError::Mismatch)), "{verdict:?}");

@@ -220,13 +220,7 @@ async fn serve(
         let passed = match signed_now {
             Some(signed) => {
                 let sha256 = signed.header.body_sha256;
-                crate::body::pass_through_checked(body, header.body_length, move |_, read, _| {
-                    std::future::ready(if read == sha256 {
-                        Ok(signed)
-                    } else {
-                        Err(BodyError::Mismatch)
-                    })
-                })
+                crate::body::pass_through(body, sha256, header.body_length, signed)
             }
             None => {
                 let (gateway, certificate, draft) =
