@@ -503,7 +503,11 @@ pub async fn register_services(
     admin_token: &str,
     sample_url: &str,
 ) -> anyhow::Result<()> {
-    for (code, path) in [(SERVICE_CODE, "/persons"), ("digest", "/digest")] {
+    for (code, path) in [
+        (SERVICE_CODE, "/persons"),
+        ("digest", "/digest"),
+        ("payload", "/payload"),
+    ] {
         register_service(
             provider_admin,
             admin_token,

@@ -472,3 +472,128 @@ async fn a_signature_in_the_trailer_is_checked_before_the_service_gets_the_body(
     }
     federation.stop().await;
 }
+
+/// A large answer of declared length goes on from the provider's gateway as the service
+/// sends it, to a client's gateway that takes it so: the head carries the description
+/// with the digest zeroed and no signature; the trailer carries the whole description,
+/// its signature and the provider's log commit. The client's gateway passes it on, its
+/// last chunk held until the trailer checks out and its own record is durable, and both
+/// gateways log it signed with its real digest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_answer_streams_with_its_signature_in_the_trailer() {
+    const SIZE: usize = 3 * 1024 * 1024; // over the gateways' in-memory limit of 256 KiB
+    let dir = tempfile::tempdir().expect("dir");
+    let federation = federation(&dir).await;
+    let query = format!("bytes={SIZE}");
+
+    // Through both gateways.
+    let url = format!(
+        "{}/r1/{}/payload?{query}",
+        federation.endpoint("client_gateway_url"),
+        lienthong_federation::PROVIDER_SUBSYSTEM
+    );
+    let response = reqwest::Client::new()
+        .get(&url)
+        .header("X-Road-Client", lienthong_federation::CLIENT_SUBSYSTEM)
+        .header("X-Road-Id", "download-1")
+        .send()
+        .await
+        .expect("exchange");
+    assert_eq!(response.status(), 200);
+    let body = response.bytes().await.expect("the whole answer");
+    assert_eq!(body.len(), SIZE);
+    let sha256 = lienthong_gateway::message::digest(&body);
+    let streamed_answers = metrics(&federation, "client_gateway_admin_url").await;
+    assert!(
+        streamed_answers.contains("lienthong_gateway_streamed_answers_total{outcome=\"passed\"} 1\n"),
+        "the client's gateway passed the answer on as it came: {streamed_answers}"
+    );
+    for index in [0, 1] {
+        let record = log_record(&federation, index, "download-1").await;
+        assert_eq!(
+            record["response_body_sha256"],
+            lienthong_gateway::trust::hex(&sha256),
+            "gateway {index}: {record}"
+        );
+        let description = STANDARD
+            .decode(record["response_description"].as_str().expect("description"))
+            .expect("base64");
+        let description =
+            lienthong_gateway::message::ResponseHeader::decode(&description).expect("decodes");
+        assert_eq!(
+            (description.body_sha256, description.body_length),
+            (sha256, SIZE as u64),
+            "gateway {index}: the logged description is the signed one, not the head's"
+        );
+        assert!(
+            !record["response_signature"]
+                .as_str()
+                .unwrap_or("")
+                .is_empty(),
+            "gateway {index}: {record}"
+        );
+    }
+
+    // What the provider's gateway sends: with the client's gateway's keys, a request that
+    // takes the answer streamed, and one that does not.
+    let (keys, raw) = copy_of_client_gateway(&federation);
+    let path = format!(
+        "/r1/{}/payload?{query}",
+        lienthong_federation::PROVIDER_SUBSYSTEM
+    );
+    let ask = async |id: &str, late: bool| {
+        let client = lienthong_federation::CLIENT_SUBSYSTEM;
+        let (_, description, signature) =
+            signed_request_to(&keys, client, "payload", ("GET", "", &query), b"", id).await;
+        let mut headers = vec![
+            ("x-lienthong-request", description.as_str()),
+            ("x-lienthong-signature", signature.as_str()),
+            ("x-lienthong-log", "trailer"),
+        ];
+        if late {
+            headers.push(("x-lienthong-accept-signed", "trailer"));
+        }
+        let body = lienthong_gateway::body::empty();
+        send_raw_full(&federation, &raw, &keys, ("GET", &path), &headers, body)
+            .await
+            .expect("answered")
+    };
+    let streamed = ask("download-2", true).await;
+    assert_eq!(streamed.status, 200);
+    assert_eq!(streamed.body.len(), SIZE);
+    let head = |name| streamed.headers.get(name).and_then(|v| v.to_str().ok());
+    assert_eq!(head("x-lienthong-signed"), Some("trailer"));
+    assert_eq!(head("x-lienthong-signature"), None);
+    let zeroed = STANDARD
+        .decode(head("x-lienthong-response").expect("a description on the head"))
+        .expect("base64");
+    let zeroed = lienthong_gateway::message::ResponseHeader::decode(&zeroed).expect("decodes");
+    assert_eq!(
+        (zeroed.body_sha256, zeroed.body_length),
+        ([0; 32], SIZE as u64)
+    );
+    let trailers = streamed.trailers.expect("a trailer");
+    let trailer = |name| trailers.get(name).and_then(|v| v.to_str().ok());
+    assert_eq!(trailer("x-lienthong-log"), Some("committed"));
+    assert!(trailer("x-lienthong-signature").is_some());
+    let signed = STANDARD
+        .decode(trailer("x-lienthong-response").expect("a description in the trailer"))
+        .expect("base64");
+    let signed = lienthong_gateway::message::ResponseHeader::decode(&signed).expect("decodes");
+    assert_eq!(
+        signed,
+        lienthong_gateway::message::ResponseHeader {
+            body_sha256: lienthong_gateway::message::digest(&streamed.body),
+            ..zeroed
+        },
+        "the trailer's description is the head's with the digest filled in"
+    );
+
+    // Without the word that it takes a streamed answer, the answer comes signed on its head.
+    let whole = ask("download-3", false).await;
+    assert_eq!(whole.status, 200);
+    assert_eq!(whole.body.len(), SIZE);
+    assert_eq!(whole.headers.get("x-lienthong-signed"), None);
+    assert!(whole.headers.contains_key("x-lienthong-signature"));
+    federation.stop().await;
+}

@@ -90,7 +90,7 @@ fn list_clients(
 }
 
 async fn exchange(
-    gateway: &Gateway,
+    gateway: &Arc<Gateway>,
     request: Request<Incoming>,
     connection: &LocalConnection,
     message_id: &str,
@@ -166,9 +166,10 @@ async fn exchange(
 
     // A large body whose length the client declared, for a client whose log keeps digests
     // only, is streamed on as it is read, its signature in the trailer.
+    let digests_only = *gateway.client_body_logging(&client) == BodyLogging::Digest;
     let streamed = declared_length(&parts.headers)
         .filter(|length| *length > gateway.limits.memory_bytes as u64)
-        .filter(|_| *gateway.client_body_logging(&client) == BodyLogging::Digest);
+        .filter(|_| digests_only);
     let header_text = |name| last_header(&parts.headers, name).unwrap_or("").to_owned();
     let mut header = RequestHeader {
         message_id: message_id.to_owned(),
@@ -201,6 +202,7 @@ async fn exchange(
             headers: &forward_headers,
             member,
             ocsp: &ocsp,
+            late_answer: digests_only,
         };
         return exchange_streamed(gateway, &view, &conf.conf.policy, to, body, header).await;
     }
@@ -256,6 +258,7 @@ async fn exchange(
             headers: &forward_headers,
             member,
             ocsp: &ocsp,
+            late_answer: digests_only,
         };
         let mut outgoing = to.request(body, &encoded_b64)?;
         outgoing
@@ -341,6 +344,9 @@ struct Outgoing<'a> {
     headers: &'a hyper::HeaderMap,
     member: &'a Arc<crate::MemberKey>,
     ocsp: &'a hyper::header::HeaderValue,
+    /// The client's log keeps digests only: a large answer may come streamed, signed in
+    /// its trailer.
+    late_answer: bool,
 }
 
 impl Outgoing<'_> {
@@ -374,12 +380,18 @@ impl Outgoing<'_> {
             H_LOG,
             hyper::header::HeaderValue::from_static(LOG_IN_TRAILER),
         );
+        if self.late_answer {
+            headers.insert(
+                H_ACCEPT_SIGNED,
+                hyper::header::HeaderValue::from_static(SIGNED_IN_TRAILER),
+            );
+        }
         Ok(outgoing)
     }
 }
 
 /// The length the local client declared for its body, if it did (`Content-Length`).
-fn declared_length(headers: &hyper::HeaderMap) -> Option<u64> {
+pub(crate) fn declared_length(headers: &hyper::HeaderMap) -> Option<u64> {
     last_header(headers, "content-length").and_then(|v| v.parse().ok())
 }
 
@@ -388,7 +400,7 @@ fn declared_length(headers: &hyper::HeaderMap) -> Option<u64> {
 /// and the description and signature go in the trailer (`H_SIGNED`). Only one gateway is
 /// tried: the body is not kept to send again. Then the answer is checked as any other.
 async fn exchange_streamed(
-    gateway: &Gateway,
+    gateway: &Arc<Gateway>,
     view: &TrustView,
     policy: &lienthong_model::conf::FederationPolicy,
     to: Outgoing<'_>,
@@ -538,7 +550,7 @@ struct Sent<'a> {
 }
 
 async fn finish(
-    gateway: &Gateway,
+    gateway: &Arc<Gateway>,
     view: &TrustView,
     policy: &lienthong_model::conf::FederationPolicy,
     response: Response<Incoming>,
@@ -598,30 +610,32 @@ async fn finish(
         last_header(&parts.headers, H_OCSP),
     )
     .map_err(bad)?;
-    let signature = last_header(&parts.headers, H_SIGNATURE)
-        .and_then(|s| lienthong_crypto::BatchSignature::from_text(s).ok())
-        .ok_or_else(|| bad("no or malformed signature".into()))?;
-    gateway
-        .verifier
-        .verify(&certificate.public_key, &digest(&encoded), &signature)
-        .map_err(|_| bad("the signature does not verify".into()))?;
-    // With the provider's commit to come in the trailer, the signed length of data is read
-    // and the trailer is awaited beside this side's own commit.
     let provider_log_pending = last_header(&parts.headers, H_LOG) == Some(LOG_PENDING);
-    let mut body = std::pin::pin!(body);
-    let wanted = if provider_log_pending {
-        header.body_length
+    let logging = gateway.client_body_logging(&request.client);
+    // A large answer streamed by the provider's gateway: its signature follows it, in the
+    // trailer, with the provider's log commit.
+    let signed_late = last_header(&parts.headers, H_SIGNED) == Some(SIGNED_IN_TRAILER);
+    if signed_late {
+        if !provider_log_pending || *logging != BodyLogging::Digest {
+            return Err(bad("it is signed in its trailer, which was not asked for".into()));
+        }
+        if header.body_sha256 != [0; 32] || header.body_length > gateway.limits.max_bytes {
+            return Err(bad(
+                "the head of an answer signed in its trailer must have the digest zeroed and a length within this gateway's limit"
+                    .into(),
+            ));
+        }
     } else {
-        u64::MAX
-    };
-    let collected = crate::body::collect_first(body.as_mut(), &gateway.limits, wanted)
-        .await
-        .map_err(|e| XRoadError::client_proxy("NetworkError", e.to_string()))?;
-    if collected.sha256 != header.body_sha256 || collected.length != header.body_length {
-        return Err(bad("the body does not match the signed digest".into()));
+        let signature = last_header(&parts.headers, H_SIGNATURE)
+            .and_then(|s| lienthong_crypto::BatchSignature::from_text(s).ok())
+            .ok_or_else(|| bad("no or malformed signature".into()))?;
+        gateway
+            .verifier
+            .verify(&certificate.public_key, &digest(&encoded), &signature)
+            .map_err(|_| bad("the signature does not verify".into()))?;
     }
     // Nothing is released to the client before its record, and the provider's, are durable
-    // in the message logs.
+    // in the message logs (of a streamed answer, nothing but its last chunk).
     let mut record = lienthong_ledger::LogRecord {
         message_id: request.message_id.clone(),
         side: lienthong_ledger::Side::Client,
@@ -649,7 +663,26 @@ async fn finish(
         status: header.status,
         body: lienthong_ledger::BodyEvidence::DigestOnly,
     };
-    let logging = gateway.client_body_logging(&request.client);
+    if signed_late {
+        let request_for_log = sent.request_for_log.clone();
+        let streamed = answer_late(gateway, body, header, certificate, record, request_for_log);
+        to_client(&mut parts.headers, message_id, request_hash, request);
+        return Ok(Response::from_parts(parts, streamed));
+    }
+    // With the provider's commit to come in the trailer, the signed length of data is read
+    // and the trailer is awaited beside this side's own commit.
+    let mut body = std::pin::pin!(body);
+    let wanted = if provider_log_pending {
+        header.body_length
+    } else {
+        u64::MAX
+    };
+    let collected = crate::body::collect_first(body.as_mut(), &gateway.limits, wanted)
+        .await
+        .map_err(|e| XRoadError::client_proxy("NetworkError", e.to_string()))?;
+    if collected.sha256 != header.body_sha256 || collected.length != header.body_length {
+        return Err(bad("the body does not match the signed digest".into()));
+    }
     let response_for_log =
         gateway.body_for_log(logging, &collected, lienthong_ledger::BodyPart::Response);
     let bodies = crate::log_bodies::keep(
@@ -683,8 +716,19 @@ async fn finish(
             ),
         )
     })?;
-    strip_headers(&mut parts.headers);
-    let headers = &mut parts.headers;
+    to_client(&mut parts.headers, message_id, request_hash, request);
+    Ok(Response::from_parts(parts, collected.body.into_body()))
+}
+
+/// The headers of the provider's answer as the local client gets them: the end-to-end
+/// ones, and X-Road's.
+fn to_client(
+    headers: &mut hyper::HeaderMap,
+    message_id: &str,
+    request_hash: [u8; 32],
+    request: &RequestHeader,
+) {
+    strip_headers(headers);
     headers.insert("x-road-id", header_value(message_id));
     headers.insert("x-road-request-id", header_value(&random_id()));
     headers.insert(
@@ -693,7 +737,100 @@ async fn finish(
     );
     headers.insert("x-road-client", header_value(&request.client.to_string()));
     headers.insert("x-road-service", header_value(&request.service.to_string()));
-    Ok(Response::from_parts(parts, collected.body.into_body()))
+}
+
+/// A large answer streamed by the provider's gateway (`draft`, its head's description, has
+/// the digest zeroed), passed on to the local client as it comes. Its last chunk is held
+/// back until the trailer has come with the same description and the body's digest, a
+/// signature of it that verifies, and the provider's word that its record is durable, and
+/// until this gateway's `record` of the exchange is durable too. Otherwise the client's
+/// body ends in an error, short of its length.
+fn answer_late(
+    gateway: &Arc<Gateway>,
+    body: Incoming,
+    draft: ResponseHeader,
+    certificate: Arc<lienthong_pki::CertificateInfo>,
+    mut record: lienthong_ledger::LogRecord,
+    request_for_log: Option<Vec<u8>>,
+) -> GatewayBody {
+    use crate::body::BodyError;
+    let length = draft.body_length;
+    let message_id = record.message_id.clone();
+    let metrics = gateway.metrics.clone();
+    let gateway = gateway.clone();
+    let check = async move |trailers: Option<hyper::HeaderMap>, sha256, _| {
+        let refuse = |why: String| {
+            BodyError::Refused(Box::new(XRoadError::client_proxy(
+                "InvalidSignatureValue",
+                format!("the provider's streamed answer was refused: {why}"),
+            )))
+        };
+        let trailers = trailers.ok_or_else(|| refuse("it has no trailer".into()))?;
+        let encoded = last_header(&trailers, H_RESPONSE)
+            .and_then(|v| STANDARD.decode(v).ok())
+            .ok_or_else(|| refuse("no description in its trailer".into()))?;
+        let expected = ResponseHeader {
+            body_sha256: sha256,
+            ..draft
+        };
+        if expected.encode().ok().as_deref() != Some(encoded.as_slice()) {
+            return Err(refuse(
+                "the trailer's description is not the head's with the body's digest".into(),
+            ));
+        }
+        let signature_text = last_header(&trailers, H_SIGNATURE)
+            .ok_or_else(|| refuse("no signature in its trailer".into()))?
+            .to_owned();
+        let signature = lienthong_crypto::BatchSignature::from_text(&signature_text)
+            .map_err(|_| refuse("a malformed signature".into()))?;
+        gateway
+            .verifier
+            .verify(&certificate.public_key, &digest(&encoded), &signature)
+            .map_err(|_| refuse("the signature does not verify".into()))?;
+        match last_header(&trailers, H_LOG) {
+            Some(LOG_COMMITTED) => {}
+            other => {
+                return Err(refuse(format!(
+                    "its gateway did not confirm its log record ({})",
+                    other.unwrap_or("no word")
+                )));
+            }
+        }
+        record.response_description = Some(encoded);
+        record.response_signature = Some(signature_text);
+        record.response_body_sha256 = Some(sha256);
+        record.response_out = Some(unix_now_ms());
+        let bodies =
+            crate::log_bodies::keep(&BodyLogging::Digest, &mut record, request_for_log, None)
+                .map_err(|e| BodyError::Refused(Box::new(e)))?;
+        let committed = gateway.journal.record(&record, bodies, unix_now());
+        gateway
+            .metrics
+            .time(Stage::ClientLogCommit, committed)
+            .await
+            .map_err(|e| BodyError::Refused(Box::new(e)))?;
+        // Counted before the last chunk goes, so that a client that has it sees the count.
+        gateway.metrics.streamed_answer(true);
+        Ok(())
+    };
+    let passed = crate::body::pass_through_checked(body, length, check);
+    let verdict = passed.verdict;
+    tokio::spawn(async move {
+        let outcome = verdict.join().await;
+        if !matches!(outcome, Ok(Ok(_))) {
+            metrics.streamed_answer(false);
+        }
+        match outcome {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => {
+                tracing::warn!(message_id, %error, "a streamed answer was refused; the client's body ends short");
+            }
+            Err(error) => {
+                tracing::warn!(message_id, %error, "the reader of a streamed answer ended");
+            }
+        }
+    });
+    passed.body
 }
 
 /// Read the rest of a provider's answer, after its signed body: the trailer that says

@@ -100,6 +100,9 @@ pub(crate) struct Metrics {
     log_batches: Histogram,
     /// Message-log records whose commit failed.
     log_failures: AtomicU64,
+    /// Large answers passed on to local clients as they came: checked whole, and refused
+    /// after their head.
+    streamed_answers: [AtomicU64; 2],
     in_flight: [AtomicI64; 2],
     /// Unix seconds of the last successful timestamp of the message log (0: none yet).
     last_timestamp: AtomicI64,
@@ -120,6 +123,7 @@ impl Default for Metrics {
             stages: std::array::from_fn(|_| Histogram::new(&LATENCY_BUCKETS, 1e-9)),
             log_batches: Histogram::new(&BATCH_BUCKETS, 1.0),
             log_failures: AtomicU64::new(0),
+            streamed_answers: [AtomicU64::new(0), AtomicU64::new(0)],
             in_flight: [AtomicI64::new(0), AtomicI64::new(0)],
             last_timestamp: AtomicI64::new(0),
         }
@@ -150,6 +154,12 @@ impl Metrics {
     pub(crate) fn log_failed(&self, records: usize) {
         self.log_failures
             .fetch_add(records as u64, Ordering::Relaxed);
+    }
+
+    /// A large answer was passed on as it came: its trailer checked out (`passed`), or
+    /// the client's body ended short.
+    pub(crate) fn streamed_answer(&self, passed: bool) {
+        self.streamed_answers[usize::from(!passed)].fetch_add(1, Ordering::Relaxed);
     }
 
     /// The message log was timestamped at `now`.
@@ -395,6 +405,18 @@ pub(crate) fn render(gateway: &Gateway, now: i64, database_bytes: Option<u64>) -
         "Message-log records whose commit failed: their exchanges got an error, not the answer.",
         metrics.log_failures.load(Ordering::Relaxed),
     );
+    let _ = writeln!(
+        out,
+        "# HELP lienthong_gateway_streamed_answers_total Large answers passed on to local clients as they came, signed in their trailer: passed, or refused once the trailer came (the client's body ended short of its length)."
+    );
+    let _ = writeln!(out, "# TYPE lienthong_gateway_streamed_answers_total counter");
+    for (outcome, count) in ["passed", "refused"].iter().zip(&metrics.streamed_answers) {
+        let _ = writeln!(
+            out,
+            "lienthong_gateway_streamed_answers_total{{outcome=\"{outcome}\"}} {}",
+            count.load(Ordering::Relaxed)
+        );
+    }
 
     single(
         &mut out,

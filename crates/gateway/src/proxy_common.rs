@@ -34,7 +34,16 @@ pub(crate) const LOG_COMMITTED: &str = "committed";
 /// differ in the digest only.
 pub(crate) const H_SIGNED: &str = "x-lienthong-signed";
 /// [`H_SIGNED`] on a request whose signature is in its trailer.
+///
+/// On an answer's head, the same for a large answer streamed by the provider's gateway as
+/// the service sends it: the head's [`H_RESPONSE`] has the body's digest zeroed and no
+/// [`H_SIGNATURE`] comes with it; the trailer carries the whole description, its
+/// signature, and [`H_LOG`] once the provider's record is durable.
 pub(crate) const SIGNED_IN_TRAILER: &str = "trailer";
+/// On a request, [`SIGNED_IN_TRAILER`]: the client's gateway takes a large answer streamed
+/// with its signature in the trailer (see [`SIGNED_IN_TRAILER`]). Sent only for a client
+/// whose log keeps digests, since a streamed answer is never whole at the gateway.
+pub(crate) const H_ACCEPT_SIGNED: &str = "x-lienthong-accept-signed";
 
 /// Signer certificates as they arrive in [`H_CERTIFICATE`], parsed once. Every message
 /// carries its signer's certificate; decoding the base64 and parsing the DER (with its public

@@ -313,11 +313,11 @@ async fn serve(
             (
                 status,
                 headers,
-                crate::body::Collected {
+                Answer::Whole(crate::body::Collected {
                     sha256: digest(&body),
                     length: body.len() as u64,
                     body: crate::body::Spooled::Memory(body.into()),
-                },
+                }),
             )
         }
         Some(service) => {
@@ -423,13 +423,41 @@ async fn serve(
             })?;
             backend_times.1 = Some(unix_now_ms());
             let (answer_parts, answer_body) = answer.into_parts();
-            let collected = collect(answer_body, &gateway.limits)
-                .await
-                .map_err(|e| XRoadError::server_proxy("ServiceFailed", e.to_string()))?;
+            // A large answer of declared length, for a client's gateway that takes it so
+            // and a client whose log here keeps digests, goes on as the service sends it,
+            // signed in the trailer.
+            let streamed = crate::client_proxy::declared_length(&answer_parts.headers)
+                .filter(|length| *length > gateway.limits.memory_bytes as u64)
+                .filter(|_| {
+                    *logging == crate::config::BodyLogging::Digest
+                        && parts.version == hyper::Version::HTTP_2
+                        && last_header(&parts.headers, H_ACCEPT_SIGNED) == Some(SIGNED_IN_TRAILER)
+                        && last_header(&parts.headers, H_LOG) == Some(LOG_IN_TRAILER)
+                });
+            let answer_body = match streamed {
+                Some(length) if length > gateway.limits.max_bytes => {
+                    return Err(XRoadError::server_proxy(
+                        "ServiceFailed",
+                        format!(
+                            "the service's answer is larger than this gateway's limit of {} bytes",
+                            gateway.limits.max_bytes
+                        ),
+                    ));
+                }
+                Some(length) => Answer::Streamed {
+                    body: answer_body,
+                    length,
+                },
+                None => Answer::Whole(
+                    collect(answer_body, &gateway.limits)
+                        .await
+                        .map_err(|e| XRoadError::server_proxy("ServiceFailed", e.to_string()))?,
+                ),
+            };
             let mut headers = answer_parts.headers;
             strip_headers(&mut headers);
             headers.remove("x-road-error"); // only the platform may say it refused
-            (answer_parts.status, headers, collected)
+            (answer_parts.status, headers, answer_body)
         }
     };
 
@@ -447,7 +475,12 @@ async fn serve(
         ));
     };
 
-    // 9. Sign the answer, bound to this request.
+    // 9. Sign the answer, bound to this request (a streamed one once it has been sent,
+    // in the trailer).
+    let (response_sha256, response_length) = match &response_body {
+        Answer::Whole(collected) => (collected.sha256, collected.length),
+        Answer::Streamed { length, .. } => ([0; 32], *length),
+    };
     let response_header = ResponseHeader {
         message_id: header.message_id.clone(),
         request_hash,
@@ -458,20 +491,12 @@ async fn serve(
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
             .to_owned(),
-        body_sha256: response_body.sha256,
-        body_length: response_body.length,
+        body_sha256: response_sha256,
+        body_length: response_length,
     };
     let encoded_response = response_header
         .encode()
         .map_err(|e| XRoadError::server_proxy("InternalError", e.to_string()))?;
-    let response_signature = gateway
-        .metrics
-        .time(
-            Stage::ProviderSigning,
-            provider_key.signer.sign(digest(&encoded_response)),
-        )
-        .await
-        .map_err(|e| XRoadError::server_proxy("CannotCreateSignature", e.to_string()))?;
     let ocsp = provider_key
         .ocsp_header
         .read()
@@ -496,17 +521,52 @@ async fn serve(
         request_description: encoded.clone(),
         response_description: Some(encoded_response.clone()),
         request_signature: signature_text,
-        response_signature: Some(response_signature.to_text()),
+        response_signature: None,
         request_signer_certificate: certificate.der.clone(),
         response_signer_certificate: Some(provider_key.certificate.der.clone()),
         request_signer_ocsp: last_header(&parts.headers, H_OCSP)
             .and_then(|s| STANDARD.decode(s).ok()),
         response_signer_ocsp: ocsp.to_str().ok().and_then(|s| STANDARD.decode(s).ok()),
         request_body_sha256: header.body_sha256,
-        response_body_sha256: Some(response_body.sha256),
+        response_body_sha256: Some(response_sha256),
         status: status.as_u16(),
         body: lienthong_ledger::BodyEvidence::DigestOnly,
     };
+    let response_body = match response_body {
+        Answer::Whole(collected) => collected,
+        Answer::Streamed { body, length } => {
+            response_headers.insert(H_SIGNED, header_value(SIGNED_IN_TRAILER));
+            response_headers.insert(H_LOG, header_value(LOG_PENDING));
+            response_headers.insert(
+                H_RESPONSE,
+                per_message_value(&STANDARD.encode(&encoded_response)),
+            );
+            response_headers.insert(H_CERTIFICATE, provider_key.certificate_header.clone());
+            response_headers.insert(H_OCSP, ocsp);
+            let gateway = gateway.clone();
+            let finish = async move |sha256, _| {
+                sign_and_record_late(&gateway, &provider_key, response_header, record, sha256)
+                    .await
+                    .map_err(|e| {
+                        tracing::warn!(error = %e, "a streamed answer could not be signed and recorded; its receiver gets an incomplete body");
+                        BodyError::Refused(Box::new(e))
+                    })
+            };
+            let mut response = Response::new(crate::body::stream_with_trailers(body, length, finish));
+            *response.status_mut() = status;
+            *response.headers_mut() = response_headers;
+            return Ok(response);
+        }
+    };
+    let response_signature = gateway
+        .metrics
+        .time(
+            Stage::ProviderSigning,
+            provider_key.signer.sign(digest(&encoded_response)),
+        )
+        .await
+        .map_err(|e| XRoadError::server_proxy("CannotCreateSignature", e.to_string()))?;
+    record.response_signature = Some(response_signature.to_text());
     let response_for_log = gateway.body_for_log(
         logging,
         &response_body,
@@ -555,6 +615,51 @@ async fn serve(
     *response.status_mut() = status;
     *response.headers_mut() = response_headers;
     Ok(response)
+}
+
+/// The service's answer: read whole, or to be streamed on (its declared length).
+enum Answer {
+    Whole(crate::body::Collected),
+    Streamed { body: Incoming, length: u64 },
+}
+
+/// The end of a streamed answer, once its last byte has gone: the description with the
+/// digest filled in, signed, and the provider's record (`record`, made for the head with
+/// the digest zeroed and no signature) durable; the trailer that says so.
+async fn sign_and_record_late(
+    gateway: &Gateway,
+    provider_key: &crate::MemberKey,
+    mut header: ResponseHeader,
+    mut record: lienthong_ledger::LogRecord,
+    sha256: [u8; 32],
+) -> Result<hyper::HeaderMap, XRoadError> {
+    header.body_sha256 = sha256;
+    let encoded = header
+        .encode()
+        .map_err(|e| XRoadError::server_proxy("InternalError", e.to_string()))?;
+    let signature = gateway
+        .metrics
+        .time(
+            Stage::ProviderSigning,
+            provider_key.signer.sign(digest(&encoded)),
+        )
+        .await
+        .map_err(|e| XRoadError::server_proxy("CannotCreateSignature", e.to_string()))?
+        .to_text();
+    record.response_description = Some(encoded.clone());
+    record.response_signature = Some(signature.clone());
+    record.response_body_sha256 = Some(sha256);
+    record.response_out = Some(unix_now_ms());
+    let committed = gateway.journal.record(&record, None, unix_now());
+    gateway
+        .metrics
+        .time(Stage::ProviderLogCommit, committed)
+        .await?;
+    let mut trailers = hyper::HeaderMap::new();
+    trailers.insert(H_RESPONSE, per_message_value(&STANDARD.encode(&encoded)));
+    trailers.insert(H_SIGNATURE, per_message_value(&signature));
+    trailers.insert(H_LOG, header_value(LOG_COMMITTED));
+    Ok(trailers)
 }
 
 /// A request's description whose signature verified, not a replay.

@@ -147,6 +147,18 @@ pub async fn signed_request(
     body: &[u8],
     message_id: &str,
 ) -> (RequestHeader, String, String) {
+    signed_request_to(keys, client, service_code, (method, rest, ""), body, message_id).await
+}
+
+/// The same with a query string.
+pub async fn signed_request_to(
+    keys: &ClientGatewayKeys,
+    client: &str,
+    service_code: &str,
+    (method, rest, query): (&str, &str, &str),
+    body: &[u8],
+    message_id: &str,
+) -> (RequestHeader, String, String) {
     let service = format!(
         "{}/{service_code}",
         lienthong_federation::PROVIDER_SUBSYSTEM
@@ -157,7 +169,7 @@ pub async fn signed_request(
         service: service.parse().expect("service"),
         method: method.into(),
         path: rest.to_owned(),
-        query: String::new(),
+        query: query.to_owned(),
         time_ms: now_ms(),
         user_id: String::new(),
         issue: String::new(),
@@ -220,6 +232,28 @@ pub async fn send_raw_with(
     headers: &[(&str, &str)],
     body: GatewayBody,
 ) -> Result<(u16, hyper::HeaderMap, Bytes), String> {
+    send_raw_full(federation, client, keys, (method, path), headers, body)
+        .await
+        .map(|answer| (answer.status, answer.headers, answer.body))
+}
+
+/// An answer of the provider's gateway, with its trailer.
+pub struct RawAnswer {
+    pub status: u16,
+    pub headers: hyper::HeaderMap,
+    pub body: Bytes,
+    pub trailers: Option<hyper::HeaderMap>,
+}
+
+/// The same, with the answer's trailer.
+pub async fn send_raw_full(
+    federation: &Federation,
+    client: &RawClient,
+    keys: &ClientGatewayKeys,
+    (method, path): (&str, &str),
+    headers: &[(&str, &str)],
+    body: GatewayBody,
+) -> Result<RawAnswer, String> {
     let provider_gateway: lienthong_model::ServerId =
         format!("{}/gw1", lienthong_federation::PROVIDER_MEMBER)
             .parse()
@@ -249,9 +283,13 @@ pub async fn send_raw_with(
         .unwrap_or_else(|_| {
             panic!("the provider gateway's answer did not end within {HELPER_TIMEOUT:?}")
         })
-        .map_err(|e| e.to_string())?
-        .to_bytes();
-    Ok((parts.status.as_u16(), parts.headers, body))
+        .map_err(|e| e.to_string())?;
+    Ok(RawAnswer {
+        status: parts.status.as_u16(),
+        headers: parts.headers,
+        trailers: body.trailers().cloned(),
+        body: body.to_bytes(),
+    })
 }
 
 /// The `X-Road-Error` of an answer ("" if none).
