@@ -176,8 +176,28 @@ struct ColdStart {
 
 struct LargeBody {
     path: String,
+    /// The 10 MB went to the provider (POST), or came from it (GET).
+    direction: Direction,
     seconds: Vec<f64>,
     peak_rss: Vec<(String, u64)>,
+}
+
+/// Which way a 10 MB body goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Direction {
+    /// POSTed to the provider's streaming digest endpoint.
+    Upload,
+    /// The provider's answer to a GET of its payload endpoint.
+    Download,
+}
+
+impl Direction {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Upload => "upload",
+            Self::Download => "download",
+        }
+    }
 }
 
 struct Report {
@@ -359,22 +379,24 @@ impl Bench {
                 rows.push(self.row(name, payload, url, None, &body, &measured, &[])?);
             }
         }
-        println!("10 MB body, direct");
-        large.push(self.large_body(
-            runtime,
-            "direct: client -> provider",
-            &format!("{}/digest", self.sample_url),
-            None,
-            &[],
-        )?);
-        println!("10 MB body through the relay chain");
-        large.push(self.large_body(
-            runtime,
-            "relay chain (transport only)",
-            &format!("{}/digest", self.relay_url),
-            None,
-            &[&self.relays[0], &self.relays[1]],
-        )?);
+        for direction in [Direction::Upload, Direction::Download] {
+            println!("10 MB {}, direct", direction.name());
+            large.push(self.large_body(
+                runtime,
+                ("direct: client -> provider", direction),
+                &self.sample_url,
+                None,
+                &[],
+            )?);
+            println!("10 MB {} through the relay chain", direction.name());
+            large.push(self.large_body(
+                runtime,
+                ("relay chain (transport only)", direction),
+                &self.relay_url,
+                None,
+                &[&self.relays[0], &self.relays[1]],
+            )?);
+        }
 
         let mut stores = vec!["SQLite"];
         if self.postgres {
@@ -450,14 +472,16 @@ impl Bench {
                     ],
                 )?);
             }
-            println!("10 MB body through the gateways on {store}");
-            large.push(self.large_body(
-                runtime,
-                &format!("lienthong ({store})"),
-                &format!("{gateway_url}/digest"),
-                Some(client_id),
-                &gateways.processes(),
-            )?);
+            for direction in [Direction::Upload, Direction::Download] {
+                println!("10 MB {} through the gateways on {store}", direction.name());
+                large.push(self.large_body(
+                    runtime,
+                    (&format!("lienthong ({store})"), direction),
+                    &gateway_url,
+                    Some(client_id),
+                    &gateways.processes(),
+                )?);
+            }
         }
 
         // The same gateways with their databases in RAM: what the disk's flushes cost.
@@ -790,11 +814,13 @@ impl Bench {
     }
 
     /// POST the 10 MB body a few times; transfer times and peak RSS of `watched`.
+    /// Time 10 MB `direction` at `base` (the provider's URL, or the URL its services are
+    /// under through the relays or the gateways).
     fn large_body(
         &self,
         runtime: &tokio::runtime::Handle,
-        path: &str,
-        url: &str,
+        (path, direction): (&str, Direction),
+        base: &str,
         client: Option<&str>,
         watched: &[&Process],
     ) -> anyhow::Result<LargeBody> {
@@ -809,29 +835,43 @@ impl Bench {
             .timeout(Duration::from_secs(120))
             .build()?;
         let mut seconds = Vec::new();
-        // One untimed POST first, as every other row has its warm-up: the first of a run
-        // was the slowest by 20-60 % (connections, buffers and windows growing).
+        // One untimed transfer first, as every other row has its warm-up: the first of a
+        // run was the slowest by 20-60 % (connections, buffers and windows growing).
         for round in 0..=repeats {
-            let body = self.large_body.clone();
             let started = Instant::now();
-            let answer: Value = runtime.block_on(async {
-                let mut request = http.post(url).body(body);
-                if let Some(client) = client {
-                    request = request.header("X-Road-Client", client);
-                }
+            let length = runtime.block_on(async {
+                let request = match direction {
+                    Direction::Upload => http
+                        .post(format!("{base}/digest"))
+                        .body(self.large_body.clone()),
+                    Direction::Download => http.get(format!("{base}/payload?bytes={LARGE_BODY}")),
+                };
+                let request = match client {
+                    Some(client) => request.header("X-Road-Client", client),
+                    None => request,
+                };
                 let response = request.send().await?;
                 let status = response.status();
-                let text = response.text().await?;
-                ensure!(status.is_success(), "10 MB POST answered {status}: {text}");
-                Ok(serde_json::from_str(&text)?)
+                let bytes = response.bytes().await?;
+                ensure!(
+                    status.is_success(),
+                    "10 MB {} answered {status}: {}",
+                    direction.name(),
+                    String::from_utf8_lossy(&bytes[..bytes.len().min(500)])
+                );
+                Ok(match direction {
+                    Direction::Upload => {
+                        serde_json::from_slice::<Value>(&bytes)?["length"].as_u64()
+                    }
+                    Direction::Download => Some(bytes.len() as u64),
+                })
             })?;
             if round > 0 {
                 seconds.push(started.elapsed().as_secs_f64());
             }
             ensure!(
-                answer["length"].as_u64() == Some(LARGE_BODY as u64),
-                "the provider received {:?} bytes, not {LARGE_BODY}",
-                answer["length"]
+                length == Some(LARGE_BODY as u64),
+                "{length:?} bytes went through, not {LARGE_BODY}"
             );
         }
         let peak_rss = watched
@@ -840,6 +880,7 @@ impl Bench {
             .collect();
         Ok(LargeBody {
             path: path.to_owned(),
+            direction,
             seconds,
             peak_rss,
         })

@@ -157,7 +157,18 @@ fn quick_compare_measures_every_path_and_writes_its_section() {
     }
     assert!(json["soak"].is_null(), "no soak run unless asked");
     let large = json["large_body"].as_array().expect("large_body");
-    assert_eq!(large.len(), 4, "direct, relay chain, SQLite, PostgreSQL");
+    assert_eq!(
+        large.len(),
+        8,
+        "direct, relay chain, SQLite, PostgreSQL; upload and download"
+    );
+    for direction in ["upload", "download"] {
+        assert_eq!(
+            large.iter().filter(|l| l["direction"] == direction).count(),
+            4,
+            "{direction}"
+        );
+    }
     assert!(
         large
             .iter()

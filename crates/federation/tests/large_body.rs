@@ -505,7 +505,8 @@ async fn a_large_answer_streams_with_its_signature_in_the_trailer() {
     let sha256 = lienthong_gateway::message::digest(&body);
     let streamed_answers = metrics(&federation, "client_gateway_admin_url").await;
     assert!(
-        streamed_answers.contains("lienthong_gateway_streamed_answers_total{outcome=\"passed\"} 1\n"),
+        streamed_answers
+            .contains("lienthong_gateway_streamed_answers_total{outcome=\"passed\"} 1\n"),
         "the client's gateway passed the answer on as it came: {streamed_answers}"
     );
     for index in [0, 1] {
@@ -516,7 +517,11 @@ async fn a_large_answer_streams_with_its_signature_in_the_trailer() {
             "gateway {index}: {record}"
         );
         let description = STANDARD
-            .decode(record["response_description"].as_str().expect("description"))
+            .decode(
+                record["response_description"]
+                    .as_str()
+                    .expect("description"),
+            )
             .expect("base64");
         let description =
             lienthong_gateway::message::ResponseHeader::decode(&description).expect("decodes");

@@ -617,7 +617,9 @@ async fn finish(
     let signed_late = last_header(&parts.headers, H_SIGNED) == Some(SIGNED_IN_TRAILER);
     if signed_late {
         if !provider_log_pending || *logging != BodyLogging::Digest {
-            return Err(bad("it is signed in its trailer, which was not asked for".into()));
+            return Err(bad(
+                "it is signed in its trailer, which was not asked for".into()
+            ));
         }
         if header.body_sha256 != [0; 32] || header.body_length > gateway.limits.max_bytes {
             return Err(bad(

@@ -409,7 +409,10 @@ pub(crate) fn render(gateway: &Gateway, now: i64, database_bytes: Option<u64>) -
         out,
         "# HELP lienthong_gateway_streamed_answers_total Large answers passed on to local clients as they came, signed in their trailer: passed, or refused once the trailer came (the client's body ended short of its length)."
     );
-    let _ = writeln!(out, "# TYPE lienthong_gateway_streamed_answers_total counter");
+    let _ = writeln!(
+        out,
+        "# TYPE lienthong_gateway_streamed_answers_total counter"
+    );
     for (outcome, count) in ["passed", "refused"].iter().zip(&metrics.streamed_answers) {
         let _ = writeln!(
             out,

@@ -552,7 +552,8 @@ async fn serve(
                         BodyError::Refused(Box::new(e))
                     })
             };
-            let mut response = Response::new(crate::body::stream_with_trailers(body, length, finish));
+            let mut response =
+                Response::new(crate::body::stream_with_trailers(body, length, finish));
             *response.status_mut() = status;
             *response.headers_mut() = response_headers;
             return Ok(response);

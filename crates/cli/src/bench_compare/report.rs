@@ -119,7 +119,7 @@ impl Report {
         }
         let _ = writeln!(
             out,
-            "\n**10 MB body** (one POST at a time of {} bytes to the provider's streaming digest endpoint, {} times timed after one untimed; peak RSS during these transfers):\n\n| path | median transfer s | MB/s | peak RSS MiB |\n|---|---:|---:|---|",
+            "\n**10 MB body** (one transfer at a time of {} bytes: upload, a POST to the provider's streaming digest endpoint; download, the provider's answer to a GET of its payload endpoint; {} times timed after one untimed; peak RSS during these transfers):\n\n| path | direction | median transfer s | MB/s | peak RSS MiB |\n|---|---|---:|---:|---|",
             LARGE_BODY,
             self.large.first().map_or(0, |l| l.seconds.len())
         );
@@ -132,21 +132,30 @@ impl Report {
                 .collect();
             let _ = writeln!(
                 out,
-                "| {} | {:.3} | {:.1} | {} |",
+                "| {} | {} | {:.3} | {:.1} | {} |",
                 l.path,
+                l.direction.name(),
                 seconds,
                 LARGE_BODY as f64 / 1e6 / seconds.max(1e-9),
                 rss.join("; ")
             );
         }
-        let large = |prefix: &str| self.large.iter().find(|l| l.path.starts_with(prefix));
-        if let Some(direct) = large("direct") {
+        for direction in [Direction::Upload, Direction::Download] {
+            let large = |prefix: &str| {
+                self.large
+                    .iter()
+                    .find(|l| l.direction == direction && l.path.starts_with(prefix))
+            };
+            let Some(direct) = large("direct") else {
+                continue;
+            };
             let times_direct =
                 |l: &LargeBody| median(&l.seconds) / median(&direct.seconds).max(1e-9);
             if let Some(ours) = large("lienthong (SQLite)") {
                 let _ = write!(
                     out,
-                    "\n10 MB through the gateways = {:.2} x the direct transfer time",
+                    "\n10 MB {} through the gateways = {:.2} x the direct transfer time",
+                    direction.name(),
                     times_direct(ours)
                 );
                 if let Some(relays) = large("relay chain") {
@@ -233,6 +242,7 @@ impl Report {
             })).collect::<Vec<_>>(),
             "large_body": self.large.iter().map(|l| json!({
                 "path": l.path,
+                "direction": l.direction.name(),
                 "bytes": LARGE_BODY,
                 "seconds": l.seconds,
                 "median_seconds": median(&l.seconds),

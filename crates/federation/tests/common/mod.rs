@@ -147,7 +147,15 @@ pub async fn signed_request(
     body: &[u8],
     message_id: &str,
 ) -> (RequestHeader, String, String) {
-    signed_request_to(keys, client, service_code, (method, rest, ""), body, message_id).await
+    signed_request_to(
+        keys,
+        client,
+        service_code,
+        (method, rest, ""),
+        body,
+        message_id,
+    )
+    .await
 }
 
 /// The same with a query string.
