@@ -602,3 +602,97 @@ async fn a_large_answer_streams_with_its_signature_in_the_trailer() {
     assert!(whole.headers.contains_key("x-lienthong-signature"));
     federation.stop().await;
 }
+
+/// A streamed answer's last chunk waits for both records: when the provider's gateway
+/// cannot commit its record, or the client's gateway cannot commit its own, the client's
+/// body ends short of its length (the stream fails), the client's gateway counts a refused
+/// streamed answer, and it keeps no record of an answer it did not release. With the
+/// stores writable again, the next download goes through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_answer_is_not_completed_unless_both_records_are_durable() {
+    const SIZE: usize = 3 * 1024 * 1024;
+    let dir = tempfile::tempdir().expect("dir");
+    let federation = federation(&dir).await;
+    let url = format!(
+        "{}/r1/{}/payload?bytes={SIZE}",
+        federation.endpoint("client_gateway_url"),
+        lienthong_federation::PROVIDER_SUBSYSTEM
+    );
+    let download = async |id: &str| {
+        let response = reqwest::Client::new()
+            .get(&url)
+            .header("X-Road-Client", lienthong_federation::CLIENT_SUBSYSTEM)
+            .header("X-Road-Id", id)
+            .send()
+            .await
+            .expect("the head of the answer");
+        assert_eq!(response.status(), 200, "{id}");
+        response.bytes().await.map(|b| b.len())
+    };
+    let records = async |index: usize, id: &str| {
+        let gateway = &federation.gateways[index];
+        let log = gateway.server_id().to_string();
+        let found = gateway.store().ledger().find_by_message_id(&log, id).await;
+        found.expect("lookup").len()
+    };
+    let refused = async || {
+        metrics(&federation, "client_gateway_admin_url")
+            .await
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix("lienthong_gateway_streamed_answers_total{outcome=\"refused\"} ")
+            })
+            .unwrap_or("missing")
+            .to_owned()
+    };
+    // A gateway's database refuses new log records (as a full disk would) through a
+    // trigger its own connections obey.
+    let refuse_records = |gateway: &str| {
+        let database =
+            rusqlite::Connection::open(federation.dir.join(format!("{gateway}/state/gateway.db")))
+                .expect("open the gateway's database");
+        database
+            .busy_timeout(std::time::Duration::from_secs(10))
+            .expect("busy timeout");
+        database
+            .execute_batch(
+                "CREATE TRIGGER refuse_records BEFORE INSERT ON ledger_records \
+                 BEGIN SELECT RAISE(ABORT, 'injected: the disk refuses'); END;",
+            )
+            .expect("install the trigger");
+        database
+    };
+    assert_eq!(download("before").await.expect("whole"), SIZE);
+    assert_eq!(refused().await, "0");
+
+    for (gateway, id) in [
+        ("gw-provider", "provider-cannot-log"),
+        ("gw-client", "client-cannot-log"),
+    ] {
+        let database = refuse_records(gateway);
+        match download(id).await {
+            Ok(length) => assert!(length < SIZE, "{id}: {length} bytes"),
+            Err(_) => {} // the stream broke off: the client has less than the whole
+        }
+        // The refusal is counted once the reader has the verdict.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let expected = if gateway == "gw-provider" { "1" } else { "2" };
+        while refused().await != expected {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{id}: {}",
+                refused().await
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert_eq!(records(0, id).await, 0, "{id}: no client record of it");
+        database
+            .execute_batch("DROP TRIGGER refuse_records;")
+            .expect("drop the trigger");
+    }
+    // The provider had committed its record of the second: the client's failed.
+    assert_eq!(records(1, "client-cannot-log").await, 1);
+    assert_eq!(records(1, "provider-cannot-log").await, 0);
+    assert_eq!(download("after").await.expect("whole"), SIZE);
+    federation.stop().await;
+}
