@@ -645,23 +645,6 @@ async fn a_streamed_answer_is_not_completed_unless_both_records_are_durable() {
             .unwrap_or("missing")
             .to_owned()
     };
-    // A gateway's database refuses new log records (as a full disk would) through a
-    // trigger its own connections obey.
-    let refuse_records = |gateway: &str| {
-        let database =
-            rusqlite::Connection::open(federation.dir.join(format!("{gateway}/state/gateway.db")))
-                .expect("open the gateway's database");
-        database
-            .busy_timeout(std::time::Duration::from_secs(10))
-            .expect("busy timeout");
-        database
-            .execute_batch(
-                "CREATE TRIGGER refuse_records BEFORE INSERT ON ledger_records \
-                 BEGIN SELECT RAISE(ABORT, 'injected: the disk refuses'); END;",
-            )
-            .expect("install the trigger");
-        database
-    };
     assert_eq!(download("before").await.expect("whole"), SIZE);
     assert_eq!(refused().await, "0");
 
@@ -669,7 +652,7 @@ async fn a_streamed_answer_is_not_completed_unless_both_records_are_durable() {
         ("gw-provider", "provider-cannot-log"),
         ("gw-client", "client-cannot-log"),
     ] {
-        let database = refuse_records(gateway);
+        let database = refuse_records(&federation, gateway);
         match download(id).await {
             Ok(length) => assert!(length < SIZE, "{id}: {length} bytes"),
             Err(_) => {} // the stream broke off: the client has less than the whole

@@ -45,17 +45,7 @@ async fn a_provider_log_failure_releases_nothing_and_the_logs_recover() {
 
     // The provider gateway's database starts refusing new log records (as a full disk
     // would), through a trigger its own connection obeys.
-    let database = rusqlite::Connection::open(federation.dir.join("gw-provider/state/gateway.db"))
-        .expect("open the provider gateway's database");
-    database
-        .busy_timeout(std::time::Duration::from_secs(10))
-        .expect("busy timeout");
-    database
-        .execute_batch(
-            "CREATE TRIGGER refuse_records BEFORE INSERT ON ledger_records \
-             BEGIN SELECT RAISE(ABORT, 'injected: the disk refuses'); END;",
-        )
-        .expect("install the trigger");
+    let database = refuse_records(&federation, "gw-provider");
 
     let (status, error, body) = exchange_with_id(&federation, "provider-log-during").await;
     assert_eq!(status, 500, "{body}");

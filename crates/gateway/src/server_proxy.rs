@@ -559,15 +559,8 @@ async fn serve(
             return Ok(response);
         }
     };
-    let response_signature = gateway
-        .metrics
-        .time(
-            Stage::ProviderSigning,
-            provider_key.signer.sign(digest(&encoded_response)),
-        )
-        .await
-        .map_err(|e| XRoadError::server_proxy("CannotCreateSignature", e.to_string()))?;
-    record.response_signature = Some(response_signature.to_text());
+    let response_signature = sign_response(gateway, &provider_key, &encoded_response).await?;
+    record.response_signature = Some(response_signature.clone());
     let response_for_log = gateway.body_for_log(
         logging,
         &response_body,
@@ -601,10 +594,7 @@ async fn serve(
         H_RESPONSE,
         per_message_value(&STANDARD.encode(&encoded_response)),
     );
-    response_headers.insert(
-        H_SIGNATURE,
-        per_message_value(&response_signature.to_text()),
-    );
+    response_headers.insert(H_SIGNATURE, per_message_value(&response_signature));
     response_headers.insert(H_CERTIFICATE, provider_key.certificate_header.clone());
     response_headers.insert(H_OCSP, ocsp);
     let body = response_body.body.into_body();
@@ -638,15 +628,7 @@ async fn sign_and_record_late(
     let encoded = header
         .encode()
         .map_err(|e| XRoadError::server_proxy("InternalError", e.to_string()))?;
-    let signature = gateway
-        .metrics
-        .time(
-            Stage::ProviderSigning,
-            provider_key.signer.sign(digest(&encoded)),
-        )
-        .await
-        .map_err(|e| XRoadError::server_proxy("CannotCreateSignature", e.to_string()))?
-        .to_text();
+    let signature = sign_response(gateway, provider_key, &encoded).await?;
     record.response_description = Some(encoded.clone());
     record.response_signature = Some(signature.clone());
     record.response_body_sha256 = Some(sha256);
@@ -661,6 +643,21 @@ async fn sign_and_record_late(
     trailers.insert(H_SIGNATURE, per_message_value(&signature));
     trailers.insert(H_LOG, header_value(LOG_COMMITTED));
     Ok(trailers)
+}
+
+/// The provider's signature of an answer's description, as text.
+async fn sign_response(
+    gateway: &Gateway,
+    provider_key: &crate::MemberKey,
+    encoded: &[u8],
+) -> Result<String, XRoadError> {
+    let signed = provider_key.signer.sign(digest(encoded));
+    Ok(gateway
+        .metrics
+        .time(Stage::ProviderSigning, signed)
+        .await
+        .map_err(|e| XRoadError::server_proxy("CannotCreateSignature", e.to_string()))?
+        .to_text())
 }
 
 /// A request's description whose signature verified, not a replay.

@@ -363,3 +363,22 @@ pub async fn exchange_as(
         .to_owned();
     (status, error, response.text().await.unwrap_or_default())
 }
+
+/// Make gateway `name`'s (`gw-client`, `gw-provider`) database refuse new message-log
+/// records, as a full disk would, through a trigger its own connections obey; the
+/// connection returned drops it with `DROP TRIGGER refuse_records`.
+pub fn refuse_records(federation: &Federation, name: &str) -> rusqlite::Connection {
+    let database =
+        rusqlite::Connection::open(federation.dir.join(format!("{name}/state/gateway.db")))
+            .expect("open the gateway's database");
+    database
+        .busy_timeout(std::time::Duration::from_secs(10))
+        .expect("busy timeout");
+    database
+        .execute_batch(
+            "CREATE TRIGGER refuse_records BEFORE INSERT ON ledger_records \
+             BEGIN SELECT RAISE(ABORT, 'injected: the disk refuses'); END;",
+        )
+        .expect("install the trigger");
+    database
+}
