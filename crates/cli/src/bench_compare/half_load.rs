@@ -75,12 +75,17 @@ pub(super) struct Soak {
     pub(super) samples: Vec<RssSample>,
     /// Peak RSS (VmHWM) over the whole run, KiB, per gateway.
     pub(super) peak_rss: Vec<(String, u64)>,
+    /// CPU time stolen by the hypervisor over the whole run, percent.
+    pub(super) stolen_percent: Option<f64>,
 }
 
 /// The gateways' RSS (VmRSS, KiB) some seconds into the soak run.
 pub(super) struct RssSample {
     pub(super) seconds: f64,
     pub(super) rss: Vec<(String, u64)>,
+    /// CPU time stolen by the hypervisor since the sample before, percent: a disturbance
+    /// from outside shows in the seconds it happened.
+    pub(super) stolen_percent: Option<f64>,
 }
 
 impl Bench {
@@ -197,6 +202,8 @@ impl Bench {
             self.soak,
         );
         let started = Instant::now();
+        let machine = tools::CpuTime::now();
+        let since = std::cell::Cell::new(machine);
         let sample = || RssSample {
             seconds: started.elapsed().as_secs_f64(),
             rss: gateways
@@ -204,6 +211,9 @@ impl Bench {
                 .iter()
                 .map(|p| (p.name.clone(), tools::rss_kib(p.pid()).unwrap_or(0)))
                 .collect(),
+            stolen_percent: since
+                .replace(tools::CpuTime::now())
+                .and_then(tools::CpuTime::stolen_percent_since),
         };
         let mut samples = vec![sample()];
         let result = std::thread::scope(|scope| {
@@ -232,6 +242,7 @@ impl Bench {
             result,
             samples,
             peak_rss: peak_rss(&gateways),
+            stolen_percent: machine.and_then(tools::CpuTime::stolen_percent_since),
         })
     }
 

@@ -402,7 +402,7 @@ impl Soak {
         let r = &self.result;
         let _ = writeln!(
             out,
-            "\n**Soak** (lienthong on SQLite, gateways restarted, open loop at {:.0} requests/s for {} s, their RSS read every {} s): {} of {} requests answered 2xx ({:.0} /s), p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms, {} errors.\n\n| gateway | RSS after 1 min MiB | RSS at end MiB | peak RSS MiB | growth from 1 min to end MiB |\n|---|---:|---:|---:|---:|",
+            "\n**Soak** (lienthong on SQLite, gateways restarted, open loop at {:.0} requests/s for {} s, their RSS read every {} s): {} of {} requests answered 2xx ({:.0} /s), p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms, {} errors; CPU time stolen by the hypervisor during the soak {} (at most {} in any {} s between two readings).\n\n| gateway | RSS after 1 min MiB | RSS at end MiB | peak RSS MiB | growth from 1 min to end MiB |\n|---|---:|---:|---:|---:|",
             self.rate,
             self.seconds,
             SOAK_SAMPLE_EVERY.as_secs(),
@@ -414,6 +414,14 @@ impl Soak {
             r.p999_ms,
             r.max_ms,
             r.errors,
+            percent(self.stolen_percent),
+            percent(
+                self.samples
+                    .iter()
+                    .filter_map(|s| s.stolen_percent)
+                    .reduce(f64::max)
+            ),
+            SOAK_SAMPLE_EVERY.as_secs(),
         );
         for m in self.memory() {
             let _ = writeln!(
@@ -442,9 +450,11 @@ impl Soak {
                 "peak_rss_kib": m.peak,
                 "growth_kib": m.growth(),
             })).collect::<Vec<_>>(),
+            "cpu_stolen_percent": self.stolen_percent,
             "samples": self.samples.iter().map(|s| json!({
                 "seconds": s.seconds,
                 "rss_kib": kib_map(&s.rss),
+                "cpu_stolen_percent": s.stolen_percent,
             })).collect::<Vec<_>>(),
         })
     }
