@@ -390,11 +390,6 @@ impl Outgoing<'_> {
     }
 }
 
-/// The length the local client declared for its body, if it did (`Content-Length`).
-pub(crate) fn declared_length(headers: &hyper::HeaderMap) -> Option<u64> {
-    last_header(headers, "content-length").and_then(|v| v.parse().ok())
-}
-
 /// Send a large body to the first of the provider's gateways as it is read from the local
 /// client, hashing it on the way; once its last byte is read its description is signed
 /// and the description and signature go in the trailer (`H_SIGNED`). Only one gateway is

@@ -45,6 +45,11 @@ pub(crate) const SIGNED_IN_TRAILER: &str = "trailer";
 /// whose log keeps digests, since a streamed answer is never whole at the gateway.
 pub(crate) const H_ACCEPT_SIGNED: &str = "x-lienthong-accept-signed";
 
+/// The length a body's sender declared for it, if it did (`Content-Length`).
+pub(crate) fn declared_length(headers: &hyper::HeaderMap) -> Option<u64> {
+    last_header(headers, "content-length").and_then(|v| v.parse().ok())
+}
+
 /// Signer certificates as they arrive in [`H_CERTIFICATE`], parsed once. Every message
 /// carries its signer's certificate; decoding the base64 and parsing the DER (with its public
 /// key) was 3 % of a gateway's CPU under load. The key is the header's exact text, so a

@@ -426,7 +426,7 @@ async fn serve(
             // A large answer of declared length, for a client's gateway that takes it so
             // and a client whose log here keeps digests, goes on as the service sends it,
             // signed in the trailer.
-            let streamed = crate::client_proxy::declared_length(&answer_parts.headers)
+            let streamed = declared_length(&answer_parts.headers)
                 .filter(|length| *length > gateway.limits.memory_bytes as u64)
                 .filter(|_| {
                     *logging == crate::config::BodyLogging::Digest
@@ -532,17 +532,18 @@ async fn serve(
         status: status.as_u16(),
         body: lienthong_ledger::BodyEvidence::DigestOnly,
     };
+    // The description (of a streamed answer, with the digest zeroed) and the signer.
+    response_headers.insert(
+        H_RESPONSE,
+        per_message_value(&STANDARD.encode(&encoded_response)),
+    );
+    response_headers.insert(H_CERTIFICATE, provider_key.certificate_header.clone());
+    response_headers.insert(H_OCSP, ocsp);
     let response_body = match response_body {
         Answer::Whole(collected) => collected,
         Answer::Streamed { body, length } => {
             response_headers.insert(H_SIGNED, header_value(SIGNED_IN_TRAILER));
             response_headers.insert(H_LOG, header_value(LOG_PENDING));
-            response_headers.insert(
-                H_RESPONSE,
-                per_message_value(&STANDARD.encode(&encoded_response)),
-            );
-            response_headers.insert(H_CERTIFICATE, provider_key.certificate_header.clone());
-            response_headers.insert(H_OCSP, ocsp);
             let gateway = gateway.clone();
             let finish = async move |sha256, _| {
                 sign_and_record_late(&gateway, &provider_key, response_header, record, sha256)
@@ -590,13 +591,7 @@ async fn serve(
             .await?;
         None
     };
-    response_headers.insert(
-        H_RESPONSE,
-        per_message_value(&STANDARD.encode(&encoded_response)),
-    );
     response_headers.insert(H_SIGNATURE, per_message_value(&response_signature));
-    response_headers.insert(H_CERTIFICATE, provider_key.certificate_header.clone());
-    response_headers.insert(H_OCSP, ocsp);
     let body = response_body.body.into_body();
     let body = match logged {
         Some(logged) => body.with_trailers(log_trailer(logged)).boxed_unsync(),
