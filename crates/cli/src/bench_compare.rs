@@ -26,10 +26,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 mod half_load;
+mod large_body;
 pub(crate) mod open_loop;
 mod report;
 
 use half_load::{HalfLoad, IN_MEMORY, OPEN_LOOP_CONNECTIONS, RssSample, SOAK_SAMPLE_EVERY, Soak};
+use large_body::Direction;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct CompareArgs {
@@ -180,24 +182,6 @@ struct LargeBody {
     direction: Direction,
     seconds: Vec<f64>,
     peak_rss: Vec<(String, u64)>,
-}
-
-/// Which way a 10 MB body goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Direction {
-    /// POSTed to the provider's streaming digest endpoint.
-    Upload,
-    /// The provider's answer to a GET of its payload endpoint.
-    Download,
-}
-
-impl Direction {
-    fn name(self) -> &'static str {
-        match self {
-            Self::Upload => "upload",
-            Self::Download => "download",
-        }
-    }
 }
 
 struct Report {
@@ -811,79 +795,6 @@ impl Bench {
         }
         let millis = started.elapsed().as_secs_f64() * 1000.0;
         Ok((gateways, millis))
-    }
-
-    /// POST the 10 MB body a few times; transfer times and peak RSS of `watched`.
-    /// Time 10 MB `direction` at `base` (the provider's URL, or the URL its services are
-    /// under through the relays or the gateways).
-    fn large_body(
-        &self,
-        runtime: &tokio::runtime::Handle,
-        (path, direction): (&str, Direction),
-        base: &str,
-        client: Option<&str>,
-        watched: &[&Process],
-    ) -> anyhow::Result<LargeBody> {
-        let mut watched: Vec<(String, u32)> =
-            watched.iter().map(|p| (p.name.clone(), p.pid())).collect();
-        watched.push((self.sample.name.clone(), self.sample.pid()));
-        for (_, pid) in &watched {
-            tools::reset_peak_rss(*pid);
-        }
-        let repeats = if self.quick { 1 } else { 5 };
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .build()?;
-        let mut seconds = Vec::new();
-        // One untimed transfer first, as every other row has its warm-up: the first of a
-        // run was the slowest by 20-60 % (connections, buffers and windows growing).
-        for round in 0..=repeats {
-            let started = Instant::now();
-            let length = runtime.block_on(async {
-                let request = match direction {
-                    Direction::Upload => http
-                        .post(format!("{base}/digest"))
-                        .body(self.large_body.clone()),
-                    Direction::Download => http.get(format!("{base}/payload?bytes={LARGE_BODY}")),
-                };
-                let request = match client {
-                    Some(client) => request.header("X-Road-Client", client),
-                    None => request,
-                };
-                let response = request.send().await?;
-                let status = response.status();
-                let bytes = response.bytes().await?;
-                ensure!(
-                    status.is_success(),
-                    "10 MB {} answered {status}: {}",
-                    direction.name(),
-                    String::from_utf8_lossy(&bytes[..bytes.len().min(500)])
-                );
-                Ok(match direction {
-                    Direction::Upload => {
-                        serde_json::from_slice::<Value>(&bytes)?["length"].as_u64()
-                    }
-                    Direction::Download => Some(bytes.len() as u64),
-                })
-            })?;
-            if round > 0 {
-                seconds.push(started.elapsed().as_secs_f64());
-            }
-            ensure!(
-                length == Some(LARGE_BODY as u64),
-                "{length:?} bytes went through, not {LARGE_BODY}"
-            );
-        }
-        let peak_rss = watched
-            .iter()
-            .map(|(name, pid)| (name.clone(), tools::peak_rss_kib(*pid).unwrap_or(0)))
-            .collect();
-        Ok(LargeBody {
-            path: path.to_owned(),
-            direction,
-            seconds,
-            peak_rss,
-        })
     }
 }
 

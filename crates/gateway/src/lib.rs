@@ -18,6 +18,7 @@ mod evidence;
 mod gateway;
 pub mod health;
 mod journal;
+mod late_answer;
 mod log_bodies;
 pub mod message;
 pub mod meta;
