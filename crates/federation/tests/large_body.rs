@@ -613,40 +613,9 @@ async fn a_streamed_answer_is_not_completed_unless_both_records_are_durable() {
     const SIZE: usize = 3 * 1024 * 1024;
     let dir = tempfile::tempdir().expect("dir");
     let federation = federation(&dir).await;
-    let url = format!(
-        "{}/r1/{}/payload?bytes={SIZE}",
-        federation.endpoint("client_gateway_url"),
-        lienthong_federation::PROVIDER_SUBSYSTEM
-    );
-    let download = async |id: &str| {
-        let response = reqwest::Client::new()
-            .get(&url)
-            .header("X-Road-Client", lienthong_federation::CLIENT_SUBSYSTEM)
-            .header("X-Road-Id", id)
-            .send()
-            .await
-            .expect("the head of the answer");
-        assert_eq!(response.status(), 200, "{id}");
-        response.bytes().await.map(|b| b.len())
-    };
-    let records = async |index: usize, id: &str| {
-        let gateway = &federation.gateways[index];
-        let log = gateway.server_id().to_string();
-        let found = gateway.store().ledger().find_by_message_id(&log, id).await;
-        found.expect("lookup").len()
-    };
-    let refused = async || {
-        metrics(&federation, "client_gateway_admin_url")
-            .await
-            .lines()
-            .find_map(|l| {
-                l.strip_prefix("lienthong_gateway_streamed_answers_total{outcome=\"refused\"} ")
-            })
-            .unwrap_or("missing")
-            .to_owned()
-    };
+    let download = async |id| download_payload(&federation, SIZE, id).await;
     assert_eq!(download("before").await.expect("whole"), SIZE);
-    assert_eq!(refused().await, "0");
+    assert_eq!(refused_answers(&federation).await, "0");
 
     for (gateway, id) in [
         ("gw-provider", "provider-cannot-log"),
@@ -657,25 +626,142 @@ async fn a_streamed_answer_is_not_completed_unless_both_records_are_durable() {
         if let Ok(length) = download(id).await {
             assert!(length < SIZE, "{id}: {length} bytes");
         }
-        // The refusal is counted once the reader has the verdict.
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
         let expected = if gateway == "gw-provider" { "1" } else { "2" };
-        while refused().await != expected {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{id}: {}",
-                refused().await
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-        assert_eq!(records(0, id).await, 0, "{id}: no client record of it");
+        await_refused_answers(&federation, expected, id).await;
+        assert_eq!(
+            records(&federation, 0, id).await,
+            0,
+            "{id}: no client record of it"
+        );
         database
             .execute_batch("DROP TRIGGER refuse_records;")
             .expect("drop the trigger");
     }
     // The provider had committed its record of the second: the client's failed.
-    assert_eq!(records(1, "client-cannot-log").await, 1);
-    assert_eq!(records(1, "provider-cannot-log").await, 0);
+    assert_eq!(records(&federation, 1, "client-cannot-log").await, 1);
+    assert_eq!(records(&federation, 1, "provider-cannot-log").await, 0);
     assert_eq!(download("after").await.expect("whole"), SIZE);
     federation.stop().await;
+}
+
+/// A streamed answer whose trailer was altered on the way, by a party that holds the
+/// provider gateway's auth key and sits between the two gateways: with the signature of
+/// another answer, with the whole trailer of another answer, or with an emptied trailer.
+/// Each time the client's body ends short of its length, the client's gateway counts a
+/// refused streamed answer and keeps no record, though the provider's gateway committed
+/// its own. The same party passing the trailer as it is changes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_answer_with_an_altered_trailer_is_not_completed() {
+    const SIZE: usize = 3 * 1024 * 1024;
+    let dir = tempfile::tempdir().expect("dir");
+    let federation = federation(&dir).await;
+    let interceptor = Interceptor::start(&federation).await;
+    interceptor.redirect_client_gateway(&federation).await;
+    let download = async |id| download_payload(&federation, SIZE, id).await;
+
+    assert_eq!(download("passed-as-it-is").await.expect("whole"), SIZE);
+    assert!(
+        interceptor.passed.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "the answer came through the interceptor"
+    );
+    assert_eq!(refused_answers(&federation).await, "0");
+    assert_eq!(records(&federation, 0, "passed-as-it-is").await, 1);
+
+    for (refused, (alter, id)) in (1..).zip([
+        (Alter::OtherSignature, "another-answers-signature"),
+        (Alter::OtherTrailer, "another-answers-trailer"),
+        (Alter::Emptied, "an-emptied-trailer"),
+    ]) {
+        interceptor.set(alter);
+        if let Ok(length) = download(id).await {
+            assert!(length < SIZE, "{id}: {length} bytes");
+        }
+        await_refused_answers(&federation, &refused.to_string(), id).await;
+        assert_eq!(
+            records(&federation, 0, id).await,
+            0,
+            "{id}: no client record of it"
+        );
+        assert_eq!(
+            records(&federation, 1, id).await,
+            1,
+            "{id}: the provider's record"
+        );
+    }
+    interceptor.set(Alter::Nothing);
+    assert_eq!(download("passed-again").await.expect("whole"), SIZE);
+    assert_eq!(refused_answers(&federation).await, "3");
+    federation.stop().await;
+}
+
+/// A GET of `size` bytes of the provider's payload through both gateways, with the message
+/// id `id`: the length of the body read, or the error it ended in. The head must say 200.
+async fn download_payload(
+    federation: &lienthong_federation::Federation,
+    size: usize,
+    id: &str,
+) -> reqwest::Result<usize> {
+    let url = format!(
+        "{}/r1/{}/payload?bytes={size}",
+        federation.endpoint("client_gateway_url"),
+        lienthong_federation::PROVIDER_SUBSYSTEM
+    );
+    let response = reqwest::Client::builder()
+        .timeout(HELPER_TIMEOUT)
+        .build()
+        .expect("HTTP client")
+        .get(&url)
+        .header("X-Road-Client", lienthong_federation::CLIENT_SUBSYSTEM)
+        .header("X-Road-Id", id)
+        .send()
+        .await
+        .expect("the head of the answer");
+    let status = response.status();
+    if status != 200 {
+        let text = response.text().await.unwrap_or_default();
+        panic!("{id}: {status}: {text}");
+    }
+    response.bytes().await.map(|b| b.len())
+}
+
+/// How many records of message `id` gateway `index` (0 the client's, 1 the provider's)
+/// keeps.
+async fn records(federation: &lienthong_federation::Federation, index: usize, id: &str) -> usize {
+    let gateway = &federation.gateways[index];
+    let log = gateway.server_id().to_string();
+    let found = gateway.store().ledger().find_by_message_id(&log, id).await;
+    found.expect("lookup").len()
+}
+
+/// The client gateway's count of refused streamed answers.
+async fn refused_answers(federation: &lienthong_federation::Federation) -> String {
+    metrics(federation, "client_gateway_admin_url")
+        .await
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("lienthong_gateway_streamed_answers_total{outcome=\"refused\"} ")
+        })
+        .unwrap_or("missing")
+        .to_owned()
+}
+
+/// Wait until the client gateway has counted `expected` refused streamed answers: it counts
+/// one once the reader of the answer (`id`) has the verdict.
+async fn await_refused_answers(
+    federation: &lienthong_federation::Federation,
+    expected: &str,
+    id: &str,
+) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let counted = refused_answers(federation).await;
+        if counted == expected {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{id}: {counted} refused, not {expected}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }

@@ -48,7 +48,12 @@ pub struct ClientGatewayKeys {
 }
 
 pub fn client_gateway_keys(federation: &Federation) -> ClientGatewayKeys {
-    let dir = federation.dir.join("gw-client");
+    gateway_keys(federation, "gw-client")
+}
+
+/// The keys and certificates of gateway `name` (`gw-client`, `gw-provider`).
+pub fn gateway_keys(federation: &Federation, name: &str) -> ClientGatewayKeys {
+    let dir = federation.dir.join(name);
     let keys = KeyStore::new(dir.join("keys"));
     let read = |name: &str| {
         let pem = std::fs::read(dir.join(name)).expect("certificate");
@@ -381,4 +386,164 @@ pub fn refuse_records(federation: &Federation, name: &str) -> rusqlite::Connecti
         )
         .expect("install the trigger");
     database
+}
+
+/// What [`Interceptor`] does to the trailer of each answer it passes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alter {
+    /// Nothing: the trailer is kept as the last one seen.
+    Nothing,
+    /// The signature of the last trailer kept put in place of this one's.
+    OtherSignature,
+    /// The whole last trailer kept put in place of this one.
+    OtherTrailer,
+    /// Every field taken out.
+    Emptied,
+}
+
+/// A provider's gateway gone wrong, between the client's gateway and the real one: it
+/// holds the provider gateway's auth key, so the client's gateway takes it for the
+/// provider's; it passes each request on to the real provider gateway with the client
+/// gateway's auth key, and alters the trailer of each answer as `alter` says.
+pub struct Interceptor {
+    pub address: std::net::SocketAddr,
+    pub alter: Arc<std::sync::Mutex<Alter>>,
+    /// Requests passed on.
+    pub passed: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Interceptor {
+    /// Start one on a port of its own. The client's gateway is sent to it by
+    /// [`Interceptor::redirect_client_gateway`]; it reaches the real provider gateway at the
+    /// address of the configuration in force when it started.
+    pub async fn start(federation: &Federation) -> Self {
+        use hyper::body::Frame;
+        use lienthong_gateway::trust::{TrustCell, TrustView};
+        let view = federation.gateways[0]
+            .trust()
+            .get()
+            .expect("a configuration");
+        let fixed = TrustCell::default();
+        fixed.set(TrustView::new(view.conf.clone()));
+        let provider = gateway_keys(federation, "gw-provider");
+        let ocsp = ocsp_for(federation, &provider.auth_certificate).await;
+        let identity = AuthIdentity::new(provider.auth_certificate, provider.auth);
+        identity.set_ocsp(ocsp);
+        let server = lienthong_gateway::tls::server_config(identity, fixed.clone())
+            .expect("TLS server config");
+        let client = client_gateway_keys(federation);
+        let config = client_config(
+            AuthIdentity::new(client.auth_certificate, client.auth),
+            fixed.clone(),
+        )
+        .expect("TLS client config");
+        let onward: RawClient =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build(PeerConnector::new(config, fixed));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let alter = Arc::new(std::sync::Mutex::new(Alter::Nothing));
+        let passed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let kept: Arc<std::sync::Mutex<Option<hyper::HeaderMap>>> = Arc::default();
+        let acceptor = tokio_rustls::TlsAcceptor::from(server);
+        let (alter_, passed_) = (alter.clone(), passed.clone());
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let (acceptor, onward) = (acceptor.clone(), onward.clone());
+                let (alter, passed, kept) = (alter_.clone(), passed_.clone(), kept.clone());
+                tokio::spawn(async move {
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let service = hyper::service::service_fn(
+                        move |request: hyper::Request<hyper::body::Incoming>| {
+                            let (onward, kept) = (onward.clone(), kept.clone());
+                            let alter = *alter.lock().expect("lock");
+                            passed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            async move {
+                                let request = request
+                                    .map(|body| body.map_err(std::io::Error::other).boxed_unsync());
+                                let response = onward.request(request).await?;
+                                let change = move |mut trailers: hyper::HeaderMap| {
+                                    let mut kept = kept.lock().expect("lock");
+                                    match (alter, kept.as_ref()) {
+                                        (Alter::Nothing, _) => *kept = Some(trailers.clone()),
+                                        (Alter::OtherSignature, Some(other)) => {
+                                            if let Some(signature) =
+                                                other.get("x-lienthong-signature")
+                                            {
+                                                trailers.insert(
+                                                    "x-lienthong-signature",
+                                                    signature.clone(),
+                                                );
+                                            }
+                                        }
+                                        (Alter::OtherTrailer, Some(other)) => {
+                                            trailers = other.clone()
+                                        }
+                                        (Alter::Emptied, _) => trailers.clear(),
+                                        (_, None) => {
+                                            panic!("no trailer kept to alter this one with")
+                                        }
+                                    }
+                                    trailers
+                                };
+                                Ok::<_, hyper_util::client::legacy::Error>(response.map(|body| {
+                                    body.map_frame(move |frame| match frame.into_trailers() {
+                                        Ok(trailers) => Frame::trailers(change(trailers)),
+                                        Err(frame) => frame,
+                                    })
+                                    .map_err(std::io::Error::other)
+                                    .boxed_unsync()
+                                }))
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http2::Builder::new(
+                        hyper_util::rt::TokioExecutor::new(),
+                    )
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+                });
+            }
+        });
+        Self {
+            address,
+            alter,
+            passed,
+        }
+    }
+
+    /// Register this as the provider gateway's address and have the client's gateway take
+    /// the configuration that says so.
+    pub async fn redirect_client_gateway(&self, federation: &Federation) {
+        let provider = federation.gateways[1].server_id().clone();
+        federation
+            .registry
+            .set_gateway_address(&provider, &self.address.to_string())
+            .await
+            .expect("a new address");
+        let now = now_ms() / 1000;
+        federation.registry.publish(now).await.expect("publish");
+        let client_gateway = &federation.gateways[0];
+        client_gateway.conf().refresh(now).await.expect("refresh");
+        let address = self.address.to_string();
+        for _ in 0..250 {
+            let view = client_gateway.trust().get();
+            let registered = view
+                .as_ref()
+                .and_then(|v| v.gateway_by_tls_name(&tls_name(&provider)));
+            if registered.is_some_and(|g| g.address == address) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        panic!("the client's gateway did not take the new address");
+    }
+
+    pub fn set(&self, alter: Alter) {
+        *self.alter.lock().expect("lock") = alter;
+    }
 }
