@@ -419,17 +419,18 @@ pub(crate) async fn stopped(stop: &mut tokio::sync::watch::Receiver<bool>) {
     let _ = stop.wait_for(|s| *s).await;
 }
 
-/// Exchanges in flight (both sides) from which a sign key's batches wait [`SIGN_GATHER_WAIT`]
-/// for more messages. At half of this machine's peak (about 700 exchanges/s) a gateway has
-/// 2-4 in flight and never waits; saturated with 32 clients it has 15-32.
+/// Exchanges in flight (both sides) from which a sign key's batches gather the messages of
+/// other exchanges that are ready to run. At half of this machine's peak a gateway has a
+/// few in flight and never gathers; saturated with 32 clients it has 15-32.
 const SIGN_GATHER_IN_FLIGHT: i64 = 12;
-/// How long a busy gateway's batch waits to fill: one tick of tokio's timer.
+/// The longest a busy gateway's batch gathers while messages keep coming.
 const SIGN_GATHER_WAIT: Duration = Duration::from_millis(1);
 
 /// The batching policy of the gateway's sign keys: when many exchanges are in flight, the
 /// machine is saturated and each waits for CPU anyway; gathering their signatures into
 /// batches then saves the peer gateway a signature check per message (it checks one per
-/// batch), which is the larger part of the cost of a signature.
+/// batch), which is the larger part of the cost of a signature. The batch takes what the
+/// tasks ready to run ask for, and waits on no timer (`crypto::batch`).
 fn sign_gather(metrics: &Arc<crate::metrics::Metrics>) -> lienthong_crypto::Gather {
     let metrics = metrics.clone();
     lienthong_crypto::Gather {

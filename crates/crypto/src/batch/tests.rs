@@ -677,37 +677,77 @@ async fn an_idle_gatherer_signs_at_once() {
     assert_eq!(started.elapsed(), Duration::ZERO);
 }
 
-/// Busy: the batch waits `wait` for more, and requests arriving meanwhile share its one
-/// signature.
+/// Signs `digest(n)` after yielding to the runtime `n - 1` times: a task that is ready to
+/// run but asks later than the first.
+fn sign_after_yields(signer: &BatchSigner, n: u64) -> tokio::task::JoinHandle<BatchSignature> {
+    let signer = signer.clone();
+    tokio::spawn(async move {
+        for _ in 1..n {
+            tokio::task::yield_now().await;
+        }
+        signer.sign(digest(n)).await.expect("signed")
+    })
+}
+
+/// Busy: the requests of tasks that are ready to run, made while the batch gathers, share
+/// its one signature; no timer is waited on (the paused clock does not move).
 #[tokio::test(start_paused = true)]
-async fn a_busy_gatherer_waits_and_later_requests_join_the_batch() {
-    let signer = gathering(true, Duration::from_secs(1), 8);
+async fn a_busy_gatherer_takes_the_requests_of_ready_tasks_into_its_batch() {
+    let signer = gathering(true, Duration::from_secs(3600), 8);
     let started = tokio::time::Instant::now();
-    let first = tokio::spawn({
-        let signer = signer.clone();
-        async move { signer.sign(digest(1)).await }
-    });
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let second = signer.sign(digest(2)).await.expect("signed");
-    let first = first.await.expect("task ran").expect("signed");
-    assert_eq!(started.elapsed(), Duration::from_secs(1));
-    assert_eq!((first.batch_size, second.batch_size), (2, 2));
+    let tasks: Vec<_> = (1..=3).map(|n| sign_after_yields(&signer, n)).collect();
+    let mut signatures = Vec::new();
+    for task in tasks {
+        signatures.push(task.await.expect("task ran"));
+    }
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert!(
+        signatures.iter().all(|s| s.batch_size == 3),
+        "{signatures:?}"
+    );
     let stats = signer.stats();
-    assert_eq!((stats.batches_signed, stats.messages_signed), (1, 2));
+    assert_eq!((stats.batches_signed, stats.messages_signed), (1, 3));
     let verifier = BatchVerifier::new(8);
-    verifier
-        .verify(signer.public_key(), &digest(1), &first)
-        .expect("verifies");
-    verifier
-        .verify(signer.public_key(), &digest(2), &second)
-        .expect("verifies");
+    for (n, signature) in (1..=3).zip(&signatures) {
+        verifier
+            .verify(signer.public_key(), &digest(n), signature)
+            .expect("verifies");
+    }
     assert_eq!(
         verifier.stats(),
         BatchVerifierStats {
             signature_checks: 1,
-            cache_hits: 1
+            cache_hits: 2
         }
     );
+}
+
+/// Busy, but nothing else is on its way: the lone request is signed after a few task
+/// switches, not after `wait`; a request made later starts a batch of its own.
+#[tokio::test(start_paused = true)]
+async fn a_busy_gatherer_does_not_wait_for_requests_not_on_their_way() {
+    let signer = gathering(true, Duration::from_secs(3600), 8);
+    let started = tokio::time::Instant::now();
+    let first = signer.sign(digest(1)).await.expect("signed");
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    tokio::time::sleep(Duration::from_millis(1)).await;
+    let second = signer.sign(digest(2)).await.expect("signed");
+    assert_eq!((first.batch_size, second.batch_size), (1, 1));
+    assert_eq!(signer.stats().batches_signed, 2);
+}
+
+/// Gathering ends when `wait` has passed: with none, a batch holds what was queued when
+/// it was taken, and a request that was still on its way is signed in the next.
+#[tokio::test(start_paused = true)]
+async fn a_gatherer_gathers_no_longer_than_its_wait() {
+    let signer = gathering(true, Duration::ZERO, 8);
+    let tasks: Vec<_> = (1..=2).map(|n| sign_after_yields(&signer, n)).collect();
+    let mut sizes = Vec::new();
+    for task in tasks {
+        sizes.push(task.await.expect("task ran").batch_size);
+    }
+    assert_eq!(sizes, [1, 1]);
+    assert_eq!(signer.stats().batches_signed, 2);
 }
 
 /// Busy, but the batch fills: it is signed then, without waiting out `wait`.
