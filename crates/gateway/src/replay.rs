@@ -30,12 +30,14 @@ type Reply = oneshot::Sender<Result<bool, String>>;
 /// and taken again in slices of about the same size, so it stays flat once the window is
 /// full (the 10-minute soak saw one map that swept in place grow in steps, 8 MiB at once
 /// when it doubled). The map holds at most the messages of 1 1/16 windows (plus any sent
-/// with a clock ahead of ours). A key is kept as the first 96 bits of its SHA-256: with a
-/// million keys held, the chance that a new message is taken for one of them is about
-/// 2^-76. At 2,162 messages a second (5-minute window) the memory grew the process by
-/// 23 MiB with 128-bit keys in 8 slices and SipHash, and by 15 MiB with 96-bit keys in 16
-/// slices; at 3,141 a second, by 30 MiB with every slice a hash set, and by 18 MiB with
-/// past slices packed ([`SliceKeys`]; `rss_probe` below).
+/// with a clock ahead of ours). A key is kept as the first 64 bits of its SHA-256, and a
+/// message is looked for only among the keys of its own slice: with 100,000 keys in a
+/// slice (5,300 messages a second), the chance that a new message is taken for one of
+/// them is about 2^-47, and a replay always has the very same key. At 2,162 messages a
+/// second (5-minute window) the memory grew the process by 23 MiB with 128-bit keys in 8
+/// slices and SipHash, and by 15 MiB with 96-bit keys in 16 slices; at 3,141 a second, by
+/// 30 MiB with 96-bit keys and every slice a hash set, by 18 MiB with past slices packed
+/// ([`SliceKeys`]), and by 13 MiB with 64-bit keys (`rss_probe` below).
 #[derive(Debug, Default)]
 struct Seen {
     slices: BTreeMap<i64, SliceKeys>,
@@ -113,7 +115,7 @@ impl SliceKeys {
     }
 }
 
-/// Keys packed end to end (12 bytes each), grouped by their mixed hash into buckets of
+/// Keys packed end to end (8 bytes each), grouped by their mixed hash into buckets of
 /// about [`KEYS_PER_BUCKET`]; a lookup scans one bucket. The bucket comes from the same
 /// secret mix as a hash set's slot, so a peer cannot pile its keys into one bucket.
 /// Messages whose time falls in the slice after it was packed (a peer's clock well
@@ -142,7 +144,7 @@ impl Packed {
             starts[i] += starts[i - 1];
         }
         let mut next = starts.clone();
-        let mut keys = vec![LocalKey([0; 12]); open.len()];
+        let mut keys = vec![LocalKey([0; 8]); open.len()];
         for key in open {
             let at = &mut next[bucket(&key, bits)];
             keys[*at] = key;
@@ -191,18 +193,15 @@ fn bucket(key: &LocalKey, bits: u32) -> usize {
     usize::try_from((hash >> (63 - bits)) >> 1).unwrap_or(0)
 }
 
-/// The in-process form of a key: 12 bytes, aligned to 1, so a table slot is 13 bytes.
+/// The in-process form of a key: 8 bytes, aligned to 1, so a table slot is 9 bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct LocalKey([u8; 12]);
+struct LocalKey([u8; 8]);
 
 impl std::hash::Hash for LocalKey {
-    /// Its first 8 bytes, which [`KeyHasher`] mixes with a secret of the process: a key is
-    /// already a uniform hash (SHA-256), and SipHash over 12 bytes was most of a check's
-    /// time.
+    /// Its bytes as one word, which [`KeyHasher`] mixes with a secret of the process: a key
+    /// is already a uniform hash (SHA-256), and SipHash was most of a check's time.
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        let mut first = [0u8; 8];
-        first.copy_from_slice(&self.0[..8]);
-        state.write_u64(u64::from_le_bytes(first));
+        state.write_u64(u64::from_le_bytes(self.0));
     }
 }
 
@@ -247,8 +246,8 @@ type BuildKeyHasher = std::hash::BuildHasherDefault<KeyHasher>;
 
 /// The in-process form of a key.
 fn local_key(key: &Key) -> LocalKey {
-    let mut kept = [0u8; 12];
-    kept.copy_from_slice(&key[..12]);
+    let mut kept = [0u8; 8];
+    kept.copy_from_slice(&key[..8]);
     LocalKey(kept)
 }
 
@@ -520,19 +519,17 @@ mod tests {
         }
     }
 
-    /// A kept key is 12 bytes; keys a peer chose to share their low bits (their table
+    /// A kept key is 8 bytes; keys a peer chose to share their low bits (their table
     /// slot, unmixed) still spread over the table once mixed.
     #[test]
     fn kept_keys_are_small_and_spread_whatever_their_low_bits() {
         use std::hash::BuildHasher as _;
-        assert_eq!(std::mem::size_of::<LocalKey>(), 12);
+        assert_eq!(std::mem::size_of::<LocalKey>(), 8);
         assert_eq!(std::mem::align_of::<LocalKey>(), 1);
         let build = BuildKeyHasher::default();
         let slots: HashSet<u64> = (0u64..1_000)
             .map(|n| {
-                let mut key = [0u8; 12];
-                key[..8].copy_from_slice(&(n << 40).to_le_bytes());
-                build.hash_one(LocalKey(key)) & 0xffff
+                build.hash_one(LocalKey((n << 40).to_le_bytes())) & 0xffff
             })
             .collect();
         assert!(
