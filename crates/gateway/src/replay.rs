@@ -528,9 +528,7 @@ mod tests {
         assert_eq!(std::mem::align_of::<LocalKey>(), 1);
         let build = BuildKeyHasher::default();
         let slots: HashSet<u64> = (0u64..1_000)
-            .map(|n| {
-                build.hash_one(LocalKey((n << 40).to_le_bytes())) & 0xffff
-            })
+            .map(|n| build.hash_one(LocalKey((n << 40).to_le_bytes())) & 0xffff)
             .collect();
         assert!(
             slots.len() > 950,
