@@ -352,8 +352,8 @@ async fn gather_ready(
 }
 
 /// The batching task: take the first waiting request and everything queued behind it,
-/// gather more if `gather` says so ([`gather_ready`]), sign once off the async threads, answer everyone,
-/// repeat. Without a gather policy there is no timer: batches form while the previous
+/// gather more if `gather` says so ([`gather_ready`]), sign once off the async threads,
+/// answer everyone, repeat. Without a gather policy, batches form while the previous
 /// signature is being made.
 async fn run(
     signer: Arc<dyn Signer>,

@@ -56,9 +56,9 @@ impl Seen {
 /// ([`Packed`]) once its times are a whole slice in the past.
 ///
 /// A hash set grows by doubling, so it is between 44 % and 88 % full: at 3,141 messages a
-/// second (5-minute window) each slice held 62,000 keys in a table of 131,072 slots of 13
-/// bytes, and the memory grew the process by 30 MiB (`rss_probe`); packed, a key costs 13
-/// bytes.
+/// second (5-minute window) each slice held 62,000 keys in a table of 131,072 slots (13
+/// bytes each with 96-bit keys), and the memory grew the process by 30 MiB (`rss_probe`);
+/// packed, a key costs its 8 bytes and about a byte of bucket index.
 #[derive(Debug)]
 enum SliceKeys {
     Open(HashSet<LocalKey, BuildKeyHasher>),
@@ -116,7 +116,7 @@ impl SliceKeys {
 }
 
 /// Keys packed end to end (8 bytes each), grouped by their mixed hash into buckets of
-/// about [`KEYS_PER_BUCKET`]; a lookup scans one bucket. The bucket comes from the same
+/// [`KEYS_PER_BUCKET`] to twice that on average; a lookup scans one bucket. The bucket comes from the same
 /// secret mix as a hash set's slot, so a peer cannot pile its keys into one bucket.
 /// Messages whose time falls in the slice after it was packed (a peer's clock well
 /// behind) go to `late`.
@@ -130,7 +130,8 @@ struct Packed {
     late: HashSet<LocalKey, BuildKeyHasher>,
 }
 
-/// Keys a packed slice's bucket holds on average, at most.
+/// Keys a packed slice's bucket holds on average, at least (fewer buckets than a power of
+/// two above `len / KEYS_PER_BUCKET`, so at most twice this).
 const KEYS_PER_BUCKET: usize = 8;
 
 impl Packed {
@@ -158,15 +159,14 @@ impl Packed {
         }
     }
 
-    /// The keys of `key`'s bucket, and where they start.
-    fn bucket_of(&self, key: &LocalKey) -> (usize, &[LocalKey]) {
+    /// `key`'s bucket, and where its keys lie in `keys`.
+    fn bucket_of(&self, key: &LocalKey) -> (usize, std::ops::Range<usize>) {
         let b = bucket(key, self.bits);
-        let (start, end) = (self.starts[b], self.starts[b + 1]);
-        (start, &self.keys[start..end])
+        (b, self.starts[b]..self.starts[b + 1])
     }
 
     fn contains(&self, key: &LocalKey) -> bool {
-        self.bucket_of(key).1.contains(key) || self.late.contains(key)
+        self.keys[self.bucket_of(key).1].contains(key) || self.late.contains(key)
     }
 
     /// Forget `key` (a message refused after all: rare, so the keys after it move down).
@@ -174,12 +174,13 @@ impl Packed {
         if self.late.remove(key) {
             return;
         }
-        let (start, keys) = self.bucket_of(key);
-        let Some(offset) = keys.iter().position(|k| k == key) else {
+        let (b, range) = self.bucket_of(key);
+        let start = range.start;
+        let Some(offset) = self.keys[range].iter().position(|k| k == key) else {
             return;
         };
         self.keys.remove(start + offset);
-        for end in &mut self.starts[bucket(key, self.bits) + 1..] {
+        for end in &mut self.starts[b + 1..] {
             *end -= 1;
         }
     }
@@ -187,8 +188,7 @@ impl Packed {
 
 /// The bucket of `key` among `2^bits`: the top bits of its mixed hash.
 fn bucket(key: &LocalKey, bits: u32) -> usize {
-    use std::hash::BuildHasher as _;
-    let hash = BuildKeyHasher::default().hash_one(key);
+    let hash = mix(u64::from_le_bytes(key.0), &MIX);
     // Two shifts, so that no bits (one bucket) shifts by 64.
     usize::try_from((hash >> (63 - bits)) >> 1).unwrap_or(0)
 }
@@ -206,9 +206,9 @@ impl std::hash::Hash for LocalKey {
 }
 
 /// The hasher of [`LocalKey`]s: the value it is given, mixed with a random secret of the
-/// process ([`mix`]: two folded multiplies). Unmixed, the table's slot would be the key's low bits,
-/// which a peer could choose by trying message ids, to pile its messages into one run of
-/// slots; mixed, it cannot tell where they go.
+/// process ([`mix`]: two folded multiplies). Unmixed, the table's slot would be the key's
+/// low bits, which a peer could choose by trying message ids, to pile its messages into
+/// one run of slots; mixed, it cannot tell where they go.
 #[derive(Debug, Default, Clone, Copy)]
 struct KeyHasher(u64);
 
