@@ -30,7 +30,9 @@ mod large_body;
 pub(crate) mod open_loop;
 mod report;
 
-use half_load::{HalfLoad, IN_MEMORY, OPEN_LOOP_CONNECTIONS, RssSample, SOAK_SAMPLE_EVERY, Soak};
+use half_load::{
+    HalfLoad, IN_MEMORY, OPEN_LOOP_CONNECTIONS, OpenPath, RssSample, SOAK_SAMPLE_EVERY, Soak,
+};
 use large_body::Direction;
 
 #[derive(Debug, clap::Args)]
@@ -432,29 +434,42 @@ impl Bench {
                     throughput >= 2.0,
                     "no throughput through the gateways to take half of"
                 );
-                half_load = Some(self.half_load(
-                    runtime,
-                    &gateways,
-                    throughput / 2.0,
-                    &[
-                        ("direct: client -> provider", &direct_url, None),
-                        (
-                            "nginx chain: client -> nginx -> nginx -> provider",
-                            &chain_url,
-                            None,
-                        ),
-                        (
-                            "relay chain: client -> relay -> mTLS -> relay -> provider",
-                            &relay_url,
-                            None,
-                        ),
-                        (
-                            "lienthong (SQLite): client -> client gateway -> mTLS -> provider gateway -> provider",
-                            &service_url,
-                            Some(client_id),
-                        ),
-                    ],
-                )?);
+                let sample = vec![(self.sample.name.clone(), self.sample.pid())];
+                let with = |proxies: &[Process]| -> Vec<(String, u32)> {
+                    let listed = proxies.iter().map(|p| (p.name.clone(), p.pid()));
+                    sample.iter().cloned().chain(listed).collect()
+                };
+                let paths = [
+                    OpenPath {
+                        name: "direct: client -> provider",
+                        url: &direct_url,
+                        client: None,
+                        measured: sample.clone(),
+                        closed: "direct: wrk -> provider".into(),
+                    },
+                    OpenPath {
+                        name: "nginx chain: client -> nginx -> nginx -> provider",
+                        url: &chain_url,
+                        client: None,
+                        measured: with(&self.nginx),
+                        closed: "nginx chain: wrk -> nginx -> nginx -> provider".into(),
+                    },
+                    OpenPath {
+                        name: "relay chain: client -> relay -> mTLS -> relay -> provider",
+                        url: &relay_url,
+                        client: None,
+                        measured: with(&self.relays),
+                        closed: RELAY_PATH.into(),
+                    },
+                    OpenPath {
+                        name: "lienthong (SQLite): client -> client gateway -> mTLS -> provider gateway -> provider",
+                        url: &service_url,
+                        client: Some(client_id),
+                        measured: self.gateway_processes(&gateways),
+                        closed: path.clone(),
+                    },
+                ];
+                half_load = Some(self.half_load(runtime, &gateways, throughput / 2.0, &paths)?);
             }
             for direction in [Direction::Upload, Direction::Download] {
                 println!("10 MB {} through the gateways on {store}", direction.name());
@@ -601,19 +616,8 @@ impl Bench {
     ) -> anyhow::Result<Row> {
         // Servers with their children (nginx workers, PostgreSQL backends); the processes
         // aside (this harness) alone, as every other process is its child.
-        let cpu = |list: &[(String, u32)], tree: bool| -> Vec<f64> {
-            list.iter()
-                .map(|(_, pid)| {
-                    if tree {
-                        tools::tree_cpu_seconds(*pid, self.ticks)
-                    } else {
-                        tools::process_cpu_seconds(*pid, self.ticks)
-                    }
-                })
-                .collect()
-        };
-        let before = cpu(measured, true);
-        let before_aside = cpu(aside, false);
+        let before = self.cpu_seconds(measured, true);
+        let before_aside = self.cpu_seconds(aside, false);
         let machine = tools::CpuTime::now();
         let wrk = tools::run_wrk(
             &self.wrk,
@@ -621,21 +625,36 @@ impl Bench {
             &self.load(url, client, body, self.seconds),
             self.ticks,
         )?;
-        let delta = |list: &[(String, u32)], before: Vec<f64>, tree: bool| {
-            list.iter()
-                .zip(cpu(list, tree).into_iter().zip(before))
-                .map(|((name, _), (after, before))| (name.clone(), (after - before).max(0.0)))
-                .collect()
-        };
         Ok(Row {
             path: path.to_owned(),
             payload,
-            cpu: delta(measured, before, true),
-            cpu_aside: delta(aside, before_aside, false),
+            cpu: self.cpu_used(measured, &before, true),
+            cpu_aside: self.cpu_used(aside, &before_aside, false),
             wrk,
             peak_rss: Vec::new(),
             stolen_percent: machine.and_then(tools::CpuTime::stolen_percent_since),
         })
+    }
+
+    /// CPU seconds so far of each process in `list`, with its children if `tree`.
+    fn cpu_seconds(&self, list: &[(String, u32)], tree: bool) -> Vec<f64> {
+        list.iter()
+            .map(|(_, pid)| {
+                if tree {
+                    tools::tree_cpu_seconds(*pid, self.ticks)
+                } else {
+                    tools::process_cpu_seconds(*pid, self.ticks)
+                }
+            })
+            .collect()
+    }
+
+    /// CPU seconds each process in `list` used since `before` ([`Self::cpu_seconds`]).
+    fn cpu_used(&self, list: &[(String, u32)], before: &[f64], tree: bool) -> Vec<(String, f64)> {
+        list.iter()
+            .zip(self.cpu_seconds(list, tree).into_iter().zip(before))
+            .map(|((name, _), (after, before))| (name.clone(), (after - before).max(0.0)))
+            .collect()
     }
 
     /// Point both gateways' `database_url` at a fresh store, start them once and register

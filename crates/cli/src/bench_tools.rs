@@ -98,12 +98,13 @@ pub(crate) fn find_program(name: &str) -> Option<PathBuf> {
         .find(|candidate| candidate.is_file())
 }
 
-/// Clock ticks per second of `/proc/PID/stat` times.
-/// The machine's CPU time so far, in clock ticks: all of it, and the part the hypervisor
-/// gave to other guests while this one wanted to run ("steal", `/proc/stat`).
+/// The machine's CPU time so far, in clock ticks: all of it, the part no process wanted
+/// (idle and waiting for I/O), and the part the hypervisor gave to other guests while
+/// this one wanted to run ("steal"), from `/proc/stat`.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CpuTime {
     total: u64,
+    idle: u64,
     steal: u64,
 }
 
@@ -121,15 +122,25 @@ impl CpuTime {
             .collect::<Option<_>>()?;
         Some(Self {
             total: fields.iter().sum(),
+            idle: fields.get(3)? + fields.get(4)?,
             steal: *fields.get(7)?,
         })
     }
 
     /// The percentage of the CPU time since `self` that was stolen.
     pub(crate) fn stolen_percent_since(self) -> Option<f64> {
+        self.percent_since(|t| t.steal)
+    }
+
+    /// The percentage of the CPU time since `self` that was idle.
+    pub(crate) fn idle_percent_since(self) -> Option<f64> {
+        self.percent_since(|t| t.idle)
+    }
+
+    fn percent_since(self, part: fn(&Self) -> u64) -> Option<f64> {
         let now = Self::now()?;
         let total = now.total.checked_sub(self.total).filter(|t| *t > 0)?;
-        Some(100.0 * now.steal.saturating_sub(self.steal) as f64 / total as f64)
+        Some(100.0 * part(&now).saturating_sub(part(&self)) as f64 / total as f64)
     }
 }
 

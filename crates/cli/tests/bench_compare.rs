@@ -39,6 +39,10 @@ fn quick_compare_measures_every_path_and_writes_its_section() {
     assert!(text.contains("**Half load** (open loop"), "{text}");
     assert!(text.contains("a durable write of "), "{text}");
     assert!(
+        text.contains("CPU per request of each path's servers in this open loop"),
+        "{text}"
+    );
+    assert!(
         text.contains("The same gateways with their databases in RAM"),
         "{text}"
     );
@@ -136,6 +140,22 @@ fn quick_compare_measures_every_path_and_writes_its_section() {
         assert!(row["answered"].as_u64().is_some_and(|n| n > 0), "{row:#}");
         assert!(
             row["rate_achieved"].as_f64().is_some_and(|r| r > 0.0),
+            "{row:#}"
+        );
+        assert!(
+            row["cpu_seconds_per_1000"]["servers_total"]
+                .as_f64()
+                .is_some_and(|s| s > 0.0),
+            "the CPU its servers used: {row:#}"
+        );
+        assert!(
+            row["cpu_vs_closed_loop"].as_f64().is_some_and(|x| x > 0.0),
+            "read beside the closed-loop row of the same path: {row:#}"
+        );
+        assert!(
+            row["machine_idle_percent"]
+                .as_f64()
+                .is_some_and(|p| (0.0..=100.0).contains(&p)),
             "{row:#}"
         );
         let latency = &row["latency_ms"];

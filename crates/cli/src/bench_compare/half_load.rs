@@ -60,11 +60,39 @@ pub(super) fn durable_write(dir: &std::path::Path) -> anyhow::Result<DurableWrit
     })
 }
 
+/// A path to drive open-loop: its URL, the client to send as, the server processes on it
+/// whose CPU is read, and the closed-loop row (wrk) of the same path to read it beside.
+pub(super) struct OpenPath<'a> {
+    pub(super) name: &'a str,
+    pub(super) url: &'a str,
+    pub(super) client: Option<&'a str>,
+    pub(super) measured: Vec<(String, u32)>,
+    pub(super) closed: String,
+}
+
 pub(super) struct OpenRow {
     pub(super) path: String,
     pub(super) result: open_loop::OpenLoopResult,
     /// Peak RSS during the run, KiB, per gateway.
     pub(super) peak_rss: Vec<(String, u64)>,
+    /// CPU seconds used during the run by each server process on the path (with children).
+    pub(super) cpu: Vec<(String, f64)>,
+    /// The share of the machine's CPU time that was idle during the run.
+    pub(super) idle_percent: Option<f64>,
+    /// The path of the closed-loop row of the same servers.
+    pub(super) closed: String,
+}
+
+impl OpenRow {
+    /// The servers' CPU seconds during the run.
+    pub(super) fn cpu_total(&self) -> f64 {
+        self.cpu.iter().map(|(_, s)| s).sum()
+    }
+
+    /// The servers' CPU seconds per 1,000 answered requests.
+    pub(super) fn cpu_per_thousand(&self) -> f64 {
+        self.cpu_total() * 1000.0 / (self.result.answered.max(1) as f64)
+    }
 }
 
 /// A long open-loop run through the gateways, with their memory read along the way.
@@ -89,44 +117,60 @@ pub(super) struct RssSample {
 }
 
 impl Bench {
-    /// An open-loop run of `seconds` at `rate` along each of `paths` (name, URL, client),
-    /// with the gateways' peak RSS of the runs through them.
+    /// An open-loop run of `seconds` at `rate` along each of `paths`, with the CPU its
+    /// servers used and the gateways' peak RSS of the runs through them.
     pub(super) fn half_load(
         &self,
         runtime: &tokio::runtime::Handle,
         gateways: &Gateways,
         rate: f64,
-        paths: &[(&str, &str, Option<&str>)],
+        paths: &[OpenPath<'_>],
     ) -> anyhow::Result<HalfLoad> {
         let body = std::fs::read(&self.bodies[0].1)?;
         let mut rows = Vec::new();
-        for &(path, url, client) in paths {
-            println!("half load, open loop at {rate:.0} requests/s: {path}");
-            let through_gateways = client.is_some();
+        for path in paths {
+            println!(
+                "half load, open loop at {rate:.0} requests/s: {}",
+                path.name
+            );
+            let through_gateways = path.client.is_some();
             if through_gateways {
                 for process in gateways.processes() {
                     tools::reset_peak_rss(process.pid());
                 }
             }
-            let result = open_loop::run(
-                runtime,
-                &self.open_load(url, client, &body, rate, self.seconds),
-            )?;
-            rows.push(OpenRow {
-                path: path.to_owned(),
-                result,
-                peak_rss: if through_gateways {
-                    peak_rss(gateways)
-                } else {
-                    Vec::new()
-                },
-            });
+            let load = self.open_load(path.url, path.client, &body, rate, self.seconds);
+            let mut row = self.open_row(runtime, &load, path)?;
+            if through_gateways {
+                row.peak_rss = peak_rss(gateways);
+            }
+            rows.push(row);
         }
         Ok(HalfLoad {
             rate,
             seconds: self.seconds,
             rows,
             durable_write: durable_write(self.work.path())?,
+        })
+    }
+
+    /// One open-loop run along `path`, with the CPU its servers and the machine spent.
+    fn open_row(
+        &self,
+        runtime: &tokio::runtime::Handle,
+        load: &open_loop::OpenLoad<'_>,
+        path: &OpenPath<'_>,
+    ) -> anyhow::Result<OpenRow> {
+        let before = self.cpu_seconds(&path.measured, true);
+        let machine = tools::CpuTime::now();
+        let result = open_loop::run(runtime, load)?;
+        Ok(OpenRow {
+            path: path.name.to_owned(),
+            result,
+            peak_rss: Vec::new(),
+            cpu: self.cpu_used(&path.measured, &before, true),
+            idle_percent: machine.and_then(tools::CpuTime::idle_percent_since),
+            closed: path.closed.clone(),
         })
     }
 
@@ -162,14 +206,17 @@ impl Bench {
         }
         let bytes = std::fs::read(&body)?;
         let load = self.open_load(service_url, Some(client), &bytes, rate, self.seconds);
-        let result = open_loop::run(runtime, &load)?;
-        let open = OpenRow {
-            path: format!(
+        let open_path = OpenPath {
+            name: &format!(
                 "{IN_MEMORY}: client -> client gateway -> mTLS -> provider gateway -> provider"
             ),
-            result,
-            peak_rss: peak_rss(&gateways),
+            url: service_url,
+            client: Some(client),
+            measured: self.gateway_processes(&gateways),
+            closed: row.path.clone(),
         };
+        let mut open = self.open_row(runtime, &load, &open_path)?;
+        open.peak_rss = peak_rss(&gateways);
         // The gateways stop before their databases go.
         drop(gateways);
         drop(memory);

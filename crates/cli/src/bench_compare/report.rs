@@ -104,7 +104,7 @@ impl Report {
             }
         }
         if let Some(half) = &self.half_load {
-            half.markdown(&mut out);
+            half.markdown(&mut out, &self.rows);
         }
         out.push_str("\n**Gateway cold start** (both gateway processes spawned -> first exchange answered 200 through them; keys unlocked with the production KDF, configuration from the state directory, OCSP staples fetched, TLS session set up):\n\n| store | cold start ms | peak RSS after start MiB (client / provider) |\n|---|---:|---:|\n");
         for c in &self.cold {
@@ -249,7 +249,7 @@ impl Report {
                 "peak_rss_kib": l.peak_rss.iter().map(|(n, k)| (n.clone(), json!(k))).collect::<serde_json::Map<_, _>>(),
             })).collect::<Vec<_>>(),
             "scaling": self.scaling.as_ref().map(|(one, two)| json!({"one_thread": row(one), "two_threads": row(two)})),
-            "half_load": self.half_load.as_ref().map(HalfLoad::json),
+            "half_load": self.half_load.as_ref().map(|h| h.json(&self.rows)),
             "soak": self.soak.as_ref().map(Soak::json),
         })
     }
@@ -264,7 +264,7 @@ impl HalfLoad {
             .map(|r| &r.result)
     }
 
-    fn markdown(&self, out: &mut String) {
+    fn markdown(&self, out: &mut String, closed: &[Row]) {
         let lag = self
             .rows
             .iter()
@@ -272,7 +272,7 @@ impl HalfLoad {
             .fold(0.0, f64::max);
         let _ = writeln!(
             out,
-            "\n**Half load** (open loop: requests sent at a fixed {:.0} per second, half the lienthong (SQLite) 100 B throughput above, for {} s per path, POST of the 100 B body over at most {OPEN_LOOP_CONNECTIONS} keep-alive connections; each latency runs from the request's scheduled send time to the end of its answer, so a stall counts for every request queued behind it; the generator sent at worst {lag:.2} ms late):\n\n| path | rate asked /s | rate achieved /s | p50 ms | p99 ms | p99.9 ms | max ms | p50 added over direct ms | p99 added over direct ms | errors | gateways' peak RSS MiB (client / provider) |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "\n**Half load** (open loop: requests sent at a fixed {:.0} per second, half the lienthong (SQLite) 100 B throughput above, for {} s per path, POST of the 100 B body over at most {OPEN_LOOP_CONNECTIONS} keep-alive connections; each latency runs from the request's scheduled send time to the end of its answer, so a stall counts for every request queued behind it; the generator sent at worst {lag:.2} ms late):\n\n| path | rate asked /s | rate achieved /s | p50 ms | p99 ms | p99.9 ms | max ms | p50 added over direct ms | p99 added over direct ms | errors | gateways' peak RSS MiB (client / provider) | CPU s / 1,000 (servers) | x the closed loop's | machine idle |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
             self.rate, self.seconds
         );
         let direct = self.direct();
@@ -284,7 +284,7 @@ impl HalfLoad {
             let rss = mib_list(&row.peak_rss);
             let _ = writeln!(
                 out,
-                "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} |",
+                "| {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {} | {} | {} | {} | {:.3} | {} | {} |",
                 row.path,
                 r.rate_asked,
                 r.rate_achieved(),
@@ -300,8 +300,27 @@ impl HalfLoad {
                 } else {
                     rss.join(" / ")
                 },
+                row.cpu_per_thousand(),
+                closed_ratio(row, closed).map_or("-".into(), |x| format!("{x:.1}")),
+                percent(row.idle_percent),
             );
         }
+        let ratios: Vec<String> = self
+            .rows
+            .iter()
+            .filter_map(|row| {
+                let name = match row.path.strip_prefix(IN_MEMORY) {
+                    Some(_) => "lienthong, databases in RAM",
+                    None => row.path.split(':').next().unwrap_or(&row.path),
+                };
+                closed_ratio(row, closed).map(|x| format!("{name} x{x:.1}"))
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "\nCPU per request of each path's servers in this open loop, as a multiple of the same servers' CPU per request under wrk's closed loop above (where one wake-up of a server can serve the requests of several connections, and one signature or log commit several exchanges): {}.",
+            ratios.join(", ")
+        );
         let d = &self.durable_write;
         let _ = writeln!(
             out,
@@ -329,7 +348,7 @@ impl HalfLoad {
         }
     }
 
-    fn json(&self) -> Value {
+    fn json(&self, closed: &[Row]) -> Value {
         let direct = self.direct();
         json!({
             "rate_asked": self.rate,
@@ -342,6 +361,13 @@ impl HalfLoad {
                 value["p50_added_over_direct_ms"] = json!(direct.map(|d| r.p50_ms - d.p50_ms));
                 value["p99_added_over_direct_ms"] = json!(direct.map(|d| r.p99_ms - d.p99_ms));
                 value["peak_rss_kib"] = kib_map(&row.peak_rss);
+                let per_request = row.cpu_per_thousand() / row.cpu_total().max(1e-12);
+                value["cpu_seconds_per_1000"] = json!({
+                    "servers_total": row.cpu_per_thousand(),
+                    "per_process": row.cpu.iter().map(|(n, s)| (n.clone(), json!(s * per_request))).collect::<serde_json::Map<_, _>>(),
+                });
+                value["cpu_vs_closed_loop"] = json!(closed_ratio(row, closed));
+                value["machine_idle_percent"] = json!(row.idle_percent);
                 value
             }).collect::<Vec<_>>(),
             "durable_write": {
@@ -487,4 +513,14 @@ fn kib_map(values: &[(String, u64)]) -> Value {
 /// A percentage as the tables show it ("-" if unknown).
 fn percent(value: Option<f64>) -> String {
     value.map_or("-".into(), |p| format!("{p:.1} %"))
+}
+
+/// The servers' CPU per request in an open-loop row over that in the closed-loop row of the
+/// same path (100 B, wrk).
+fn closed_ratio(row: &half_load::OpenRow, closed: &[Row]) -> Option<f64> {
+    let wrk = closed
+        .iter()
+        .find(|r| r.path == row.closed && r.payload == PAYLOADS[0].0)?;
+    let per_thousand = wrk.per_thousand(wrk.cpu_total());
+    (per_thousand > 0.0).then(|| row.cpu_per_thousand() / per_thousand)
 }
