@@ -71,6 +71,10 @@ pub(crate) struct CompareArgs {
 /// The path of the runs through the gateways, after the store setting.
 const GATEWAYS_PATH: &str = "wrk -> client gateway -> mTLS -> provider gateway -> provider";
 
+/// The direct row: wrk to the sample provider.
+const DIRECT_PATH: &str = "direct: wrk -> provider";
+/// The plain proxy chain's row.
+const CHAIN_PATH: &str = "nginx chain: wrk -> nginx -> nginx -> provider";
 /// The relay chain's row: the gateways' HTTP and TLS stack with nothing else on it.
 const RELAY_PATH: &str = "relay chain (transport only): wrk -> relay -> mTLS -> relay -> provider";
 
@@ -342,26 +346,15 @@ impl Bench {
         let chain_url = format!("{}/persons", self.nginx_url);
         let relay_url = format!("{}/persons", self.relay_url);
         for (payload, body) in self.bodies.clone() {
-            for (name, url) in [
-                ("direct: wrk -> provider", &direct_url),
-                ("nginx chain: wrk -> nginx -> nginx -> provider", &chain_url),
-                (RELAY_PATH, &relay_url),
+            for (name, url, proxies) in [
+                (DIRECT_PATH, &direct_url, &[][..]),
+                (CHAIN_PATH, &chain_url, &self.nginx[..]),
+                (RELAY_PATH, &relay_url, &self.relays[..]),
             ] {
                 check_exchange(runtime, url, None, &body)?;
                 self.warm_up(url, None, &body)?;
                 println!("measuring {name}, {payload}");
-                let mut measured: Vec<(String, u32)> =
-                    vec![(self.sample.name.clone(), self.sample.pid())];
-                let proxies = if name.starts_with("nginx") {
-                    &self.nginx[..]
-                } else if name == RELAY_PATH {
-                    &self.relays[..]
-                } else {
-                    &[]
-                };
-                for process in proxies {
-                    measured.push((process.name.clone(), process.pid()));
-                }
+                let measured = self.served_by(proxies);
                 rows.push(self.row(name, payload, url, None, &body, &measured, &[])?);
             }
         }
@@ -434,31 +427,26 @@ impl Bench {
                     throughput >= 2.0,
                     "no throughput through the gateways to take half of"
                 );
-                let sample = vec![(self.sample.name.clone(), self.sample.pid())];
-                let with = |proxies: &[Process]| -> Vec<(String, u32)> {
-                    let listed = proxies.iter().map(|p| (p.name.clone(), p.pid()));
-                    sample.iter().cloned().chain(listed).collect()
-                };
                 let paths = [
                     OpenPath {
                         name: "direct: client -> provider",
                         url: &direct_url,
                         client: None,
-                        measured: sample.clone(),
-                        closed: "direct: wrk -> provider".into(),
+                        measured: self.served_by(&[]),
+                        closed: DIRECT_PATH.into(),
                     },
                     OpenPath {
                         name: "nginx chain: client -> nginx -> nginx -> provider",
                         url: &chain_url,
                         client: None,
-                        measured: with(&self.nginx),
-                        closed: "nginx chain: wrk -> nginx -> nginx -> provider".into(),
+                        measured: self.served_by(&self.nginx),
+                        closed: CHAIN_PATH.into(),
                     },
                     OpenPath {
                         name: "relay chain: client -> relay -> mTLS -> relay -> provider",
                         url: &relay_url,
                         client: None,
-                        measured: with(&self.relays),
+                        measured: self.served_by(&self.relays),
                         closed: RELAY_PATH.into(),
                     },
                     OpenPath {
@@ -560,6 +548,14 @@ impl Bench {
         let mut row = self.row(path, payload, &url, client, body, &measured, aside)?;
         row.peak_rss = peak_rss(gateways);
         Ok(row)
+    }
+
+    /// The processes measured for a run through `proxies` to the sample provider.
+    fn served_by(&self, proxies: &[Process]) -> Vec<(String, u32)> {
+        std::iter::once(&self.sample)
+            .chain(proxies)
+            .map(|p| (p.name.clone(), p.pid()))
+            .collect()
     }
 
     /// The processes measured for a run through the gateways.

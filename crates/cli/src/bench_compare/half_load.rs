@@ -89,9 +89,14 @@ impl OpenRow {
         self.cpu.iter().map(|(_, s)| s).sum()
     }
 
+    /// `seconds` per 1,000 answered requests.
+    pub(super) fn per_thousand(&self, seconds: f64) -> f64 {
+        seconds * 1000.0 / (self.result.answered.max(1) as f64)
+    }
+
     /// The servers' CPU seconds per 1,000 answered requests.
     pub(super) fn cpu_per_thousand(&self) -> f64 {
-        self.cpu_total() * 1000.0 / (self.result.answered.max(1) as f64)
+        self.per_thousand(self.cpu_total())
     }
 }
 

@@ -361,10 +361,9 @@ impl HalfLoad {
                 value["p50_added_over_direct_ms"] = json!(direct.map(|d| r.p50_ms - d.p50_ms));
                 value["p99_added_over_direct_ms"] = json!(direct.map(|d| r.p99_ms - d.p99_ms));
                 value["peak_rss_kib"] = kib_map(&row.peak_rss);
-                let per_request = row.cpu_per_thousand() / row.cpu_total().max(1e-12);
                 value["cpu_seconds_per_1000"] = json!({
                     "servers_total": row.cpu_per_thousand(),
-                    "per_process": row.cpu.iter().map(|(n, s)| (n.clone(), json!(s * per_request))).collect::<serde_json::Map<_, _>>(),
+                    "per_process": row.cpu.iter().map(|(n, s)| (n.clone(), json!(row.per_thousand(*s)))).collect::<serde_json::Map<_, _>>(),
                 });
                 value["cpu_vs_closed_loop"] = json!(closed_ratio(row, closed));
                 value["machine_idle_percent"] = json!(row.idle_percent);
