@@ -88,7 +88,10 @@ pub async fn run(
     let publisher = {
         let registry = registry.clone();
         tokio::spawn(async move {
+            // After a pause (a suspended machine, a moved test clock) publish once, not once
+            // for every missed interval.
             let mut ticker = tokio::time::interval(republish);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             ticker.tick().await;
             loop {
                 ticker.tick().await;

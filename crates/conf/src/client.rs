@@ -36,6 +36,10 @@ pub struct ConfClient {
     cache_path: PathBuf,
     http: reqwest::Client,
     etag: Mutex<Option<String>>,
+    /// Held across a refresh's download and adoption. Two refreshes at once (the poller
+    /// and an operator's or a test's call) could otherwise adopt their answers in the
+    /// wrong order and refuse the older one as a rollback.
+    refreshing: tokio::sync::Mutex<()>,
     current: watch::Sender<Option<Arc<VerifiedConf>>>,
 }
 
@@ -65,6 +69,7 @@ impl ConfClient {
             cache_path,
             http,
             etag: Mutex::new(None),
+            refreshing: tokio::sync::Mutex::new(()),
             current,
         })
     }
@@ -134,8 +139,10 @@ impl ConfClient {
         Ok(RefreshOutcome::Updated { version })
     }
 
-    /// Download from the anchor's URLs (in order, first success wins) and adopt.
+    /// Download from the anchor's URLs (in order, first success wins) and adopt. Refreshes
+    /// run one at a time, so a download never races a newer one to adoption.
     pub async fn refresh(&self, now: i64) -> Result<RefreshOutcome, ConfError> {
+        let _one_at_a_time = self.refreshing.lock().await;
         let mut last_error = ConfError::Download {
             url: String::new(),
             reason: "the anchor lists no download URL".into(),

@@ -321,6 +321,7 @@ impl Gateway {
             let mut stop = shutdown.clone();
             tokio::spawn(async move {
                 let mut ticker = tokio::time::interval(CATALOG_RELOAD);
+                ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 ticker.tick().await;
                 loop {
                     tokio::select! {
@@ -338,6 +339,7 @@ impl Gateway {
         let mut stop = shutdown;
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(STATUS_REFRESH);
+            ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
                     _ = crate::gateway::stopped(&mut stop) => return,

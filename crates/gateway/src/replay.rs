@@ -305,6 +305,7 @@ impl ReplayGuard {
         });
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
                 let horizon = crate::gateway::unix_now_ms() - 2 * window_ms;
