@@ -38,6 +38,7 @@ fn quick_compare_measures_every_path_and_writes_its_section() {
     assert!(text.contains("| nginx chain: wrk -> nginx -> nginx -> provider | 100 B |"));
     assert!(text.contains("**Half load** (open loop"), "{text}");
     assert!(text.contains("a durable write of "), "{text}");
+    assert!(text.contains("when each follows a pause of "), "{text}");
     assert!(
         text.contains("CPU per request of each path's servers in this open loop"),
         "{text}"
@@ -117,6 +118,15 @@ fn quick_compare_measures_every_path_and_writes_its_section() {
         durable["p50_ms"].as_f64().is_some_and(|ms| ms > 0.0)
             && durable["p99_ms"].as_f64() >= durable["p50_ms"].as_f64(),
         "a measured durable-write floor: {durable:#}"
+    );
+    let paced = &durable["paced"];
+    assert!(
+        paced["pause_ms"]
+            .as_f64()
+            .is_some_and(|ms| (ms - (1000.0 / rate).min(10.0)).abs() < 1e-6)
+            && paced["p50_ms"].as_f64().is_some_and(|ms| ms > 0.0)
+            && paced["p99_ms"].as_f64() >= paced["p50_ms"].as_f64(),
+        "the floor again with a pause of one commit interval at the half-load rate (at most 10 ms): {durable:#}"
     );
     let half_rows = half["rows"].as_array().expect("half_load.rows");
     assert_eq!(

@@ -24,10 +24,20 @@ pub(super) struct HalfLoad {
 
 /// Durable writes the size of one exchange's log commit on the gateways' disk: the floor
 /// under each gateway's commit, which an exchange waits for twice in series (the provider
-/// gateway's, then the client gateway's).
+/// gateway's, then the client gateway's). Measured back to back, and again with a pause
+/// before each write of the interval between one gateway's commits at the half-load rate,
+/// as the gateways' log writers meet the disk in the open loop (on this virtual machine a
+/// flush after an idle gap has measured up to half as long again as one back to back).
 pub(super) struct DurableWrite {
     pub(super) bytes: usize,
     pub(super) count: usize,
+    pub(super) back_to_back: Quantiles,
+    pub(super) pause_ms: f64,
+    pub(super) paced: Quantiles,
+}
+
+/// The median and p99 of a series of durations, in milliseconds.
+pub(super) struct Quantiles {
     pub(super) p50_ms: f64,
     pub(super) p99_ms: f64,
 }
@@ -37,26 +47,51 @@ pub(super) struct DurableWrite {
 const DURABLE_WRITE_BYTES: usize = 7 * (4096 + 24);
 const DURABLE_WRITES: usize = 300;
 
-/// Append [`DURABLE_WRITE_BYTES`] and `fdatasync`, [`DURABLE_WRITES`] times, in a file
-/// under `dir`.
-pub(super) fn durable_write(dir: &std::path::Path) -> anyhow::Result<DurableWrite> {
+/// The longest pause [`durable_write`] makes before a write (a slow machine's half-load
+/// rate must not make the probe take minutes).
+const LONGEST_PAUSE: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// The interval between one gateway's log commits at `rate` exchanges per second when no
+/// two are grouped, at most [`LONGEST_PAUSE`].
+fn commit_interval(rate: f64) -> std::time::Duration {
+    std::time::Duration::try_from_secs_f64(1.0 / rate)
+        .unwrap_or(LONGEST_PAUSE)
+        .min(LONGEST_PAUSE)
+}
+
+/// Append [`DURABLE_WRITE_BYTES`] and `fdatasync`, [`DURABLE_WRITES`] times back to back,
+/// then as many times with `pause` before each, in a file under `dir`.
+pub(super) fn durable_write(
+    dir: &std::path::Path,
+    pause: std::time::Duration,
+) -> anyhow::Result<DurableWrite> {
     use std::io::Write as _;
     let mut file = tempfile::tempfile_in(dir)?;
     let block = vec![0x5a_u8; DURABLE_WRITE_BYTES];
-    let mut millis = Vec::with_capacity(DURABLE_WRITES);
-    for _ in 0..DURABLE_WRITES {
-        let started = std::time::Instant::now();
-        file.write_all(&block)?;
-        file.sync_data()?;
-        millis.push(started.elapsed().as_secs_f64() * 1000.0);
-    }
-    millis.sort_by(f64::total_cmp);
-    let at = |q: f64| millis[((millis.len() - 1) as f64 * q).round() as usize];
+    let mut series = |pause: std::time::Duration| -> anyhow::Result<Quantiles> {
+        let mut millis = Vec::with_capacity(DURABLE_WRITES);
+        for _ in 0..DURABLE_WRITES {
+            std::thread::sleep(pause);
+            let started = std::time::Instant::now();
+            file.write_all(&block)?;
+            file.sync_data()?;
+            millis.push(started.elapsed().as_secs_f64() * 1000.0);
+        }
+        millis.sort_by(f64::total_cmp);
+        let at = |q: f64| millis[((millis.len() - 1) as f64 * q).round() as usize];
+        Ok(Quantiles {
+            p50_ms: at(0.5),
+            p99_ms: at(0.99),
+        })
+    };
+    let back_to_back = series(std::time::Duration::ZERO)?;
+    let paced = series(pause)?;
     Ok(DurableWrite {
         bytes: DURABLE_WRITE_BYTES,
         count: DURABLE_WRITES,
-        p50_ms: at(0.5),
-        p99_ms: at(0.99),
+        back_to_back,
+        pause_ms: pause.as_secs_f64() * 1000.0,
+        paced,
     })
 }
 
@@ -155,7 +190,7 @@ impl Bench {
             rate,
             seconds: self.seconds,
             rows,
-            durable_write: durable_write(self.work.path())?,
+            durable_write: durable_write(self.work.path(), commit_interval(rate))?,
         })
     }
 

@@ -324,8 +324,14 @@ impl HalfLoad {
         let d = &self.durable_write;
         let _ = writeln!(
             out,
-            "\nThe floor under it, measured in this run on the gateways' disk: a durable write of {} bytes (about one exchange's log commit) takes {:.2} ms at the median and {:.2} ms at p99 ({} writes, each `fdatasync`ed). Every exchange waits for both gateways' log commits, which overlap: the provider gateway sends its answer while its record commits and confirms the commit in a trailer; the client gateway commits its own record meanwhile and releases the answer after both.",
-            d.bytes, d.p50_ms, d.p99_ms, d.count
+            "\nThe floor under it, measured in this run on the gateways' disk: a durable write of {} bytes (about one exchange's log commit) takes {:.2} ms at the median and {:.2} ms at p99 back to back ({} writes, each `fdatasync`ed), and {:.2} ms and {:.2} ms when each follows a pause of {:.2} ms, one gateway's interval between commits at this rate when none are grouped, as the log writers meet the disk in this open loop. Every exchange waits for both gateways' log commits, which overlap: the provider gateway sends its answer while its record commits and confirms the commit in a trailer; the client gateway commits its own record meanwhile and releases the answer after both.",
+            d.bytes,
+            d.back_to_back.p50_ms,
+            d.back_to_back.p99_ms,
+            d.count,
+            d.paced.p50_ms,
+            d.paced.p99_ms,
+            d.pause_ms,
         );
         let path = |prefix: &str| {
             self.rows
@@ -372,8 +378,13 @@ impl HalfLoad {
             "durable_write": {
                 "bytes": self.durable_write.bytes,
                 "count": self.durable_write.count,
-                "p50_ms": self.durable_write.p50_ms,
-                "p99_ms": self.durable_write.p99_ms,
+                "p50_ms": self.durable_write.back_to_back.p50_ms,
+                "p99_ms": self.durable_write.back_to_back.p99_ms,
+                "paced": {
+                    "pause_ms": self.durable_write.pause_ms,
+                    "p50_ms": self.durable_write.paced.p50_ms,
+                    "p99_ms": self.durable_write.paced.p99_ms,
+                },
             },
         })
     }
