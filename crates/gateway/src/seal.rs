@@ -106,8 +106,11 @@ impl TimestampHealth {
 }
 
 impl Gateway {
-    /// Seal the log now: sign a tree head over all records and timestamp it.
+    /// Seal the log now: sign a tree head over all records and timestamp it. Seals run one
+    /// at a time; one asked for while another runs waits for it, then finds the log
+    /// unchanged or seals what came since.
     pub async fn seal_log(&self) -> Result<SealOutcome, String> {
+        let _one_at_a_time = self.sealing.lock().await;
         let log = self.server_id().to_string();
         let ledger = self.store.ledger();
         let size = ledger.size(&log).await.map_err(|e| e.to_string())?;
