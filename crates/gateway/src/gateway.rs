@@ -77,11 +77,10 @@ pub struct Gateway {
     pub(crate) opmon: crate::opmon::OpMonitor,
     pub(crate) timestamping: crate::seal::TimestampHealth,
     /// The log's tree at the last seal, as its frontier: the next seal reads only the
-    /// leaves added since.
+    /// leaves added since. Held for a whole seal: the periodic sealer, an evidence export
+    /// and the flush at shutdown can each ask for one, and two at once would store two
+    /// heads of one size.
     pub(crate) sealed_frontier: tokio::sync::Mutex<Option<lienthong_ledger::CompactTree>>,
-    /// Held for a whole seal: the periodic sealer, an evidence export and the flush at
-    /// shutdown can each ask for one, and two at once would store two heads of one size.
-    pub(crate) sealing: tokio::sync::Mutex<()>,
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     pub(crate) ops: crate::health::OpsState,
     unhealthy: Mutex<HashMap<ServerId, Instant>>,
@@ -239,7 +238,6 @@ impl Gateway {
             opmon,
             timestamping: crate::seal::TimestampHealth::default(),
             sealed_frontier: tokio::sync::Mutex::new(None),
-            sealing: tokio::sync::Mutex::new(()),
             metrics,
             ops: crate::health::OpsState::default(),
             unhealthy: Mutex::new(HashMap::new()),

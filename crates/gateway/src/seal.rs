@@ -110,7 +110,7 @@ impl Gateway {
     /// at a time; one asked for while another runs waits for it, then finds the log
     /// unchanged or seals what came since.
     pub async fn seal_log(&self) -> Result<SealOutcome, String> {
-        let _one_at_a_time = self.sealing.lock().await;
+        let mut sealed = self.sealed_frontier.lock().await;
         let log = self.server_id().to_string();
         let ledger = self.store.ledger();
         let size = ledger.size(&log).await.map_err(|e| e.to_string())?;
@@ -123,7 +123,7 @@ impl Gateway {
             self.metrics.timestamped(unix_now()); // every record is covered: as fresh
             return Ok(SealOutcome::Unchanged { size });
         }
-        let (root, frontier) = self.log_root(&log, size).await?;
+        let (root, frontier) = self.log_root(&log, size, &mut sealed).await?;
         let head = TreeHead {
             log_id: log.clone(),
             size,
@@ -197,10 +197,14 @@ impl Gateway {
     /// read from the store, in constant memory. After a restart, the previous seal's
     /// frontier is the one stored beside its head ([`Self::stored_frontier`]). If those
     /// leaves cannot be read (purged), the tree is rebuilt from the purged start's frontier
-    /// and the records after it.
-    async fn log_root(&self, log: &str, size: u64) -> Result<([u8; 32], Vec<[u8; 32]>), String> {
+    /// and the records after it. `sealed` is that previous tree, and becomes this one.
+    async fn log_root(
+        &self,
+        log: &str,
+        size: u64,
+        sealed: &mut Option<lienthong_ledger::CompactTree>,
+    ) -> Result<([u8; 32], Vec<[u8; 32]>), String> {
         let ledger = self.store.ledger();
-        let mut sealed = self.sealed_frontier.lock().await;
         // Without one, the empty tree: a new log's first seal then takes every leaf from
         // the journal too.
         let previous = match sealed.take() {
