@@ -91,6 +91,15 @@ pub(crate) enum BenchCommand {
         #[arg(long)]
         tls_dir: PathBuf,
     },
+    /// A reading of this machine's state: one core's speed on a chain of integer steps, and
+    /// the latency of dependent loads over 256 KiB, 8 MiB and 128 MiB. On a virtual machine
+    /// a neighbour that fills the host's shared cache slows the larger working sets without
+    /// taking any CPU time; `bench compare` records this reading before and after its run.
+    Machine {
+        /// Readings to take, one after another.
+        #[arg(long, default_value_t = 1)]
+        times: usize,
+    },
     /// Signatures/s and verifications/s per suite, OCSP responses/s and TSA tokens/s
     /// (one core, in process).
     Trust {
@@ -133,6 +142,15 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
                 .context("relay")
         }
         BenchCommand::Compare(args) => crate::bench_compare::run(args).await,
+        BenchCommand::Machine { times } => {
+            for _ in 0..times {
+                let probe = tokio::task::spawn_blocking(crate::machine_probe::MachineProbe::take)
+                    .await
+                    .context("take the reading")?;
+                println!("{}", probe.summary());
+            }
+            Ok(())
+        }
         BenchCommand::Exchange {
             seconds,
             concurrency,

@@ -88,6 +88,7 @@ pub(crate) async fn run(args: CompareArgs) -> anyhow::Result<()> {
         format!("lienthong {}", rest.join(" "))
     });
     let load_before = load_average();
+    let probe_before = machine_reading().await?;
     let machine = crate::bench_tools::CpuTime::now();
     let report = tokio::task::spawn_blocking(move || -> anyhow::Result<Report> {
         let runtime = tokio::runtime::Handle::current();
@@ -100,6 +101,8 @@ pub(crate) async fn run(args: CompareArgs) -> anyhow::Result<()> {
     report.settings["load_average_after"] = json!(load_average());
     report.settings["cpu_stolen_percent"] =
         json!(machine.and_then(crate::bench_tools::CpuTime::stolen_percent_since));
+    report.settings["machine_before"] = probe_before.to_json();
+    report.settings["machine_after"] = machine_reading().await?.to_json();
     report.settings["commit"] = json!(commit());
     let markdown = report.markdown(&command);
     println!("{markdown}");
@@ -119,6 +122,13 @@ pub(crate) async fn run(args: CompareArgs) -> anyhow::Result<()> {
         println!("written to {} and {}", path.display(), json_path.display());
     }
     Ok(())
+}
+
+/// A reading of the machine's state ([`crate::machine_probe`]), off the runtime's threads.
+async fn machine_reading() -> anyhow::Result<crate::machine_probe::MachineProbe> {
+    tokio::task::spawn_blocking(crate::machine_probe::MachineProbe::take)
+        .await
+        .context("read the machine's state")
 }
 
 /// Everything started once for the whole run.

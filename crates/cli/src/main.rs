@@ -9,6 +9,7 @@ mod demo;
 mod gateway_cmd;
 mod key_cmd;
 mod log_cmd;
+mod machine_probe;
 mod passphrase;
 mod pki_cmd;
 mod sample_cmd;

@@ -61,6 +61,23 @@ fn quick_compare_measures_every_path_and_writes_its_section() {
     )
     .expect("BENCHMARKS.json is JSON");
     assert!(json["machine"]["nproc"].as_u64().is_some_and(|n| n >= 1));
+    // The machine's state is read before and after the run, in the JSON and the text.
+    for reading in ["machine_before", "machine_after"] {
+        let probe = &json["settings"][reading];
+        assert!(probe["compute_ns"].as_f64().is_some_and(|ns| ns > 0.0), "{probe}");
+        let chase = probe["chase"].as_array().expect("chase readings");
+        assert_eq!(chase.len(), 3, "{probe}");
+        assert!(
+            chase
+                .iter()
+                .all(|c| c["ns_per_load"].as_f64().is_some_and(|ns| ns > 0.0)),
+            "{probe}"
+        );
+    }
+    assert!(
+        text.contains("The machine's state (`lienthong bench machine`), before the run: compute "),
+        "{text}"
+    );
     assert!(
         json["command"]
             .as_str()

@@ -10,6 +10,11 @@ const RATIO_PATHS: [(&str, &str); 3] = [
     ("relay chain (transport only)", "relay chain"),
 ];
 
+/// A machine reading from the settings' JSON, as one line ([`crate::machine_probe::MachineProbe::summary`]).
+fn machine_summary(value: &Value) -> Option<String> {
+    crate::machine_probe::MachineProbe::from_json(value).map(|probe| probe.summary())
+}
+
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -51,6 +56,15 @@ impl Report {
             s["load_average_after"].as_str().unwrap_or("?"),
             percent(s["cpu_stolen_percent"].as_f64()),
         );
+        if let (Some(before), Some(after)) = (
+            machine_summary(&s["machine_before"]),
+            machine_summary(&s["machine_after"]),
+        ) {
+            let _ = writeln!(
+                out,
+                "The machine's state (`lienthong bench machine`), before the run: {before}; after it: {after}. A neighbour on the host that fills the shared last-level cache slows the loads over 8 MiB (and every process with a working set that large) without stealing any CPU time: runs whose readings differ ran on different machines, in effect.\n",
+            );
+        }
         out.push_str("| path | payload | requests/s | p50 ms | p99 ms | p99.9 ms | CPU s / 1,000 (servers) | per process | gateways' peak RSS MiB (client / provider) | errors | wrk CPU s / 1,000 | CPU stolen |\n|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|\n");
         for row in &self.rows {
             let per_process: Vec<String> = row

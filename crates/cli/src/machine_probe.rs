@@ -1,0 +1,192 @@
+//! A reading of the machine's state beside a benchmark: how fast one core runs a fixed
+//! chain of integer operations, and how long one load takes when each address depends on
+//! the one before (a "pointer chase") over a small, a middling and a large working set.
+//!
+//! A virtual machine shares its host's last-level cache and memory with other guests. When
+//! a neighbour fills the shared cache, none of this machine's CPU time is stolen, yet every
+//! process whose working set is larger than a core's own cache runs slower: the gateways,
+//! whose code and data per exchange are megabytes (TLS, HTTP/2, SQLite, the replay memory),
+//! more than a plain proxy. The CPU-stolen figure cannot show that; this reading does, so
+//! two runs of `bench compare` can be told apart by the machine they ran on.
+
+use serde_json::{Value, json};
+use std::time::Instant;
+
+/// One reading.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MachineProbe {
+    /// Nanoseconds per step of a dependent multiply-xor-shift chain on one core (the core's
+    /// speed as this guest gets it: frequency, and time taken by the hypervisor).
+    pub(crate) compute_ns: f64,
+    /// Nanoseconds per dependent load over each working set, smallest first.
+    pub(crate) chase: Vec<ChaseReading>,
+}
+
+/// The latency of dependent loads over one working set.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ChaseReading {
+    pub(crate) kib: usize,
+    pub(crate) ns_per_load: f64,
+}
+
+/// The working sets chased: within a core's second-level cache, within the shared
+/// last-level cache of an uncontended host (32 MiB on this machine's EPYC), and well past it.
+pub(crate) const CHASE_KIB: [usize; 3] = [256, 8 * 1024, 128 * 1024];
+
+impl MachineProbe {
+    /// Take a reading: about a second and a half of one core, 128 MiB of memory for a moment.
+    pub(crate) fn take() -> Self {
+        Self::take_with(&CHASE_KIB, 2_000_000, 50_000_000)
+    }
+
+    pub(crate) fn take_with(chase_kib: &[usize], loads: usize, compute_steps: u64) -> Self {
+        Self {
+            compute_ns: compute(compute_steps),
+            chase: chase_kib
+                .iter()
+                .map(|&kib| ChaseReading {
+                    kib,
+                    ns_per_load: chase(kib * 1024, loads),
+                })
+                .collect(),
+        }
+    }
+
+    /// As recorded in BENCHMARKS.json.
+    pub(crate) fn to_json(&self) -> Value {
+        json!({
+            "compute_ns": self.compute_ns,
+            "chase": self.chase.iter().map(|c| json!({
+                "kib": c.kib,
+                "ns_per_load": c.ns_per_load,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    /// Read back what [`Self::to_json`] wrote; `None` if it is not a reading.
+    pub(crate) fn from_json(value: &Value) -> Option<Self> {
+        let chase = value["chase"]
+            .as_array()?
+            .iter()
+            .map(|c| {
+                Some(ChaseReading {
+                    kib: usize::try_from(c["kib"].as_u64()?).ok()?,
+                    ns_per_load: c["ns_per_load"].as_f64()?,
+                })
+            })
+            .collect::<Option<Vec<_>>>()?;
+        Some(Self {
+            compute_ns: value["compute_ns"].as_f64()?,
+            chase,
+        })
+    }
+
+    /// One line for a report: "compute 1.66 ns/step; a load over 256 KiB 4.5 ns, ...".
+    pub(crate) fn summary(&self) -> String {
+        let loads: Vec<String> = self
+            .chase
+            .iter()
+            .map(|c| format!("{} {:.1} ns", size_label(c.kib), c.ns_per_load))
+            .collect();
+        format!(
+            "compute {:.2} ns per step; a dependent load over {}",
+            self.compute_ns,
+            loads.join(", ")
+        )
+    }
+}
+
+fn size_label(kib: usize) -> String {
+    if kib >= 1024 && kib % 1024 == 0 {
+        format!("{} MiB", kib / 1024)
+    } else {
+        format!("{kib} KiB")
+    }
+}
+
+/// xorshift64: the probe's own numbers, the same every run.
+fn next(state: &mut u64) -> u64 {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    *state
+}
+
+/// Nanoseconds per step of a chain in which each step needs the one before.
+fn compute(steps: u64) -> f64 {
+    let mut x = std::hint::black_box(1u64);
+    let started = Instant::now();
+    for _ in 0..steps {
+        x = x
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        x ^= x >> 29;
+    }
+    let elapsed = started.elapsed();
+    std::hint::black_box(x);
+    elapsed.as_nanos() as f64 / steps.max(1) as f64
+}
+
+/// Each slot's successor in one random cycle through all of them (Sattolo's shuffle).
+fn one_cycle(slots: usize) -> Vec<usize> {
+    let mut next_slot: Vec<usize> = (0..slots).collect();
+    let mut state = 0x9E37_79B9_7F4A_7C15u64;
+    for i in (1..slots).rev() {
+        let j = (next(&mut state) % i as u64) as usize;
+        next_slot.swap(i, j);
+    }
+    next_slot
+}
+
+/// Nanoseconds per load when following one random cycle through `bytes` of memory: each
+/// slot holds the index of the next, so no load can start before the one before it ends.
+fn chase(bytes: usize, loads: usize) -> f64 {
+    let slots = (bytes / std::mem::size_of::<usize>()).max(2);
+    let next_slot = one_cycle(slots);
+    let mut at = 0usize;
+    // One pass to bring what fits into the caches.
+    for _ in 0..slots.min(loads) {
+        at = next_slot[at];
+    }
+    let started = Instant::now();
+    for _ in 0..loads {
+        at = next_slot[std::hint::black_box(at)];
+    }
+    let elapsed = started.elapsed();
+    std::hint::black_box(at);
+    elapsed.as_nanos() as f64 / loads.max(1) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sattolo's shuffle makes one cycle through every slot, so a chase visits the whole
+    /// working set, not a short loop that would stay in the first cache.
+    #[test]
+    fn the_chase_is_one_cycle_through_every_slot() {
+        let slots = 4096;
+        let next_slot = one_cycle(slots);
+        let mut seen = vec![false; slots];
+        let mut at = 0;
+        for _ in 0..slots {
+            assert!(!seen[at], "slot {at} visited twice");
+            seen[at] = true;
+            at = next_slot[at];
+        }
+        assert_eq!(at, 0);
+        assert!(seen.iter().all(|s| *s));
+    }
+
+    #[test]
+    fn a_small_reading_has_every_size_and_a_summary() {
+        let probe = MachineProbe::take_with(&[16, 2048], 10_000, 10_000);
+        assert!(probe.compute_ns > 0.0);
+        assert_eq!(probe.chase.len(), 2);
+        assert!(probe.chase.iter().all(|c| c.ns_per_load > 0.0));
+        assert_eq!(MachineProbe::from_json(&probe.to_json()), Some(probe.clone()));
+        assert_eq!(MachineProbe::from_json(&json!({"compute_ns": 1.0})), None);
+        let line = probe.summary();
+        assert!(line.contains("16 KiB") && line.contains("2 MiB"), "{line}");
+    }
+}
