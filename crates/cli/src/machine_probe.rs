@@ -20,7 +20,13 @@ pub(crate) struct MachineProbe {
     pub(crate) compute_ns: f64,
     /// Nanoseconds per dependent load over each working set, smallest first.
     pub(crate) chase: Vec<ChaseReading>,
+    /// Gigabytes per second copied from one buffer of [`COPY_MIB`] to another (memory
+    /// bandwidth, which the key derivation at a gateway's start and every large copy use).
+    pub(crate) copy_gb_per_s: f64,
 }
+
+/// The size of each buffer of the copy reading: well past any cache.
+pub(crate) const COPY_MIB: usize = 64;
 
 /// The latency of dependent loads over one working set.
 #[derive(Debug, Clone, PartialEq)]
@@ -34,13 +40,19 @@ pub(crate) struct ChaseReading {
 pub(crate) const CHASE_KIB: [usize; 3] = [256, 8 * 1024, 128 * 1024];
 
 impl MachineProbe {
-    /// Take a reading: about a second and a half of one core, 128 MiB of memory for a moment.
+    /// Take a reading: about two seconds of one core, 128 MiB of memory for a moment.
     pub(crate) fn take() -> Self {
-        Self::take_with(&CHASE_KIB, 2_000_000, 50_000_000)
+        Self::take_with(&CHASE_KIB, 2_000_000, 50_000_000, COPY_MIB * 1024 * 1024)
     }
 
-    pub(crate) fn take_with(chase_kib: &[usize], loads: usize, compute_steps: u64) -> Self {
+    pub(crate) fn take_with(
+        chase_kib: &[usize],
+        loads: usize,
+        compute_steps: u64,
+        copy_bytes: usize,
+    ) -> Self {
         Self {
+            copy_gb_per_s: copy(copy_bytes),
             compute_ns: compute(compute_steps),
             chase: chase_kib
                 .iter()
@@ -60,6 +72,7 @@ impl MachineProbe {
                 "kib": c.kib,
                 "ns_per_load": c.ns_per_load,
             })).collect::<Vec<_>>(),
+            "copy_gb_per_s": self.copy_gb_per_s,
         })
     }
 
@@ -78,6 +91,7 @@ impl MachineProbe {
         Some(Self {
             compute_ns: value["compute_ns"].as_f64()?,
             chase,
+            copy_gb_per_s: value["copy_gb_per_s"].as_f64()?,
         })
     }
 
@@ -89,9 +103,10 @@ impl MachineProbe {
             .map(|c| format!("{} {:.1} ns", size_label(c.kib), c.ns_per_load))
             .collect();
         format!(
-            "compute {:.2} ns per step; a dependent load over {}",
+            "compute {:.2} ns per step; a dependent load over {}; copy {:.1} GB/s",
             self.compute_ns,
-            loads.join(", ")
+            loads.join(", "),
+            self.copy_gb_per_s
         )
     }
 }
@@ -125,6 +140,21 @@ fn compute(steps: u64) -> f64 {
     let elapsed = started.elapsed();
     std::hint::black_box(x);
     elapsed.as_nanos() as f64 / steps.max(1) as f64
+}
+
+/// Gigabytes per second copied between two buffers of `bytes`, best of three passes (the
+/// first touches the pages).
+fn copy(bytes: usize) -> f64 {
+    let from = vec![1u8; bytes.max(1)];
+    let mut to = vec![0u8; bytes.max(1)];
+    let mut best = f64::MAX;
+    for _ in 0..3 {
+        let started = Instant::now();
+        to.copy_from_slice(std::hint::black_box(&from));
+        best = best.min(started.elapsed().as_secs_f64());
+        std::hint::black_box(&to);
+    }
+    bytes as f64 / best.max(1e-9) / 1e9
 }
 
 /// Each slot's successor in one random cycle through all of them (Sattolo's shuffle).
@@ -180,11 +210,15 @@ mod tests {
 
     #[test]
     fn a_small_reading_has_every_size_and_a_summary() {
-        let probe = MachineProbe::take_with(&[16, 2048], 10_000, 10_000);
+        let probe = MachineProbe::take_with(&[16, 2048], 10_000, 10_000, 1 << 20);
         assert!(probe.compute_ns > 0.0);
+        assert!(probe.copy_gb_per_s > 0.0);
         assert_eq!(probe.chase.len(), 2);
         assert!(probe.chase.iter().all(|c| c.ns_per_load > 0.0));
-        assert_eq!(MachineProbe::from_json(&probe.to_json()), Some(probe.clone()));
+        assert_eq!(
+            MachineProbe::from_json(&probe.to_json()),
+            Some(probe.clone())
+        );
         assert_eq!(MachineProbe::from_json(&json!({"compute_ns": 1.0})), None);
         let line = probe.summary();
         assert!(line.contains("16 KiB") && line.contains("2 MiB"), "{line}");

@@ -64,7 +64,14 @@ fn quick_compare_measures_every_path_and_writes_its_section() {
     // The machine's state is read before and after the run, in the JSON and the text.
     for reading in ["machine_before", "machine_after"] {
         let probe = &json["settings"][reading];
-        assert!(probe["compute_ns"].as_f64().is_some_and(|ns| ns > 0.0), "{probe}");
+        assert!(
+            probe["compute_ns"].as_f64().is_some_and(|ns| ns > 0.0),
+            "{probe}"
+        );
+        assert!(
+            probe["copy_gb_per_s"].as_f64().is_some_and(|g| g > 0.0),
+            "{probe}"
+        );
         let chase = probe["chase"].as_array().expect("chase readings");
         assert_eq!(chase.len(), 3, "{probe}");
         assert!(
