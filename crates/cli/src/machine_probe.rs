@@ -112,7 +112,7 @@ impl MachineProbe {
 }
 
 fn size_label(kib: usize) -> String {
-    if kib >= 1024 && kib % 1024 == 0 {
+    if kib >= 1024 && kib.is_multiple_of(1024) {
         format!("{} MiB", kib / 1024)
     } else {
         format!("{kib} KiB")
