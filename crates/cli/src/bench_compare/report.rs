@@ -10,7 +10,8 @@ const RATIO_PATHS: [(&str, &str); 3] = [
     ("relay chain (transport only)", "relay chain"),
 ];
 
-/// A machine reading from the settings' JSON, as one line ([`crate::machine_probe::MachineProbe::summary`]).
+/// A machine reading from the settings' JSON, as one line
+/// ([`crate::machine_probe::MachineProbe::summary`]).
 fn machine_summary(value: &Value) -> Option<String> {
     crate::machine_probe::MachineProbe::from_json(value).map(|probe| probe.summary())
 }
@@ -62,7 +63,7 @@ impl Report {
         ) {
             let _ = writeln!(
                 out,
-                "The machine's state (`lienthong bench machine`), before the run: {before}; after it: {after}. A neighbour on the host that fills the shared last-level cache slows the loads over 8 MiB (and every process with a working set that large) without stealing any CPU time: runs whose readings differ ran on different machines, in effect.\n",
+                "The machine's state (`lienthong bench machine`), before the run: {before}; after it: {after}. A neighbour on the host that fills the shared last-level cache slows the loads over 8 MiB (and every process with a working set that large) without stealing any CPU time, so runs whose readings differ did not run on the same machine in effect (how much that moves the gateways' figures is not known).\n",
             );
         }
         out.push_str("| path | payload | requests/s | p50 ms | p99 ms | p99.9 ms | CPU s / 1,000 (servers) | per process | gateways' peak RSS MiB (client / provider) | errors | wrk CPU s / 1,000 | CPU stolen |\n|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|\n");
