@@ -92,8 +92,8 @@ pub(crate) enum BenchCommand {
         tls_dir: PathBuf,
     },
     /// A reading of this machine's state: one core's speed on a chain of integer steps, the
-    /// latency of dependent loads over 256 KiB, 8 MiB and 128 MiB, and memory copy
-    /// bandwidth. On a virtual machine a neighbour that fills the host's shared cache slows
+    /// latency of dependent loads over 256 KiB, 8 MiB and 128 MiB, memory copy bandwidth,
+    /// a system call's cost and a wake-up round trip between two threads. On a virtual machine a neighbour that fills the host's shared cache slows
     /// the larger working sets without taking any CPU time; `bench compare` records this
     /// reading before and after its run.
     Machine {

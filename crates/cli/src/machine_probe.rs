@@ -1,7 +1,8 @@
 //! A reading of the machine's state beside a benchmark: how fast one core runs a fixed
 //! chain of integer operations, how long one load takes when each address depends on the
-//! one before (a "pointer chase") over a small, a middling and a large working set, and how
-//! fast memory copies.
+//! one before (a "pointer chase") over a small, a middling and a large working set, how
+//! fast memory copies, what one system call costs, and how long two threads take to wake
+//! each other.
 //!
 //! A virtual machine shares its host's last-level cache and memory with other guests. When
 //! a neighbour fills the shared cache, none of this machine's CPU time is stolen, yet a
@@ -9,7 +10,9 @@
 //! CPU-stolen figure cannot show that; this reading shows whether the host's cache and
 //! memory were busy, so that two runs of `bench compare` can be compared knowing the
 //! state of the machine each ran on. It does not say how much a busy cache costs the
-//! gateways: that is measured, if at all, by runs in both states.
+//! gateways: that is measured, if at all, by runs in both states. The same holds for the
+//! system call and the wake-up, which a host's CPU model, microcode and hypervisor set,
+//! and which the gateways pay more often per exchange than a plain proxy.
 
 use serde_json::{Value, json};
 use std::time::Instant;
@@ -25,6 +28,14 @@ pub(crate) struct MachineProbe {
     /// Gigabytes per second copied from one buffer of [`COPY_MIB`] to another (memory
     /// bandwidth, which the key derivation at a gateway's start and every large copy use).
     pub(crate) copy_gb_per_s: f64,
+    /// Nanoseconds per system call (`getpid`, which does nothing but enter and leave the
+    /// kernel): what the host's CPU and the guest kernel's mitigations charge per call.
+    pub(crate) syscall_ns: f64,
+    /// Microseconds for one round trip between two threads over a socket pair: each side
+    /// sleeps until the other wakes it, as a gateway's log writer and its runtime's workers
+    /// do for every commit (on a virtual machine, a wake-up on another core is an
+    /// interrupt between virtual CPUs).
+    pub(crate) wake_round_trip_us: f64,
 }
 
 /// The size of each buffer of the copy reading: well past any cache.
@@ -54,6 +65,8 @@ impl MachineProbe {
         copy_bytes: usize,
     ) -> Self {
         Self {
+            syscall_ns: syscall(compute_steps / 100),
+            wake_round_trip_us: wake_round_trip(loads / 40),
             copy_gb_per_s: copy(copy_bytes),
             compute_ns: compute(compute_steps),
             chase: chase_kib
@@ -75,6 +88,8 @@ impl MachineProbe {
                 "ns_per_load": c.ns_per_load,
             })).collect::<Vec<_>>(),
             "copy_gb_per_s": self.copy_gb_per_s,
+            "syscall_ns": self.syscall_ns,
+            "wake_round_trip_us": self.wake_round_trip_us,
         })
     }
 
@@ -94,11 +109,14 @@ impl MachineProbe {
             compute_ns: value["compute_ns"].as_f64()?,
             chase,
             copy_gb_per_s: value["copy_gb_per_s"].as_f64()?,
+            syscall_ns: value["syscall_ns"].as_f64()?,
+            wake_round_trip_us: value["wake_round_trip_us"].as_f64()?,
         })
     }
 
     /// One line for a report: "compute 1.65 ns per step; a dependent load over 256 KiB
-    /// 3.9 ns, 8 MiB 22.3 ns, 128 MiB 188.7 ns; copy 20.3 GB/s".
+    /// 3.9 ns, 8 MiB 22.3 ns, 128 MiB 188.7 ns; copy 20.3 GB/s; a system call 204 ns; a
+    /// wake-up round trip between two threads 7.6 us".
     pub(crate) fn summary(&self) -> String {
         let loads: Vec<String> = self
             .chase
@@ -106,10 +124,13 @@ impl MachineProbe {
             .map(|c| format!("{} {:.1} ns", size_label(c.kib), c.ns_per_load))
             .collect();
         format!(
-            "compute {:.2} ns per step; a dependent load over {}; copy {:.1} GB/s",
+            "compute {:.2} ns per step; a dependent load over {}; copy {:.1} GB/s; a system call \
+             {:.0} ns; a wake-up round trip between two threads {:.1} us",
             self.compute_ns,
             loads.join(", "),
-            self.copy_gb_per_s
+            self.copy_gb_per_s,
+            self.syscall_ns,
+            self.wake_round_trip_us
         )
     }
 }
@@ -143,6 +164,51 @@ fn compute(steps: u64) -> f64 {
     let elapsed = started.elapsed();
     std::hint::black_box(x);
     elapsed.as_nanos() as f64 / steps.max(1) as f64
+}
+
+/// Nanoseconds per `getpid` system call.
+fn syscall(calls: u64) -> f64 {
+    let calls = calls.max(1);
+    let started = Instant::now();
+    for _ in 0..calls {
+        std::hint::black_box(std::process::id());
+    }
+    started.elapsed().as_nanos() as f64 / calls as f64
+}
+
+/// Microseconds per round trip of one byte between this thread and another over a Unix
+/// socket pair; 0 if the pair cannot be made.
+fn wake_round_trip(trips: usize) -> f64 {
+    use std::io::{Read as _, Write as _};
+    use std::os::unix::net::UnixStream;
+    let trips = trips.max(1);
+    let Ok((mut here, mut there)) = UnixStream::pair() else {
+        return 0.0;
+    };
+    let echo = std::thread::spawn(move || {
+        let mut byte = [0u8; 1];
+        while there.read_exact(&mut byte).is_ok() {
+            if there.write_all(&byte).is_err() {
+                break;
+            }
+        }
+    });
+    let mut byte = [7u8; 1];
+    let started = Instant::now();
+    let mut done = 0u32;
+    for _ in 0..trips {
+        if here.write_all(&byte).is_err() || here.read_exact(&mut byte).is_err() {
+            break;
+        }
+        done += 1;
+    }
+    let elapsed = started.elapsed();
+    drop(here);
+    let _ = echo.join();
+    if done == 0 {
+        return 0.0;
+    }
+    elapsed.as_secs_f64() * 1e6 / f64::from(done)
 }
 
 /// Gigabytes per second copied between two buffers of `bytes`, best of three passes (the
@@ -216,6 +282,8 @@ mod tests {
         let probe = MachineProbe::take_with(&[16, 2048], 10_000, 10_000, 1 << 20);
         assert!(probe.compute_ns > 0.0);
         assert!(probe.copy_gb_per_s > 0.0);
+        assert!(probe.syscall_ns > 0.0);
+        assert!(probe.wake_round_trip_us > 0.0);
         assert_eq!(probe.chase.len(), 2);
         assert!(probe.chase.iter().all(|c| c.ns_per_load > 0.0));
         assert_eq!(
