@@ -33,8 +33,9 @@ pub(crate) struct MachineProbe {
     pub(crate) syscall_ns: f64,
     /// Microseconds for one round trip between two threads over a socket pair: each side
     /// sleeps until the other wakes it, as a gateway's log writer and its runtime's workers
-    /// do for every commit (on a virtual machine, a wake-up on another core is an
-    /// interrupt between virtual CPUs).
+    /// do for every commit. On a virtual machine a wake-up on another, idle, virtual CPU
+    /// waits for the host to run it: 7.6 to 58 us on this machine in one evening, idle both
+    /// times, against 4.5 us with both threads on one CPU.
     pub(crate) wake_round_trip_us: f64,
 }
 
