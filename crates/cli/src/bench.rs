@@ -145,9 +145,7 @@ pub(crate) async fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Compare(args) => crate::bench_compare::run(args).await,
         BenchCommand::Machine { times } => {
             for _ in 0..times {
-                let probe = tokio::task::spawn_blocking(crate::machine_probe::MachineProbe::take)
-                    .await
-                    .context("take the reading")?;
+                let probe = crate::machine_probe::MachineProbe::read().await?;
                 println!("{}", probe.summary());
             }
             Ok(())

@@ -18,6 +18,7 @@
 //! process (`lienthong_federation::start_without_gateways`).
 
 use crate::bench_tools::{self as tools, Load, Process, WrkResult};
+use crate::machine_probe::MachineProbe;
 use anyhow::{Context as _, bail, ensure};
 use serde_json::{Value, json};
 use std::fmt::Write as _;
@@ -88,7 +89,7 @@ pub(crate) async fn run(args: CompareArgs) -> anyhow::Result<()> {
         format!("lienthong {}", rest.join(" "))
     });
     let load_before = load_average();
-    let probe_before = machine_reading().await?;
+    let probe_before = MachineProbe::read().await?;
     let machine = crate::bench_tools::CpuTime::now();
     let report = tokio::task::spawn_blocking(move || -> anyhow::Result<Report> {
         let runtime = tokio::runtime::Handle::current();
@@ -101,8 +102,7 @@ pub(crate) async fn run(args: CompareArgs) -> anyhow::Result<()> {
     report.settings["load_average_after"] = json!(load_average());
     report.settings["cpu_stolen_percent"] =
         json!(machine.and_then(crate::bench_tools::CpuTime::stolen_percent_since));
-    report.settings["machine_before"] = probe_before.to_json();
-    report.settings["machine_after"] = machine_reading().await?.to_json();
+    report.machine = Some((probe_before, MachineProbe::read().await?));
     report.settings["commit"] = json!(commit());
     let markdown = report.markdown(&command);
     println!("{markdown}");
@@ -122,13 +122,6 @@ pub(crate) async fn run(args: CompareArgs) -> anyhow::Result<()> {
         println!("written to {} and {}", path.display(), json_path.display());
     }
     Ok(())
-}
-
-/// A reading of the machine's state ([`crate::machine_probe`]), off the runtime's threads.
-async fn machine_reading() -> anyhow::Result<crate::machine_probe::MachineProbe> {
-    tokio::task::spawn_blocking(crate::machine_probe::MachineProbe::take)
-        .await
-        .context("read the machine's state")
 }
 
 /// Everything started once for the whole run.
@@ -209,6 +202,8 @@ struct Report {
     scaling: Option<(Row, Row)>,
     half_load: Option<HalfLoad>,
     soak: Option<Soak>,
+    /// The machine's state before and after the run.
+    machine: Option<(MachineProbe, MachineProbe)>,
 }
 
 /// Where the gateways' databases are.
@@ -532,6 +527,7 @@ impl Bench {
             scaling,
             half_load,
             soak,
+            machine: None,
         })
     }
 

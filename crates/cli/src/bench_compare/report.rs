@@ -10,12 +10,6 @@ const RATIO_PATHS: [(&str, &str); 3] = [
     ("relay chain (transport only)", "relay chain"),
 ];
 
-/// A machine reading from the settings' JSON, as one line
-/// ([`crate::machine_probe::MachineProbe::summary`]).
-fn machine_summary(value: &Value) -> Option<String> {
-    crate::machine_probe::MachineProbe::from_json(value).map(|probe| probe.summary())
-}
-
 fn mib(kib: u64) -> f64 {
     kib as f64 / 1024.0
 }
@@ -57,10 +51,8 @@ impl Report {
             s["load_average_after"].as_str().unwrap_or("?"),
             percent(s["cpu_stolen_percent"].as_f64()),
         );
-        if let (Some(before), Some(after)) = (
-            machine_summary(&s["machine_before"]),
-            machine_summary(&s["machine_after"]),
-        ) {
+        if let Some((before, after)) = &self.machine {
+            let (before, after) = (before.summary(), after.summary());
             let _ = writeln!(
                 out,
                 "The machine's state (`lienthong bench machine`), before the run: {before}; after it: {after}. A neighbour on the host that fills the shared last-level cache slows the loads over 8 MiB (and every process with a working set that large) without stealing any CPU time, so runs whose readings differ did not run on the same machine in effect (how much that moves the gateways' figures is not known).\n",
@@ -201,6 +193,11 @@ impl Report {
     }
 
     pub(super) fn json(&self, command: &str) -> Value {
+        let mut settings = self.settings.clone();
+        if let Some((before, after)) = &self.machine {
+            settings["machine_before"] = before.to_json();
+            settings["machine_after"] = after.to_json();
+        }
         let row = |r: &Row| {
             json!({
                 "path": r.path,
@@ -247,7 +244,7 @@ impl Report {
             },
             "command": command,
             "build": if cfg!(debug_assertions) { "debug" } else { "release" },
-            "settings": self.settings,
+            "settings": settings,
             "rows": self.rows.iter().map(row).collect::<Vec<_>>(),
             "ratios": ratios,
             "cold_start": self.cold.iter().map(|c| json!({
