@@ -153,6 +153,16 @@ impl ResponseHeader {
     }
 }
 
+/// The body length a request's or response's canonical bytes state (their last field), read
+/// without decoding the rest: for operational monitoring, from descriptions that were
+/// decoded and checked where they were received or made. `None` if it is not there.
+pub fn body_length_of(bytes: &[u8]) -> Option<u64> {
+    let line = bytes.strip_suffix(b"\n")?;
+    let last = line.rsplit(|&b| b == b'\n').next()?;
+    let digits = last.strip_prefix(b"body-length: ")?;
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
 /// SHA-256 of canonical bytes: what is signed, and the `X-Road-Request-Hash`.
 pub fn digest(bytes: &[u8]) -> [u8; 32] {
     let mut out = [0u8; 32];
@@ -277,6 +287,39 @@ mod tests {
         };
         let bytes = response.encode().expect("encode");
         assert_eq!(ResponseHeader::decode(&bytes).expect("decode"), response);
+    }
+
+    #[test]
+    fn body_length_is_read_from_either_description() {
+        let mut request = sample();
+        request.body_length = 1_048_576;
+        let bytes = request.encode().expect("encode");
+        assert_eq!(body_length_of(&bytes), Some(1_048_576));
+        let response = ResponseHeader {
+            message_id: "m-1".into(),
+            request_hash: digest(&bytes),
+            status: 200,
+            time_ms: 5,
+            content_type: String::new(),
+            body_sha256: [1; 32],
+            body_length: 0,
+        };
+        assert_eq!(body_length_of(&response.encode().expect("encode")), Some(0));
+        for bad in [
+            &b""[..],
+            b"\n",
+            b"body-length: 7",
+            b"body-length: x\n",
+            b"x: 7\n",
+        ] {
+            assert_eq!(
+                body_length_of(bad),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
+        }
+        assert_eq!(body_length_of(b"body-length: 7\n"), Some(7));
     }
 
     #[test]

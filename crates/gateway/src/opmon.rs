@@ -18,7 +18,7 @@ use crate::XRoadError;
 use crate::admin::{AdminError, ApiJson, Caller};
 use crate::body::GatewayBody;
 use crate::gateway::{Gateway, unix_now_ms};
-use crate::message::{RequestHeader, ResponseHeader};
+use crate::message::RequestHeader;
 use crate::proxy_common::{last_header, parse_r1};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Extension, Path, Query, State};
@@ -205,14 +205,11 @@ pub(crate) fn note_logged(record: &lienthong_ledger::LogRecord) {
         let mut notes = notes.borrow_mut();
         notes.request_out = record.request_out;
         notes.response_in = record.response_in;
-        notes.request_size = RequestHeader::decode(&record.request_description)
-            .ok()
-            .and_then(|h| i64::try_from(h.body_length).ok());
-        notes.response_size = record
-            .response_description
-            .as_deref()
-            .and_then(|d| ResponseHeader::decode(d).ok())
-            .and_then(|h| i64::try_from(h.body_length).ok());
+        let size = |description: &[u8]| {
+            crate::message::body_length_of(description).and_then(|n| i64::try_from(n).ok())
+        };
+        notes.request_size = size(&record.request_description);
+        notes.response_size = record.response_description.as_deref().and_then(size);
         notes.client = Some(record.client.clone());
     });
 }
