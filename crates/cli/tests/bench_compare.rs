@@ -37,6 +37,7 @@ fn quick_compare_measures_every_path_and_writes_its_section() {
     assert!(text.contains("<!-- bench:compare:start -->"), "{text}");
     assert!(text.contains("| nginx chain: wrk -> nginx -> nginx -> provider | 100 B |"));
     assert!(text.contains("**Half load** (open loop"), "{text}");
+    assert!(text.contains("**Latency by load**"), "{text}");
     assert!(text.contains("a durable write of "), "{text}");
     assert!(text.contains("when each follows a pause of "), "{text}");
     assert!(
@@ -208,6 +209,35 @@ fn quick_compare_measures_every_path_and_writes_its_section() {
                 "{row:#}"
             );
         }
+    }
+    let by_load = half["by_load"].as_array().expect("half_load.by_load");
+    let shares: Vec<f64> = by_load
+        .iter()
+        .filter_map(|p| p["share_of_throughput"].as_f64())
+        .collect();
+    assert_eq!(shares, [0.125, 0.25, 0.5], "{by_load:#?}");
+    for point in by_load {
+        let share = point["share_of_throughput"].as_f64().unwrap_or_default();
+        for path in ["direct", "lienthong"] {
+            let row = &point[path];
+            assert!(
+                row["rate_asked"]
+                    .as_f64()
+                    .is_some_and(|r| (r - 2.0 * rate * share).abs() < 1e-6),
+                "{point:#}"
+            );
+            assert!(row["answered"].as_u64().is_some_and(|n| n > 0), "{point:#}");
+        }
+        for gateway in ["client gateway", "provider gateway"] {
+            let batching = &point["lienthong"]["batching"][gateway];
+            for ratio in ["messages_per_signature", "records_per_commit"] {
+                assert!(
+                    batching[ratio].as_f64().is_some_and(|x| x >= 1.0),
+                    "each signature covers a message or more, each commit a record or more: {point:#}"
+                );
+            }
+        }
+        assert!(point["direct"]["batching"].is_null(), "{point:#}");
     }
     assert!(json["soak"].is_null(), "no soak run unless asked");
     let large = json["large_body"].as_array().expect("large_body");

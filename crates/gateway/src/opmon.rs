@@ -205,9 +205,9 @@ pub(crate) fn note_logged(record: &lienthong_ledger::LogRecord) {
         let mut notes = notes.borrow_mut();
         notes.request_out = record.request_out;
         notes.response_in = record.response_in;
-        let size = |description: &[u8]| {
+        fn size(description: &[u8]) -> Option<i64> {
             crate::message::body_length_of(description).and_then(|n| i64::try_from(n).ok())
-        };
+        }
         notes.request_size = size(&record.request_description);
         notes.response_size = record.response_description.as_deref().and_then(size);
         notes.client = Some(record.client.clone());

@@ -1,6 +1,8 @@
 //! The open-loop runs of `bench compare`: each path's latency at half the gateways'
-//! throughput (wrk's closed loop would hide a stall), and the soak run that reads the
-//! gateways' memory over a long run at that rate.
+//! throughput (wrk's closed loop would hide a stall), direct and the gateways again at an
+//! eighth and a quarter of it (with how much the gateways' signatures and log commits
+//! batched at each rate), and the soak run that reads the gateways' memory over a long run
+//! at the half-load rate.
 
 use super::*;
 
@@ -13,11 +15,17 @@ pub(super) const OPEN_LOOP_CONNECTIONS: usize = 64;
 /// How often the soak run reads the gateways' RSS.
 pub(super) const SOAK_SAMPLE_EVERY: Duration = Duration::from_secs(10);
 
+/// Below half load, direct and the gateways again at these shares of the gateways'
+/// throughput: where the added latency stands when the machine has room to spare.
+pub(super) const LIGHTER_SHARES: [f64; 2] = [0.125, 0.25];
+
 /// The open-loop runs at half the gateways' throughput.
 pub(super) struct HalfLoad {
     pub(super) rate: f64,
     pub(super) seconds: u64,
     pub(super) rows: Vec<OpenRow>,
+    /// Direct and the gateways at each of [`LIGHTER_SHARES`].
+    pub(super) lighter: Vec<LoadPoint>,
     /// The floor under a durable commit on the disk the gateways use, measured in the run.
     pub(super) durable_write: DurableWrite,
 }
@@ -97,6 +105,73 @@ pub(super) fn durable_write(
 
 /// A path to drive open-loop: its URL, the client to send as, the server processes on it
 /// whose CPU is read, and the closed-loop row (wrk) of the same path to read it beside.
+/// Direct and the gateways at one rate below half load.
+pub(super) struct LoadPoint {
+    /// The rate's share of the gateways' closed-loop throughput.
+    pub(super) share: f64,
+    pub(super) direct: OpenRow,
+    pub(super) gateways: OpenRow,
+}
+
+/// How much a gateway's work batched during a run, from its `/metrics` before and after:
+/// root signatures and the messages they covered, message-log commits and the records they
+/// held. At low rates every exchange costs its own signature, its peer's verification of
+/// it, and its own commit (one fsync); under load one of each serves several exchanges.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(super) struct Batching {
+    pub(super) signatures: u64,
+    pub(super) messages: u64,
+    pub(super) commits: u64,
+    pub(super) records: u64,
+}
+
+impl Batching {
+    /// The counters in a gateway's metrics text (summed over their labels: members).
+    pub(super) fn parse(metrics: &str) -> Self {
+        let total = |name: &str| -> u64 {
+            metrics
+                .lines()
+                .filter_map(|line| {
+                    let rest = line.strip_prefix(name)?;
+                    let value = match rest.as_bytes().first() {
+                        Some(b'{') => rest.rsplit_once(' ')?.1,
+                        Some(b' ') => rest.trim_start(),
+                        _ => return None,
+                    };
+                    value.trim().parse::<f64>().ok()
+                })
+                .map(|v| v as u64)
+                .sum()
+        };
+        Self {
+            signatures: total("lienthong_gateway_signature_batches_total"),
+            messages: total("lienthong_gateway_signed_messages_total"),
+            commits: total("lienthong_gateway_log_commit_batch_records_count"),
+            records: total("lienthong_gateway_log_commit_batch_records_sum"),
+        }
+    }
+
+    /// What was counted after `before`.
+    pub(super) fn since(self, before: Self) -> Self {
+        Self {
+            signatures: self.signatures.saturating_sub(before.signatures),
+            messages: self.messages.saturating_sub(before.messages),
+            commits: self.commits.saturating_sub(before.commits),
+            records: self.records.saturating_sub(before.records),
+        }
+    }
+
+    /// Messages per root signature.
+    pub(super) fn per_signature(&self) -> Option<f64> {
+        (self.signatures > 0).then(|| self.messages as f64 / self.signatures as f64)
+    }
+
+    /// Records per log commit.
+    pub(super) fn per_commit(&self) -> Option<f64> {
+        (self.commits > 0).then(|| self.records as f64 / self.commits as f64)
+    }
+}
+
 pub(super) struct OpenPath<'a> {
     pub(super) name: &'a str,
     pub(super) url: &'a str,
@@ -116,6 +191,8 @@ pub(super) struct OpenRow {
     pub(super) idle_percent: Option<f64>,
     /// The path of the closed-loop row of the same servers.
     pub(super) closed: String,
+    /// Through the gateways: how much their work batched (client gateway, provider gateway).
+    pub(super) batching: Option<[Batching; 2]>,
 }
 
 impl OpenRow {
@@ -186,12 +263,62 @@ impl Bench {
             }
             rows.push(row);
         }
+        let mut lighter = Vec::new();
+        let direct = paths.iter().find(|p| p.client.is_none());
+        let through = paths.iter().find(|p| p.client.is_some());
+        if let (Some(direct), Some(through)) = (direct, through) {
+            for share in LIGHTER_SHARES {
+                // `rate` is half the throughput.
+                let rate = 2.0 * rate * share;
+                let mut point = Vec::new();
+                for path in [direct, through] {
+                    println!("open loop at {rate:.0} requests/s: {}", path.name);
+                    let load = self.open_load(path.url, path.client, &body, rate, self.seconds);
+                    point.push(self.open_row(runtime, &load, path)?);
+                }
+                let [direct, gateways] = <[OpenRow; 2]>::try_from(point)
+                    .ok()
+                    .context("two rows per rate")?;
+                lighter.push(LoadPoint {
+                    share,
+                    direct,
+                    gateways,
+                });
+            }
+        }
         Ok(HalfLoad {
             rate,
             seconds: self.seconds,
             rows,
+            lighter,
             durable_write: durable_write(self.work.path(), commit_interval(rate))?,
         })
+    }
+
+    /// Both gateways' batching counters now (client, provider), from their `/metrics`.
+    fn batching_now(&self, runtime: &tokio::runtime::Handle) -> anyhow::Result<[Batching; 2]> {
+        let federation = self.federation()?;
+        let token = federation.endpoint("admin_token");
+        let read = |key: &str| -> anyhow::Result<Batching> {
+            let url = format!("{}/metrics", federation.endpoint(key));
+            let text = runtime.block_on(async {
+                let response = reqwest::Client::new()
+                    .get(&url)
+                    .bearer_auth(&token)
+                    .timeout(Duration::from_secs(10))
+                    .send()
+                    .await?
+                    .error_for_status()?;
+                response.text().await
+            });
+            Ok(Batching::parse(
+                &text.with_context(|| format!("reading {url}"))?,
+            ))
+        };
+        Ok([
+            read("client_gateway_admin_url")?,
+            read("provider_gateway_admin_url")?,
+        ])
     }
 
     /// One open-loop run along `path`, with the CPU its servers and the machine spent.
@@ -201,16 +328,30 @@ impl Bench {
         load: &open_loop::OpenLoad<'_>,
         path: &OpenPath<'_>,
     ) -> anyhow::Result<OpenRow> {
+        let batching = match path.client {
+            Some(_) => Some(self.batching_now(runtime)?),
+            None => None,
+        };
         let before = self.cpu_seconds(&path.measured, true);
         let machine = tools::CpuTime::now();
         let result = open_loop::run(runtime, load)?;
+        let cpu = self.cpu_used(&path.measured, &before, true);
+        let idle_percent = machine.and_then(tools::CpuTime::idle_percent_since);
+        let batching = match batching {
+            Some([client, provider]) => {
+                let [client_after, provider_after] = self.batching_now(runtime)?;
+                Some([client_after.since(client), provider_after.since(provider)])
+            }
+            None => None,
+        };
         Ok(OpenRow {
             path: path.name.to_owned(),
             result,
             peak_rss: Vec::new(),
-            cpu: self.cpu_used(&path.measured, &before, true),
-            idle_percent: machine.and_then(tools::CpuTime::idle_percent_since),
+            cpu,
+            idle_percent,
             closed: path.closed.clone(),
+            batching,
         })
     }
 
@@ -349,5 +490,55 @@ impl Bench {
             seconds: seconds as f64,
             connections: OPEN_LOOP_CONNECTIONS,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Batching;
+
+    /// The counters as a gateway's `/metrics` renders them: labelled by member, or not.
+    const METRICS: &str = "\
+# HELP lienthong_gateway_signature_batches_total Batch signatures made.
+# TYPE lienthong_gateway_signature_batches_total counter
+lienthong_gateway_signature_batches_total{member=\"VN/GOV/000101\"} 40
+lienthong_gateway_signature_batches_total{member=\"VN/GOV/000102\"} 10
+lienthong_gateway_signed_messages_total{member=\"VN/GOV/000101\"} 120
+lienthong_gateway_signed_messages_total{member=\"VN/GOV/000102\"} 10
+lienthong_gateway_log_commit_batch_records_bucket{le=\"1\"} 7
+lienthong_gateway_log_commit_batch_records_sum 90
+lienthong_gateway_log_commit_batch_records_count 30
+lienthong_gateway_log_commit_failures_total 0
+";
+
+    #[test]
+    fn batching_is_read_from_the_metrics_and_taken_as_a_difference() {
+        let now = Batching::parse(METRICS);
+        assert_eq!(
+            now,
+            Batching {
+                signatures: 50,
+                messages: 130,
+                commits: 30,
+                records: 90,
+            }
+        );
+        let before = Batching {
+            signatures: 10,
+            messages: 10,
+            commits: 10,
+            records: 10,
+        };
+        let run = now.since(before);
+        assert_eq!(run.per_signature(), Some(3.0));
+        assert_eq!(run.per_commit(), Some(4.0));
+        assert_eq!(Batching::default().per_signature(), None, "nothing signed");
+        assert_eq!(Batching::default().per_commit(), None, "nothing committed");
+        assert_eq!(
+            Batching::default().since(now),
+            Batching::default(),
+            "a restarted gateway's counters do not go negative"
+        );
+        assert_eq!(Batching::parse(""), Batching::default());
     }
 }

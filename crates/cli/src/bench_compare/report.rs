@@ -268,6 +268,69 @@ impl Report {
 }
 
 impl HalfLoad {
+    /// Direct and the gateways at each rate, lightest first: the runs below half load,
+    /// then the half-load rows themselves.
+    fn by_load(&self) -> impl Iterator<Item = (f64, &half_load::OpenRow, &half_load::OpenRow)> {
+        let half = self
+            .rows
+            .iter()
+            .find(|r| r.path.starts_with("direct"))
+            .zip(
+                self.rows
+                    .iter()
+                    .find(|r| r.path.starts_with("lienthong (SQLite)")),
+            )
+            .map(|(direct, gateways)| (0.5, direct, gateways));
+        self.lighter
+            .iter()
+            .map(|p| (p.share, &p.direct, &p.gateways))
+            .chain(half)
+    }
+
+    /// The table of added latency by load, with what batched at each rate.
+    fn by_load_markdown(&self, out: &mut String) {
+        let points: Vec<_> = self.by_load().collect();
+        if points.len() < 2 {
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "
+**Latency by load** (the same open loop, direct and lienthong (SQLite) at an eighth, a quarter and half of the gateways' 100 B throughput above, {} s each; per gateway, the messages one root signature covered and the records one log commit held, from the gateways' `/metrics` before and after each run):
+
+| share of the throughput | rate /s | direct p50 / p99 ms | lienthong p50 / p99 ms | p50 added over direct ms | p99 added over direct ms | messages per signature (client / provider) | records per log commit (client / provider) | CPU s / 1,000 (servers) | machine idle |
+|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            self.seconds
+        );
+        for (share, direct, gateways) in points {
+            let (d, g) = (&direct.result, &gateways.result);
+            let pair = |f: fn(&half_load::Batching) -> Option<f64>| {
+                gateways.batching.as_ref().map_or("-".into(), |b| {
+                    b.iter()
+                        .map(|x| f(x).map_or("-".into(), |v| format!("{v:.2}")))
+                        .collect::<Vec<_>>()
+                        .join(" / ")
+                })
+            };
+            let _ = writeln!(
+                out,
+                "| 1/{:.0} | {:.0} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} | {:.2} | {} | {} | {:.3} | {} |",
+                1.0 / share,
+                g.rate_asked,
+                d.p50_ms,
+                d.p99_ms,
+                g.p50_ms,
+                g.p99_ms,
+                g.p50_ms - d.p50_ms,
+                g.p99_ms - d.p99_ms,
+                pair(half_load::Batching::per_signature),
+                pair(half_load::Batching::per_commit),
+                gateways.cpu_per_thousand(),
+                percent(gateways.idle_percent),
+            );
+        }
+    }
+
     /// The latencies of the path that has nothing in between, to subtract.
     fn direct(&self) -> Option<&open_loop::OpenLoopResult> {
         self.rows
@@ -364,6 +427,7 @@ impl HalfLoad {
                 disk.p50_ms - memory.p50_ms,
             );
         }
+        self.by_load_markdown(out);
     }
 
     fn json(&self, closed: &[Row]) -> Value {
@@ -372,21 +436,12 @@ impl HalfLoad {
             "rate_asked": self.rate,
             "seconds": self.seconds,
             "connections": OPEN_LOOP_CONNECTIONS,
-            "rows": self.rows.iter().map(|row| {
-                let r = &row.result;
-                let mut value = open_json(r);
-                value["path"] = json!(row.path);
-                value["p50_added_over_direct_ms"] = json!(direct.map(|d| r.p50_ms - d.p50_ms));
-                value["p99_added_over_direct_ms"] = json!(direct.map(|d| r.p99_ms - d.p99_ms));
-                value["peak_rss_kib"] = kib_map(&row.peak_rss);
-                value["cpu_seconds_per_1000"] = json!({
-                    "servers_total": row.cpu_per_thousand(),
-                    "per_process": row.cpu.iter().map(|(n, s)| (n.clone(), json!(row.per_thousand(*s)))).collect::<serde_json::Map<_, _>>(),
-                });
-                value["cpu_vs_closed_loop"] = json!(closed_ratio(row, closed));
-                value["machine_idle_percent"] = json!(row.idle_percent);
-                value
-            }).collect::<Vec<_>>(),
+            "rows": self.rows.iter().map(|row| open_row_json(row, direct, closed)).collect::<Vec<_>>(),
+            "by_load": self.by_load().map(|(share, direct, gateways)| json!({
+                "share_of_throughput": share,
+                "direct": open_row_json(direct, Some(&direct.result), closed),
+                "lienthong": open_row_json(gateways, Some(&direct.result), closed),
+            })).collect::<Vec<_>>(),
             "durable_write": {
                 "bytes": self.durable_write.bytes,
                 "count": self.durable_write.count,
@@ -509,6 +564,46 @@ impl Soak {
 }
 
 /// The figures of one open-loop run.
+/// An open-loop row: its latencies, what they add over `direct`'s, its servers' CPU, and
+/// through the gateways how much their work batched.
+fn open_row_json(
+    row: &half_load::OpenRow,
+    direct: Option<&open_loop::OpenLoopResult>,
+    closed: &[Row],
+) -> Value {
+    let r = &row.result;
+    let mut value = open_json(r);
+    value["path"] = json!(row.path);
+    value["p50_added_over_direct_ms"] = json!(direct.map(|d| r.p50_ms - d.p50_ms));
+    value["p99_added_over_direct_ms"] = json!(direct.map(|d| r.p99_ms - d.p99_ms));
+    value["peak_rss_kib"] = kib_map(&row.peak_rss);
+    value["cpu_seconds_per_1000"] = json!({
+        "servers_total": row.cpu_per_thousand(),
+        "per_process": row.cpu.iter().map(|(n, s)| (n.clone(), json!(row.per_thousand(*s)))).collect::<serde_json::Map<_, _>>(),
+    });
+    value["cpu_vs_closed_loop"] = json!(closed_ratio(row, closed));
+    value["machine_idle_percent"] = json!(row.idle_percent);
+    if let Some(batching) = &row.batching {
+        value["batching"] = ["client gateway", "provider gateway"]
+            .iter()
+            .zip(batching)
+            .map(|(name, b)| {
+                let counts = json!({
+                    "signatures": b.signatures,
+                    "messages_signed": b.messages,
+                    "messages_per_signature": b.per_signature(),
+                    "log_commits": b.commits,
+                    "records": b.records,
+                    "records_per_commit": b.per_commit(),
+                });
+                ((*name).to_owned(), counts)
+            })
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+    }
+    value
+}
+
 fn open_json(r: &open_loop::OpenLoopResult) -> Value {
     json!({
         "rate_asked": r.rate_asked,
