@@ -103,8 +103,6 @@ pub(super) fn durable_write(
     })
 }
 
-/// A path to drive open-loop: its URL, the client to send as, the server processes on it
-/// whose CPU is read, and the closed-loop row (wrk) of the same path to read it beside.
 /// Direct and the gateways at one rate below half load.
 pub(super) struct LoadPoint {
     /// The rate's share of the gateways' closed-loop throughput.
@@ -172,6 +170,8 @@ impl Batching {
     }
 }
 
+/// A path to drive open-loop: its URL, the client to send as, the server processes on it
+/// whose CPU is read, and the closed-loop row (wrk) of the same path to read it beside.
 pub(super) struct OpenPath<'a> {
     pub(super) name: &'a str,
     pub(super) url: &'a str,

@@ -563,7 +563,6 @@ impl Soak {
     }
 }
 
-/// The figures of one open-loop run.
 /// An open-loop row: its latencies, what they add over `direct`'s, its servers' CPU, and
 /// through the gateways how much their work batched.
 fn open_row_json(
@@ -604,6 +603,7 @@ fn open_row_json(
     value
 }
 
+/// The figures of one open-loop run.
 fn open_json(r: &open_loop::OpenLoopResult) -> Value {
     json!({
         "rate_asked": r.rate_asked,
