@@ -271,20 +271,25 @@ mod tests {
         }
     }
 
+    /// The answer to the request whose canonical bytes are `request`.
+    fn sample_response(request: &[u8], body_length: u64) -> ResponseHeader {
+        ResponseHeader {
+            message_id: "m-1".into(),
+            request_hash: digest(request),
+            status: 200,
+            time_ms: 5,
+            content_type: String::new(),
+            body_sha256: [1; 32],
+            body_length,
+        }
+    }
+
     #[test]
     fn request_and_response_round_trip() {
         let request = sample();
         let bytes = request.encode().expect("encode");
         assert_eq!(RequestHeader::decode(&bytes).expect("decode"), request);
-        let response = ResponseHeader {
-            message_id: "m-1".into(),
-            request_hash: digest(&bytes),
-            status: 200,
-            time_ms: 5,
-            content_type: String::new(),
-            body_sha256: [1; 32],
-            body_length: 10,
-        };
+        let response = sample_response(&bytes, 10);
         let bytes = response.encode().expect("encode");
         assert_eq!(ResponseHeader::decode(&bytes).expect("decode"), response);
     }
@@ -295,15 +300,7 @@ mod tests {
         request.body_length = 1_048_576;
         let bytes = request.encode().expect("encode");
         assert_eq!(body_length_of(&bytes), Some(1_048_576));
-        let response = ResponseHeader {
-            message_id: "m-1".into(),
-            request_hash: digest(&bytes),
-            status: 200,
-            time_ms: 5,
-            content_type: String::new(),
-            body_sha256: [1; 32],
-            body_length: 0,
-        };
+        let response = sample_response(&bytes, 0);
         assert_eq!(body_length_of(&response.encode().expect("encode")), Some(0));
         for bad in [
             &b""[..],
