@@ -948,10 +948,10 @@ fn commit() -> String {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
     };
     match git(&["rev-parse", "--short", "HEAD"]) {
-        Some(hash) => match git(&["status", "--porcelain", "--untracked-files=no"]) {
-            Some(changes) if !changes.is_empty() => format!("{hash} (with uncommitted changes)"),
-            _ => hash,
-        },
+        Some(hash) => {
+            let changes = git(&["status", "--porcelain", "--untracked-files=no"]);
+            tools::commit_label(&hash, changes.as_deref().unwrap_or_default())
+        }
         None => "unknown".into(),
     }
 }

@@ -430,6 +430,29 @@ pub(crate) fn json_payload(size: usize) -> Vec<u8> {
     body
 }
 
+/// The commit a run measured, as the report names it: `hash`, and the files that differed
+/// from it (`git status --porcelain` lines), so that a reader can tell a run of changed
+/// code from one whose working tree only had a document edited.
+pub(crate) fn commit_label(hash: &str, porcelain: &str) -> String {
+    const NAMED: usize = 4;
+    let files: Vec<&str> = porcelain
+        .lines()
+        // `XY PATH`; the caller's output may have lost the first line's leading blank.
+        .filter_map(|line| line.trim_start().split_once(' '))
+        .map(|(_, path)| path.trim_start())
+        .map(|path| path.rsplit(" -> ").next().unwrap_or(path))
+        .filter(|path| !path.is_empty())
+        .collect();
+    match files.len() {
+        0 => hash.to_owned(),
+        n if n <= NAMED => format!("{hash} (with uncommitted changes to {})", files.join(", ")),
+        n => format!(
+            "{hash} (with uncommitted changes to {n} files: {}, ...)",
+            files[..NAMED].join(", ")
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -457,5 +480,28 @@ mod tests {
         assert!(peak_rss_kib(pid).is_some_and(|kib| kib > 0));
         assert!(rss_kib(pid).is_some_and(|kib| kib > 0 && Some(kib) <= peak_rss_kib(pid)));
         assert!(tree_cpu_seconds(u32::MAX, 100.0) == 0.0);
+    }
+
+    #[test]
+    fn a_commit_is_named_with_the_files_that_differed_from_it() {
+        assert_eq!(commit_label("abc1234", ""), "abc1234");
+        assert_eq!(
+            commit_label("abc1234", " M BENCHMARKS.md\n"),
+            "abc1234 (with uncommitted changes to BENCHMARKS.md)"
+        );
+        assert_eq!(
+            commit_label("abc1234", "M BENCHMARKS.md\n M README.md"),
+            "abc1234 (with uncommitted changes to BENCHMARKS.md, README.md)",
+            "output trimmed at its start"
+        );
+        assert_eq!(
+            commit_label("abc1234", "M  crates/a.rs\nR  old.rs -> new.rs\n"),
+            "abc1234 (with uncommitted changes to crates/a.rs, new.rs)"
+        );
+        let many = " M a\n M b\n M c\n M d\n M e\n";
+        assert_eq!(
+            commit_label("abc1234", many),
+            "abc1234 (with uncommitted changes to 5 files: a, b, c, d, ...)"
+        );
     }
 }
