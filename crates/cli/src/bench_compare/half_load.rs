@@ -299,10 +299,11 @@ impl Bench {
     fn batching_now(&self, runtime: &tokio::runtime::Handle) -> anyhow::Result<[Batching; 2]> {
         let federation = self.federation()?;
         let token = federation.endpoint("admin_token");
+        let http = reqwest::Client::new();
         let read = |key: &str| -> anyhow::Result<Batching> {
             let url = format!("{}/metrics", federation.endpoint(key));
             let text = runtime.block_on(async {
-                let response = reqwest::Client::new()
+                let response = http
                     .get(&url)
                     .bearer_auth(&token)
                     .timeout(Duration::from_secs(10))

@@ -272,14 +272,8 @@ impl HalfLoad {
     /// then the half-load rows themselves.
     fn by_load(&self) -> impl Iterator<Item = (f64, &half_load::OpenRow, &half_load::OpenRow)> {
         let half = self
-            .rows
-            .iter()
-            .find(|r| r.path.starts_with("direct"))
-            .zip(
-                self.rows
-                    .iter()
-                    .find(|r| r.path.starts_with("lienthong (SQLite)")),
-            )
+            .row("direct")
+            .zip(self.row("lienthong (SQLite)"))
             .map(|(direct, gateways)| (0.5, direct, gateways));
         self.lighter
             .iter()
@@ -331,12 +325,14 @@ impl HalfLoad {
         }
     }
 
+    /// The half-load row whose path starts with `prefix`.
+    fn row(&self, prefix: &str) -> Option<&half_load::OpenRow> {
+        self.rows.iter().find(|r| r.path.starts_with(prefix))
+    }
+
     /// The latencies of the path that has nothing in between, to subtract.
     fn direct(&self) -> Option<&open_loop::OpenLoopResult> {
-        self.rows
-            .iter()
-            .find(|r| r.path.starts_with("direct"))
-            .map(|r| &r.result)
+        self.row("direct").map(|r| &r.result)
     }
 
     fn markdown(&self, out: &mut String, closed: &[Row]) {
@@ -408,12 +404,7 @@ impl HalfLoad {
             d.paced.p99_ms,
             d.pause_ms,
         );
-        let path = |prefix: &str| {
-            self.rows
-                .iter()
-                .find(|r| r.path.starts_with(prefix))
-                .map(|r| &r.result)
-        };
+        let path = |prefix: &str| self.row(prefix).map(|r| &r.result);
         if let (Some(direct), Some(disk), Some(memory)) =
             (direct, path("lienthong (SQLite)"), path(IN_MEMORY))
         {
