@@ -21,13 +21,20 @@
 //! go first and takes the requests they make into the batch (`gather_ready`). It waits on
 //! no timer, so a batch costs its messages a few task switches. Idle or lightly loaded, it
 //! signs at once as before.
+//!
+//! A quick key with nothing else to sign does not use the task at all: the caller signs its
+//! message in a batch of one itself ([`BatchSigner::sign`]). Handing the request to the task
+//! and being woken with the answer cost two task switches, each of which can wake another
+//! of the runtime's threads, and a thread's wake-up costs more than the signature. The moment
+//! another request is waiting or being signed, or the owner is busy, requests go through the
+//! task and batch as above.
 
 use crate::{CryptoError, PublicKey, Signer, Suite, merkle};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use sha2::{Digest as _, Sha256};
 use std::collections::{HashSet, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -194,6 +201,8 @@ pub struct BatchSigner {
     requests: mpsc::Sender<Request>,
     signer: Arc<dyn Signer>,
     counters: Arc<Counters>,
+    /// Whether the owner is busy (the gather policy's question); never, without one.
+    busy: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
 }
 
 /// Counters of a [`BatchSigner`], for metrics.
@@ -231,6 +240,24 @@ struct Request {
 struct Counters {
     batches: AtomicU64,
     messages: AtomicU64,
+    /// Callers inside [`BatchSigner::sign`]: queued, being signed, or signing alone.
+    active: AtomicUsize,
+}
+
+impl Counters {
+    fn signed(&self, messages: usize) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.messages.fetch_add(messages as u64, Ordering::Relaxed);
+    }
+}
+
+/// Counts a caller as active until dropped (answered, failed or withdrawn).
+struct Active<'a>(&'a AtomicUsize);
+
+impl Drop for Active<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl BatchSigner {
@@ -257,6 +284,7 @@ impl BatchSigner {
         let max_batch = max_batch.clamp(1, MAX_BATCH);
         let (requests, receiver) = mpsc::channel(max_batch);
         let counters = Arc::new(Counters::default());
+        let busy = gather.as_ref().map(|gather| Arc::clone(&gather.busy));
         tokio::spawn(run(
             Arc::clone(&signer),
             receiver,
@@ -268,14 +296,22 @@ impl BatchSigner {
             requests,
             signer,
             counters,
+            busy,
         }
     }
 
-    /// Sign the SHA-256 `digest` of a message, in the next batch.
+    /// Sign the SHA-256 `digest` of a message, in the next batch; or, if the key is quick,
+    /// nothing else is waiting or being signed and the owner is not busy, in a batch of
+    /// one right here (see the module documentation).
     ///
     /// Dropping the future before it completes withdraws the request if its batch has not
     /// started yet.
     pub async fn sign(&self, digest: [u8; 32]) -> Result<BatchSignature, CryptoError> {
+        if let Some(signed) = self.sign_alone(&digest) {
+            return signed;
+        }
+        self.counters.active.fetch_add(1, Ordering::AcqRel);
+        let _active = Active(&self.counters.active);
         let stopped = || CryptoError::Backend("batch signer has stopped");
         let (reply, response) = oneshot::channel();
         self.requests
@@ -283,6 +319,28 @@ impl BatchSigner {
             .await
             .map_err(|_| stopped())?;
         response.await.map_err(|_| stopped())?
+    }
+
+    /// Sign `digest` alone on the caller's thread, if the key is quick, the owner is not
+    /// busy and no other caller is active; `None` otherwise. Two callers at once: one signs
+    /// alone, the other queues and is signed by the task meanwhile.
+    fn sign_alone(&self, digest: &[u8; 32]) -> Option<Result<BatchSignature, CryptoError>> {
+        if !self.signer.signs_in_microseconds() || self.busy.as_ref().is_some_and(|busy| busy()) {
+            return None;
+        }
+        let active = &self.counters.active;
+        active
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            .ok()?;
+        let _active = Active(active);
+        let signed = sign_batch(&*self.signer, std::slice::from_ref(digest)).and_then(|mut one| {
+            one.pop()
+                .ok_or(CryptoError::Backend("a batch of one gave no signature"))
+        });
+        if signed.is_ok() {
+            self.counters.signed(1);
+        }
+        Some(signed)
     }
 
     /// The suite of every signature this signer makes.
@@ -387,10 +445,7 @@ async fn run(
         };
         match signed {
             Ok(Ok(signatures)) => {
-                counters.batches.fetch_add(1, Ordering::Relaxed);
-                counters
-                    .messages
-                    .fetch_add(signatures.len() as u64, Ordering::Relaxed);
+                counters.signed(signatures.len());
                 for (request, signature) in batch.drain(..).zip(signatures) {
                     // The caller may have gone away meanwhile; nothing to do then.
                     let _ = request.reply.send(Ok(signature));

@@ -18,6 +18,16 @@ pub struct NewLedgerEntry {
     pub recorded_at: i64,
 }
 
+/// Where an append of one record handed in alone landed ([`LedgerStore::append_grouped`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    /// The record's index in its log.
+    pub index: u64,
+    /// How many records the commit that held it wrote, told only to the first of them, so
+    /// that each commit is counted once; `None` for the others.
+    pub commit_records: Option<u64>,
+}
+
 /// Message bodies kept beside a record. They are not covered by the record's leaf hash: the
 /// record holds the body digests, against which they are checked.
 #[derive(Clone, PartialEq, Eq)]
@@ -173,6 +183,28 @@ pub trait LedgerStore: Send + Sync {
         entries: Vec<NewLedgerEntry>,
         bodies: Vec<Option<LedgerBodies>>,
     ) -> Result<u64, StoreError>;
+    /// Whether appends handed in one at a time share commits by themselves: the embedded
+    /// store's writer thread commits whatever is queued whenever it is free. A caller then
+    /// needs no batching of its own and hands each record to [`Self::append_grouped`];
+    /// otherwise it batches them and calls [`Self::append_owned`].
+    fn groups_appends(&self) -> bool {
+        false
+    }
+    /// Append one record (and the bodies kept beside it), in a commit shared with the
+    /// appends queued meanwhile where the store groups them ([`Self::groups_appends`]), in
+    /// one of its own otherwise.
+    async fn append_grouped(
+        &self,
+        log_id: &str,
+        entry: NewLedgerEntry,
+        bodies: Option<LedgerBodies>,
+    ) -> Result<Appended, StoreError> {
+        let index = self.append_owned(log_id, vec![entry], vec![bodies]).await?;
+        Ok(Appended {
+            index,
+            commit_records: Some(1),
+        })
+    }
     /// The bodies stored beside record `idx`, if any.
     async fn bodies(&self, log_id: &str, idx: u64) -> Result<Option<LedgerBodies>, StoreError>;
     /// The canonical bytes and record times of records `from..to`, in order; a missing one

@@ -19,7 +19,7 @@ mod sqlite_writer;
 
 pub use error::StoreError;
 pub use ledger::{
-    LedgerBodies, LedgerStore, NewLedgerEntry, PrunedPrefix, StoredArchive, StoredHead,
+    Appended, LedgerBodies, LedgerStore, NewLedgerEntry, PrunedPrefix, StoredArchive, StoredHead,
 };
 pub use opmon::{OpMonitorStore, OpQuery, OpRecord, StoredOpRecord};
 pub use pack::plain_stored_form;

@@ -267,6 +267,19 @@ macro_rules! impl_stores {
                 self.append_rows_owned(log_id, entries, bodies).await
             }
 
+            fn groups_appends(&self) -> bool {
+                self.appends_grouped()
+            }
+
+            async fn append_grouped(
+                &self,
+                log_id: &str,
+                entry: crate::NewLedgerEntry,
+                bodies: Option<crate::LedgerBodies>,
+            ) -> Result<crate::Appended, crate::StoreError> {
+                self.append_row_grouped(log_id, entry, bodies).await
+            }
+
             async fn size(&self, log_id: &str) -> Result<u64, crate::StoreError> {
                 let size: Option<i64> = sqlx::query_scalar("SELECT size FROM ledger_logs WHERE log_id = $1")
                     .bind(log_id)

@@ -9,7 +9,7 @@
 
 use crate::ledger::{from_sql, to_sql};
 use crate::pack::{Packed, Upserted, pack};
-use crate::{LedgerBodies, NewLedgerEntry, OpRecord, StoreError};
+use crate::{Appended, LedgerBodies, NewLedgerEntry, OpRecord, StoreError};
 use rusqlite::{Connection, TransactionBehavior, params};
 use std::path::Path;
 use std::sync::Arc;
@@ -28,7 +28,7 @@ enum Job {
         /// is what every commit waits for, and packing is not its work.
         packed: Vec<Packed>,
         bodies: Vec<Option<LedgerBodies>>,
-        reply: oneshot::Sender<Result<u64, StoreError>>,
+        reply: oneshot::Sender<Result<Appended, StoreError>>,
     },
     /// Operational-monitoring records. They are written here too, not through the sqlx
     /// pool: SQLite has one writer at a time, and an op-monitoring batch committed from
@@ -68,11 +68,27 @@ impl Job {
         }
     }
 
-    /// Tell the caller how it went.
-    fn answer(self, result: rusqlite::Result<u64>) {
+    /// Message-log records it writes.
+    fn records(&self) -> u64 {
+        match self {
+            Self::Append { entries, .. } => entries.len() as u64,
+            Self::OpRecords { .. } => 0,
+        }
+    }
+
+    /// Tell the caller how it went; `commit_records` is told to the first append of a
+    /// commit (see [`Appended`]).
+    fn answer(self, result: rusqlite::Result<u64>, commit_records: Option<u64>) {
         match self {
             Self::Append { reply, .. } => {
-                let _ = reply.send(result.map_err(|e| writer_error("append to a message log", e)));
+                let _ = reply.send(
+                    result
+                        .map(|index| Appended {
+                            index,
+                            commit_records,
+                        })
+                        .map_err(|e| writer_error("append to a message log", e)),
+                );
             }
             Self::OpRecords { reply, .. } => {
                 let _ = reply.send(
@@ -134,6 +150,26 @@ impl LedgerWriter {
         entries: Vec<NewLedgerEntry>,
         bodies: Vec<Option<LedgerBodies>>,
     ) -> Result<u64, StoreError> {
+        Ok(self.append_shared(log_id, entries, bodies).await?.index)
+    }
+
+    /// Append one record handed in alone, in the commit it shares with whatever else is
+    /// queued ([`crate::LedgerStore::append_grouped`]).
+    pub(crate) async fn append_grouped(
+        &self,
+        log_id: &str,
+        entry: NewLedgerEntry,
+        bodies: Option<LedgerBodies>,
+    ) -> Result<Appended, StoreError> {
+        self.append_shared(log_id, vec![entry], vec![bodies]).await
+    }
+
+    async fn append_shared(
+        &self,
+        log_id: &str,
+        entries: Vec<NewLedgerEntry>,
+        bodies: Vec<Option<LedgerBodies>>,
+    ) -> Result<Appended, StoreError> {
         let (reply, answer) = oneshot::channel();
         let packed = entries.iter().map(|entry| pack(&entry.record)).collect();
         self.queue
@@ -325,8 +361,14 @@ fn serve(
         match commit(&mut connection, &batch, &mut upserted) {
             Ok(results) => {
                 written.fetch_add(rows, Ordering::Release);
+                let mut records = Some(batch.iter().map(Job::records).sum::<u64>());
                 for (job, result) in batch.into_iter().zip(results) {
-                    job.answer(Ok(result));
+                    let commit_records = if job.records() > 0 {
+                        records.take()
+                    } else {
+                        None
+                    };
+                    job.answer(Ok(result), commit_records);
                 }
             }
             // One failing write must not fail the others queued with it: retry each in a
@@ -338,12 +380,13 @@ fn serve(
                     if result.is_ok() {
                         written.fetch_add(job.rows(), Ordering::Release);
                     }
-                    job.answer(result);
+                    let records = Some(job.records());
+                    job.answer(result, records);
                 }
             }
             Err(error) => {
                 if let Some(job) = batch.pop() {
-                    job.answer(Err(error));
+                    job.answer(Err(error), None);
                 }
             }
         }

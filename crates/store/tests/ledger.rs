@@ -70,6 +70,43 @@ async fn appends_get_consecutive_indices(store: &Store) {
     assert_eq!(ledger.size(LOG).await.expect("size"), 253);
 }
 
+/// Records handed in one at a time, many at once: each gets its own index, the indexes are
+/// the log's next ones, each record reads back at its index, and the commits told to their
+/// first record add up to every record. The embedded store shares commits between them
+/// (and says so); PostgreSQL commits each alone.
+async fn grouped_appends_share_commits(store: &Store) {
+    let ledger = store.ledger();
+    ledger.append(LOG, &entries(0..2)).await.expect("append");
+    let mut appends = JoinSet::new();
+    for entry in entries(2..66) {
+        let store = store.clone();
+        appends.spawn(async move {
+            let appended = store
+                .ledger()
+                .append_grouped(LOG, entry.clone(), None)
+                .await
+                .expect("append");
+            (entry, appended)
+        });
+    }
+    let mut indexes = Vec::new();
+    let mut told = 0;
+    while let Some(done) = appends.join_next().await {
+        let (entry, appended) = done.expect("task ran");
+        told += appended.commit_records.unwrap_or(0);
+        assert_eq!(
+            ledger.record(LOG, appended.index).await.expect("record"),
+            Some((entry.message_id, entry.leaf_hash, entry.record))
+        );
+        indexes.push(appended.index);
+    }
+    indexes.sort_unstable();
+    assert_eq!(indexes, (2..66).collect::<Vec<_>>());
+    assert_eq!(told, 64, "every record in exactly one told commit");
+    assert_eq!(ledger.size(LOG).await.expect("size"), 66);
+    assert_eq!(ledger.groups_appends(), !store.is_shared());
+}
+
 async fn records_are_found_by_message_id(store: &Store) {
     let ledger = store.ledger();
     // A request and its response are logged under one message id.
@@ -831,6 +868,7 @@ macro_rules! for_both_backends {
 for_both_backends! {
     stores: [
         appends_get_consecutive_indices,
+        grouped_appends_share_commits,
         records_are_found_by_message_id,
         bulk_appends_read_back,
         heads_are_stored_and_timestamped,

@@ -4,7 +4,7 @@
 use super::*;
 use crate::SoftwareKey;
 use proptest::prelude::*;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::time::Duration;
 
 /// The SHA-256 digest of a test message.
@@ -761,4 +761,86 @@ async fn a_full_batch_is_signed_without_waiting() {
         (2, 2)
     );
     assert_eq!(started.elapsed(), Duration::ZERO);
+}
+
+/// Poll `future` once, with a waker that does nothing: its output if it was ready at once.
+fn ready_at_once<F: std::future::Future>(future: F) -> Option<F::Output> {
+    let mut future = std::pin::pin!(future);
+    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+    match future.as_mut().poll(&mut context) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
+    }
+}
+
+/// A quick key with nothing else to sign signs on the caller's own poll, in a batch of one
+/// that verifies and is counted; a busy owner's request goes to the task (it is not ready
+/// on its first poll) and batches there.
+#[tokio::test]
+async fn an_idle_quick_signer_signs_alone_on_the_callers_poll() {
+    let busy = Arc::new(AtomicBool::new(false));
+    let owner_busy = busy.clone();
+    let signer = BatchSigner::spawn_gathering(
+        Arc::new(key(Suite::EcdsaP256Sha256)),
+        8,
+        Some(Gather {
+            busy: Arc::new(move || owner_busy.load(Ordering::SeqCst)),
+            wait: Duration::ZERO,
+        }),
+    );
+    let alone = ready_at_once(signer.sign(digest(1)))
+        .expect("signed on the first poll")
+        .expect("signed");
+    assert_eq!((alone.batch_size, alone.index), (1, 0));
+    BatchVerifier::new(0)
+        .verify(signer.public_key(), &digest(1), &alone)
+        .expect("verifies");
+    assert_eq!(
+        (
+            signer.stats().batches_signed,
+            signer.stats().messages_signed
+        ),
+        (1, 1)
+    );
+
+    busy.store(true, Ordering::SeqCst);
+    assert!(
+        ready_at_once(signer.sign(digest(2))).is_none(),
+        "a busy owner's request is the task's"
+    );
+    let queued = signer.sign(digest(2)).await.expect("signed by the task");
+    BatchVerifier::new(0)
+        .verify(signer.public_key(), &digest(2), &queued)
+        .expect("verifies");
+}
+
+/// While another caller is active (waiting for the task, or being signed), a new request
+/// does not sign alone: it joins the queue, so that requests that meet still share a
+/// signature. Every caller counts as active only while it is inside `sign`.
+#[tokio::test(flavor = "current_thread")]
+async fn a_request_that_finds_another_caller_active_queues() {
+    let signer = BatchSigner::spawn(Arc::new(key(Suite::Ed25519)), 8);
+    let active = || signer.counters.active.load(Ordering::Acquire);
+    signer.counters.active.fetch_add(1, Ordering::AcqRel); // another caller, by hand
+    assert!(ready_at_once(signer.sign(digest(1))).is_none());
+    assert_eq!(active(), 1, "the withdrawn request is no longer active");
+    let queued = signer.sign(digest(2)).await.expect("signed by the task");
+    assert_eq!(queued.batch_size, 1);
+    signer.counters.active.fetch_sub(1, Ordering::AcqRel);
+    assert_eq!(active(), 0);
+    assert!(
+        ready_at_once(signer.sign(digest(3))).is_some(),
+        "idle again"
+    );
+    assert_eq!(active(), 0);
+}
+
+/// A slow key (an HSM, RSA) never signs on the caller's thread, however idle.
+#[tokio::test]
+async fn a_slow_key_never_signs_alone() {
+    let slow = TestSigner::new(Behaviour::Slow(Duration::from_millis(1)));
+    let signer = BatchSigner::spawn(slow.clone(), 8);
+    assert!(ready_at_once(signer.sign(digest(1))).is_none());
+    signer.sign(digest(1)).await.expect("signed by the task");
+    assert_eq!(slow.calls(), 1);
 }
