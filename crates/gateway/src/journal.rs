@@ -117,7 +117,13 @@ impl RecentLeaves {
         if start > end || end > kept.hashes.len() {
             return None;
         }
-        kept.hashes.range(start..end).copied().collect()
+        // Allocated once at its size: a seal may ask for minutes of leaves (megabytes), and
+        // collecting into `Option<Vec<_>>` would grow the vector by doubling.
+        let mut hashes = Vec::with_capacity(end - start);
+        for hash in kept.hashes.range(start..end) {
+            hashes.push((*hash)?);
+        }
+        Some(hashes)
     }
 
     /// Forget the leaves of indexes before `index` (a seal covers them).
