@@ -198,13 +198,7 @@ pub trait LedgerStore: Send + Sync {
         log_id: &str,
         entry: NewLedgerEntry,
         bodies: Option<LedgerBodies>,
-    ) -> Result<Appended, StoreError> {
-        let index = self.append_owned(log_id, vec![entry], vec![bodies]).await?;
-        Ok(Appended {
-            index,
-            commit_records: Some(1),
-        })
-    }
+    ) -> Result<Appended, StoreError>;
     /// The bodies stored beside record `idx`, if any.
     async fn bodies(&self, log_id: &str, idx: u64) -> Result<Option<LedgerBodies>, StoreError>;
     /// The canonical bytes and record times of records `from..to`, in order; a missing one

@@ -290,22 +290,10 @@ impl PgBackend {
         self.append_rows(log_id, &entries, &bodies).await
     }
 
-    /// Every append is a transaction of its own here: a gateway batches its records itself.
-    fn appends_grouped(&self) -> bool {
-        false
-    }
-
-    async fn append_row_grouped(
-        &self,
-        log_id: &str,
-        entry: crate::NewLedgerEntry,
-        bodies: Option<crate::LedgerBodies>,
-    ) -> Result<crate::Appended, StoreError> {
-        let index = self.append_rows(log_id, &[entry], &[bodies]).await?;
-        Ok(crate::Appended {
-            index,
-            commit_records: Some(1),
-        })
+    /// None: every append is a transaction of its own here, and a gateway batches its
+    /// records itself.
+    fn grouping_writer(&self) -> Option<&crate::sqlite_writer::LedgerWriter> {
+        None
     }
 }
 

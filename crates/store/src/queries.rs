@@ -268,7 +268,7 @@ macro_rules! impl_stores {
             }
 
             fn groups_appends(&self) -> bool {
-                self.appends_grouped()
+                self.grouping_writer().is_some()
             }
 
             async fn append_grouped(
@@ -277,7 +277,13 @@ macro_rules! impl_stores {
                 entry: crate::NewLedgerEntry,
                 bodies: Option<crate::LedgerBodies>,
             ) -> Result<crate::Appended, crate::StoreError> {
-                self.append_row_grouped(log_id, entry, bodies).await
+                match self.grouping_writer() {
+                    Some(writer) => writer.append_grouped(log_id, entry, bodies).await,
+                    None => Ok(crate::Appended {
+                        index: self.append_rows(log_id, &[entry], &[bodies]).await?,
+                        commit_records: Some(1),
+                    }),
+                }
             }
 
             async fn size(&self, log_id: &str) -> Result<u64, crate::StoreError> {

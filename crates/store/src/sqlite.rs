@@ -96,18 +96,9 @@ impl SqliteBackend {
         self.writer.append(log_id, entries, bodies).await
     }
 
-    /// The writer thread commits whatever is queued whenever it is free.
-    fn appends_grouped(&self) -> bool {
-        true
-    }
-
-    async fn append_row_grouped(
-        &self,
-        log_id: &str,
-        entry: crate::NewLedgerEntry,
-        bodies: Option<crate::LedgerBodies>,
-    ) -> Result<crate::Appended, StoreError> {
-        self.writer.append_grouped(log_id, entry, bodies).await
+    /// The writer thread, which commits whatever is queued whenever it is free.
+    fn grouping_writer(&self) -> Option<&crate::sqlite_writer::LedgerWriter> {
+        Some(&self.writer)
     }
 
     async fn insert_op_rows(&self, records: &[crate::OpRecord]) -> Result<(), StoreError> {
