@@ -71,7 +71,7 @@ impl Job {
     /// Message-log records it writes.
     fn records(&self) -> u64 {
         match self {
-            Self::Append { entries, .. } => entries.len() as u64,
+            Self::Append { .. } => self.rows(),
             Self::OpRecords { .. } => 0,
         }
     }
