@@ -34,6 +34,8 @@ pub(crate) struct Journal {
     pending: Arc<AtomicUsize>,
     /// The leaf hashes of the records this journal committed since the last seal.
     pub(crate) leaves: Arc<RecentLeaves>,
+    /// Failed commits, told to the gateway's log without a line for every record.
+    failures: Arc<Failures>,
 }
 
 /// How records reach the store.
@@ -144,6 +146,7 @@ impl Journal {
     /// Start the writer for the log `log_id` in `store`.
     pub(crate) fn spawn(store: Store, log_id: String, metrics: Arc<Metrics>) -> Self {
         let leaves = Arc::new(RecentLeaves::default());
+        let failures = Arc::new(Failures::new(FAILURES_TOLD_EVERY));
         let way = if store.ledger().groups_appends() {
             Way::Direct {
                 store,
@@ -151,12 +154,19 @@ impl Journal {
                 metrics,
             }
         } else {
-            Way::Batched(spawn_batching(store, log_id, metrics, leaves.clone()))
+            Way::Batched(spawn_batching(
+                store,
+                log_id,
+                metrics,
+                leaves.clone(),
+                failures.clone(),
+            ))
         };
         Self {
             way,
             pending: Arc::default(),
             leaves,
+            failures,
         }
     }
 
@@ -191,10 +201,10 @@ impl Journal {
             .await
     }
 
-    /// Hand `record` in now and commit it in a task of its own, timed as `stage`: the
-    /// caller goes on (to send the answer's bytes, not to release it) and learns the
-    /// outcome from the handle. The record counts as pending from this call on, so a drain
-    /// waits for it even if the handle is dropped.
+    /// Hand `record` in now and commit it without the caller waiting, timed as `stage`:
+    /// the caller goes on (to send the answer's bytes, not to release it) and learns the
+    /// outcome from the [`Committing`] it gets. The record counts as pending from this call
+    /// on, and its commit goes on even if the [`Committing`] is dropped unfinished.
     pub(crate) fn record_in_background(
         &self,
         record: &LogRecord,
@@ -202,12 +212,12 @@ impl Journal {
         now: i64,
         metrics: Arc<Metrics>,
         stage: crate::metrics::Stage,
-    ) -> tokio::task::JoinHandle<Result<u64, XRoadError>> {
+    ) -> Committing {
         crate::opmon::note_logged(record);
         let entry = entry(record, now);
         let pending = Pending::enter(&self.pending);
         let journal = self.clone();
-        tokio::spawn(async move {
+        Committing::start(async move {
             metrics
                 .time(stage, journal.append(entry, bodies, pending))
                 .await
@@ -235,6 +245,7 @@ impl Journal {
                 let hash = entry.leaf_hash;
                 match store.ledger().append_grouped(log_id, entry, bodies).await {
                     Ok(appended) => {
+                        self.failures.succeeded();
                         if let Some(records) = appended.commit_records {
                             metrics.log_batch(usize::try_from(records).unwrap_or(usize::MAX));
                         }
@@ -243,7 +254,7 @@ impl Journal {
                     }
                     Err(error) => {
                         metrics.log_failed(1);
-                        tracing::error!(%error, "cannot commit a message log record");
+                        self.failures.failed(1, &error);
                         Err(failed(error.to_string()))
                     }
                 }
@@ -270,6 +281,7 @@ fn spawn_batching(
     log_id: String,
     metrics: Arc<Metrics>,
     recent: Arc<RecentLeaves>,
+    failures: Arc<Failures>,
 ) -> mpsc::Sender<(Logged, Reply)> {
     let (queue, mut incoming) = mpsc::channel::<(Logged, Reply)>(4 * MAX_BATCH);
     tokio::spawn(async move {
@@ -283,6 +295,7 @@ fn spawn_batching(
             let hashes: Vec<[u8; 32]> = entries.iter().map(|e| e.leaf_hash).collect();
             match store.ledger().append_owned(&log_id, entries, bodies).await {
                 Ok(first) => {
+                    failures.succeeded();
                     recent.committed(first, &hashes);
                     for (offset, reply) in replies.into_iter().enumerate() {
                         let _ = reply.send(Ok(first + offset as u64));
@@ -290,7 +303,7 @@ fn spawn_batching(
                 }
                 Err(error) => {
                     metrics.log_failed(records);
-                    tracing::error!(%error, records, "cannot commit message log records");
+                    failures.failed(records, &error);
                     for reply in replies {
                         let _ = reply.send(Err(error.to_string()));
                     }
@@ -299,6 +312,156 @@ fn spawn_batching(
         }
     });
     queue
+}
+
+/// A record's commit, handed in and not awaited yet: the answer to
+/// [`Journal::record_in_background`].
+///
+/// It is polled once when made, in the caller's task: that hands the record to the store
+/// (on the embedded store, to its writer thread) at once, the way a task of its own would,
+/// without spawning one for every exchange and waking it from the writer thread and then
+/// waking its awaiter in turn. Dropped unfinished (the peer went away), what is left is
+/// spawned so that the commit and its bookkeeping still end.
+pub(crate) struct Committing {
+    rest: Option<CommitFuture>,
+    done: Option<Result<u64, XRoadError>>,
+}
+
+type CommitFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<u64, XRoadError>> + Send>>;
+
+impl Committing {
+    fn start(
+        commit: impl std::future::Future<Output = Result<u64, XRoadError>> + Send + 'static,
+    ) -> Self {
+        let mut rest: CommitFuture = Box::pin(commit);
+        // No waker is needed yet: whoever awaits the commit polls again with its own.
+        let mut context = std::task::Context::from_waker(std::task::Waker::noop());
+        match rest.as_mut().poll(&mut context) {
+            std::task::Poll::Ready(done) => Self {
+                rest: None,
+                done: Some(done),
+            },
+            std::task::Poll::Pending => Self {
+                rest: Some(rest),
+                done: None,
+            },
+        }
+    }
+}
+
+impl std::future::Future for Committing {
+    type Output = Result<u64, XRoadError>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        context: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        if let Some(done) = self.done.take() {
+            return std::task::Poll::Ready(done);
+        }
+        let Some(rest) = self.rest.as_mut() else {
+            return std::task::Poll::Ready(Err(XRoadError::server_proxy(
+                "InternalError",
+                "the log commit was awaited again after its outcome",
+            )));
+        };
+        let outcome = std::task::ready!(rest.as_mut().poll(context));
+        self.rest = None;
+        std::task::Poll::Ready(outcome)
+    }
+}
+
+impl Drop for Committing {
+    fn drop(&mut self) {
+        if let Some(rest) = self.rest.take()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(rest);
+        }
+    }
+}
+
+/// How often at most a failing log is told again in the gateway's own log.
+const FAILURES_TOLD_EVERY: Duration = Duration::from_secs(10);
+
+/// Failed commits, as the gateway's own log tells them: the first at once, then at most
+/// one line every interval with how many records failed since the last line, and one line
+/// when commits succeed again. A failing disk under load fails every record; a line for
+/// each (thousands a second) would bury everything else an operator needs to read, and
+/// could fill the disk that holds the gateway's own log. Every failure still counts in
+/// `lienthong_gateway_log_commit_failures_total` and refuses its exchange.
+#[derive(Debug)]
+struct Failures {
+    every: Duration,
+    /// Whether the last commit failed: read without the lock by every success.
+    failing: std::sync::atomic::AtomicBool,
+    told: std::sync::Mutex<Told>,
+}
+
+#[derive(Debug, Default)]
+struct Told {
+    /// When the last line was written.
+    at: Option<std::time::Instant>,
+    /// Records failed since then.
+    untold: u64,
+    /// Records failed since commits last succeeded.
+    since_success: u64,
+}
+
+impl Failures {
+    fn new(every: Duration) -> Self {
+        Self {
+            every,
+            failing: std::sync::atomic::AtomicBool::new(false),
+            told: std::sync::Mutex::default(),
+        }
+    }
+
+    fn told(&self) -> std::sync::MutexGuard<'_, Told> {
+        self.told
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// `records` failed to commit with `error`; whether a line was written for them.
+    fn failed(&self, records: usize, error: &dyn std::fmt::Display) -> bool {
+        self.failing.store(true, Ordering::Release);
+        let mut told = self.told();
+        let records = records as u64;
+        told.untold += records;
+        told.since_success += records;
+        if told.at.is_some_and(|at| at.elapsed() < self.every) {
+            return false;
+        }
+        tracing::error!(
+            %error,
+            records = told.untold,
+            failed_since_last_success = told.since_success,
+            "cannot commit message log records; their exchanges were refused (told at most every {} s while it lasts)",
+            self.every.as_secs()
+        );
+        told.at = Some(std::time::Instant::now());
+        told.untold = 0;
+        true
+    }
+
+    /// A commit succeeded; the records that had failed before it, if any had since the
+    /// last success (and a line says the log commits again).
+    fn succeeded(&self) -> Option<u64> {
+        if !self.failing.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut told = self.told();
+        if !self.failing.swap(false, Ordering::AcqRel) {
+            return None; // another success told it
+        }
+        let failed = std::mem::take(&mut told.since_success);
+        told.untold = 0;
+        told.at = None;
+        tracing::warn!(failed_records = failed, "the message log commits again");
+        Some(failed)
+    }
 }
 
 /// The entry for `record`, serialised once: the leaf hash is over exactly the bytes stored.
@@ -340,6 +503,85 @@ mod tests {
 
     fn leaves(range: std::ops::Range<u64>) -> Vec<[u8; 32]> {
         range.map(leaf).collect()
+    }
+
+    fn record(n: u64) -> LogRecord {
+        LogRecord {
+            message_id: format!("msg-{n}"),
+            side: lienthong_ledger::Side::Provider,
+            client: "VN/GOV/000001/hue-portal".into(),
+            service: "VN/GOV/000002/registry/getPerson".into(),
+            request_in: 1_790_000_000_000,
+            request_out: Some(1_790_000_000_005),
+            response_in: Some(1_790_000_000_040),
+            response_out: Some(1_790_000_000_042),
+            request_description: format!("{{\"request\":{n}}}").into_bytes(),
+            response_description: Some(b"{\"response\":1}".to_vec()),
+            request_signature: "ed25519:AAAA".into(),
+            response_signature: Some("ed25519:BBBB".into()),
+            request_signer_certificate: vec![0x30, 0x03, 1, 2, 3],
+            response_signer_certificate: Some(vec![0x30, 0x01, 9]),
+            request_signer_ocsp: None,
+            response_signer_ocsp: None,
+            request_body_sha256: [1; 32],
+            response_body_sha256: Some([2; 32]),
+            status: 200,
+            body: lienthong_ledger::BodyEvidence::DigestOnly,
+        }
+    }
+
+    /// A record handed in the background commits whether or not its [`Committing`] is
+    /// awaited: awaited, it tells the record's index; dropped at once, the commit still
+    /// ends, counted as pending until it does, and its leaf is kept.
+    #[tokio::test]
+    async fn background_records_commit_awaited_or_dropped() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("store.db").display());
+        let store = Store::open(&url).await.expect("open the store");
+        let metrics = Arc::new(Metrics::default());
+        let journal = Journal::spawn(store.clone(), "log".into(), metrics.clone());
+        let stage = crate::metrics::Stage::ProviderLogCommit;
+        let first = journal.record_in_background(&record(0), None, 1, metrics.clone(), stage);
+        assert_eq!(first.await.expect("committed"), 0);
+        for n in 1..=3 {
+            drop(journal.record_in_background(&record(n), None, 1, metrics.clone(), stage));
+        }
+        assert!(
+            journal.flush(Duration::from_secs(10)).await,
+            "still pending"
+        );
+        assert_eq!(store.ledger().size("log").await.expect("size"), 4);
+        let kept = journal.leaves.range(0, 4).expect("every leaf kept");
+        let stored = store
+            .ledger()
+            .leaf_hashes("log", 0, 4)
+            .await
+            .expect("leaves");
+        assert_eq!(kept, stored);
+    }
+
+    /// A failing log is told once, then not again within the interval, while every
+    /// failure is counted; the first success after failures tells how many failed, and the
+    /// next failure is told at once.
+    #[test]
+    fn failures_are_told_once_per_interval_and_on_recovery() {
+        let failures = Failures::new(Duration::from_secs(3600));
+        assert_eq!(failures.succeeded(), None, "nothing failed");
+        assert!(failures.failed(1, &"disk full"));
+        for _ in 0..99 {
+            assert!(!failures.failed(1, &"disk full"));
+        }
+        assert!(!failures.failed(28, &"disk full"));
+        assert_eq!(failures.succeeded(), Some(128));
+        assert_eq!(failures.succeeded(), None, "told once");
+        assert!(
+            failures.failed(2, &"I/O error"),
+            "a new failure is told at once"
+        );
+        assert_eq!(failures.succeeded(), Some(2));
+        let often = Failures::new(Duration::ZERO);
+        assert!(often.failed(1, &"disk full"));
+        assert!(often.failed(1, &"disk full"), "the interval has passed");
     }
 
     /// Leaves are kept by index while commits follow each other; a range is given only

@@ -738,12 +738,11 @@ async fn verify_trailer(
 
 /// The trailer that says whether the provider's record of the exchange is durable.
 async fn log_trailer(
-    logged: tokio::task::JoinHandle<Result<u64, XRoadError>>,
+    logged: crate::journal::Committing,
 ) -> Option<Result<hyper::HeaderMap, std::io::Error>> {
     let outcome = match logged.await {
-        Ok(Ok(_)) => LOG_COMMITTED.to_owned(),
-        Ok(Err(error)) => format!("failed: {}", error.message),
-        Err(error) => format!("failed: the log task ended: {error}"),
+        Ok(_) => LOG_COMMITTED.to_owned(),
+        Err(error) => format!("failed: {}", error.message),
     };
     // A header value is visible ASCII: anything else in an error's text is replaced.
     let outcome: String = outcome
