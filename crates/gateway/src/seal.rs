@@ -217,15 +217,10 @@ impl Gateway {
         let previous = Some(previous).filter(|tree| tree.size() <= size);
         let kept = previous
             .as_ref()
-            .and_then(|tree| self.journal.leaves.range(tree.size(), size));
+            .and_then(|tree| self.journal.leaves.extended(tree, size));
         let tree = match (previous, kept) {
-            (Some(mut tree), Some(leaves)) => {
-                for leaf in leaves {
-                    tree.append(leaf);
-                }
-                tree
-            }
-            (previous, _) => {
+            (_, Some(tree)) => tree,
+            (previous, None) => {
                 match crate::archive::compact_tree(ledger, log, previous, size).await {
                     Ok(tree) => tree,
                     Err(error) => {
