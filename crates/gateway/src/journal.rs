@@ -548,29 +548,32 @@ mod tests {
         range.map(leaf).collect()
     }
 
+    /// A provider's record numbered `n`, as its canonical JSON reads.
     fn record(n: u64) -> LogRecord {
-        LogRecord {
-            message_id: format!("msg-{n}"),
-            side: lienthong_ledger::Side::Provider,
-            client: "VN/GOV/000001/hue-portal".into(),
-            service: "VN/GOV/000002/registry/getPerson".into(),
-            request_in: 1_790_000_000_000,
-            request_out: Some(1_790_000_000_005),
-            response_in: Some(1_790_000_000_040),
-            response_out: Some(1_790_000_000_042),
-            request_description: format!("{{\"request\":{n}}}").into_bytes(),
-            response_description: Some(b"{\"response\":1}".to_vec()),
-            request_signature: "ed25519:AAAA".into(),
-            response_signature: Some("ed25519:BBBB".into()),
-            request_signer_certificate: vec![0x30, 0x03, 1, 2, 3],
-            response_signer_certificate: Some(vec![0x30, 0x01, 9]),
-            request_signer_ocsp: None,
-            response_signer_ocsp: None,
-            request_body_sha256: [1; 32],
-            response_body_sha256: Some([2; 32]),
-            status: 200,
-            body: lienthong_ledger::BodyEvidence::DigestOnly,
-        }
+        let digest = "11".repeat(32);
+        serde_json::from_value(serde_json::json!({
+            "message_id": format!("msg-{n}"),
+            "side": "provider",
+            "client": "VN/GOV/000001/hue-portal",
+            "service": "VN/GOV/000002/registry/getPerson",
+            "request_in": 1_790_000_000_000_i64,
+            "request_out": null,
+            "response_in": null,
+            "response_out": null,
+            "request_description": "e30=",
+            "response_description": null,
+            "request_signature": "ed25519:AAAA",
+            "response_signature": null,
+            "request_signer_certificate": "MAA=",
+            "response_signer_certificate": null,
+            "request_signer_ocsp": null,
+            "response_signer_ocsp": null,
+            "request_body_sha256": digest,
+            "response_body_sha256": null,
+            "status": 200,
+            "body": { "kind": "digest_only" },
+        }))
+        .expect("a record")
     }
 
     /// A record handed in the background commits whether or not its [`Committing`] is
