@@ -437,7 +437,8 @@ const FAILURES_TOLD_EVERY: Duration = Duration::from_secs(10);
 #[derive(Debug)]
 struct Failures {
     every: Duration,
-    /// Whether the last commit failed: read without the lock by every success.
+    /// Whether commits failed since the last success: read without the lock by every
+    /// success, changed only under it.
     failing: std::sync::atomic::AtomicBool,
     told: std::sync::Mutex<Told>,
 }
@@ -469,8 +470,10 @@ impl Failures {
 
     /// `records` failed to commit with `error`; whether a line was written for them.
     fn failed(&self, records: usize, error: &dyn std::fmt::Display) -> bool {
-        self.failing.store(true, Ordering::Release);
         let mut told = self.told();
+        // Set under the lock, as `succeeded` clears it: a failure told while a success
+        // waited for the lock is then not left without its "commits again".
+        self.failing.store(true, Ordering::Release);
         let records = records as u64;
         told.untold += records;
         told.since_success += records;
