@@ -79,6 +79,15 @@ struct KeptLeaves {
     hashes: VecDeque<Option<[u8; 32]>>,
 }
 
+impl KeptLeaves {
+    /// Where indexes `from..to` are in `hashes`, if all of them are there.
+    fn offsets(&self, from: u64, to: u64) -> Option<std::ops::Range<usize>> {
+        let start = usize::try_from(from.checked_sub(self.first)?).ok()?;
+        let end = usize::try_from(to.checked_sub(self.first)?).ok()?;
+        (start <= end && end <= self.hashes.len()).then_some(start..end)
+    }
+}
+
 impl RecentLeaves {
     fn kept(&self) -> std::sync::MutexGuard<'_, KeptLeaves> {
         self.kept
@@ -150,18 +159,11 @@ impl RecentLeaves {
     fn copy(&self, from: u64, to: u64, into: &mut Vec<[u8; 32]>) -> bool {
         into.clear();
         let kept = self.kept();
-        let (Some(start), Some(end)) = (from.checked_sub(kept.first), to.checked_sub(kept.first))
-        else {
+        let Some(offsets) = kept.offsets(from, to) else {
             return false;
         };
-        let (Ok(start), Ok(end)) = (usize::try_from(start), usize::try_from(end)) else {
-            return false;
-        };
-        if start > end || end > kept.hashes.len() {
-            return false;
-        }
-        into.reserve(end - start);
-        for hash in kept.hashes.range(start..end) {
+        into.reserve(offsets.len());
+        for hash in kept.hashes.range(offsets) {
             let Some(hash) = hash else {
                 into.clear();
                 return false;

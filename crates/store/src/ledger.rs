@@ -187,9 +187,7 @@ pub trait LedgerStore: Send + Sync {
     /// store's writer thread commits whatever is queued whenever it is free. A caller then
     /// needs no batching of its own and hands each record to [`Self::append_grouped`];
     /// otherwise it batches them and calls [`Self::append_owned`].
-    fn groups_appends(&self) -> bool {
-        false
-    }
+    fn groups_appends(&self) -> bool;
     /// Append one record (and the bodies kept beside it), in a commit shared with the
     /// appends queued meanwhile where the store groups them ([`Self::groups_appends`]), in
     /// one of its own otherwise.
